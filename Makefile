@@ -1,0 +1,34 @@
+# dbwarden: the two commands are `make demo` and `make test`; both install what they need.
+SHELL := bash
+CARGO ?= cargo
+
+.PHONY: all deps tools build lint test demo bench crds clean-tools
+
+all: build
+
+## deps: distribution and Python packages (PostgreSQL, pgbouncer, psycopg)
+deps:
+	@bash hack/deps.sh
+
+## tools: kube-apiserver, kubectl and helm built from Go modules into .tools/bin
+tools:
+	@bash hack/tools.sh >/dev/null
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+## lint: formatting and clippy, as CI runs them
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## test: every test, on real PostgreSQL and a real control plane
+test: deps tools
+	$(CARGO) test --workspace
+
+## demo: a local control plane and database, with instructions
+demo: deps tools
+	$(CARGO) run --quiet -p dbwarden-testbed --bin dbwarden-devenv
+
+clean-tools:
+	rm -rf .tools

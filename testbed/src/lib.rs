@@ -1,0 +1,36 @@
+//! Real PostgreSQL and a real Kubernetes control plane, started in one call for tests and the demo.
+//!
+//! Everything here runs as local processes on free loopback ports in a temporary directory, and
+//! is stopped and removed when the handle drops (also while a failing test unwinds), so tests can
+//! run in parallel. Nothing is mocked: etcd is the official binary (crate `etcd-bin-vendored`),
+//! kube-apiserver and kubectl are built from Kubernetes' Go modules by `hack/tools.sh`, and
+//! PostgreSQL comes from the distribution's packages.
+//!
+//! A missing tool is an error that names the tool and the command that installs it; the test
+//! bed never skips.
+
+mod control_plane;
+mod error;
+pub mod pki;
+mod postgres;
+mod process;
+mod tools;
+
+pub use control_plane::{ADMIN, ALICE, BOB, CAROL, ControlPlane, DAVE, User};
+pub use error::{Error, Result};
+pub use postgres::{APP, APP_MD5, APP_PLAIN, PgUser, Postgres};
+pub use process::CommandOutput;
+pub use tools::{tools_bin_dir, workspace_root};
+
+/// Writes `tracing` output of the code under test to the test harness, once per process.
+///
+/// Filtered by `RUST_LOG` (default `info`); cargo shows it only for failing tests.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A second call in the same process finds a subscriber already set; that is fine.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
