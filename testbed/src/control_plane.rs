@@ -10,6 +10,7 @@ use tempfile::TempDir;
 
 use crate::pki::{self, TestCa};
 use crate::process::{self, CommandOutput, Process, free_port};
+use crate::run_as::write;
 use crate::{Error, Result, tools};
 
 /// A person who uses the cluster in tests, authenticated by a bearer token.
@@ -316,10 +317,6 @@ impl ControlPlane {
     pub fn pids(&self) -> (u32, u32) {
         (self.etcd.pid(), self.apiserver.pid())
     }
-}
-
-fn write(path: &Path, contents: &str) -> Result<()> {
-    std::fs::write(path, contents).map_err(Error::io(format!("writing {}", path.display())))
 }
 
 fn kubeconfig_path(dir: &Path, user: &User) -> PathBuf {

@@ -11,14 +11,17 @@
 
 mod control_plane;
 mod error;
+mod pgbouncer;
 pub mod pki;
 mod postgres;
 mod process;
+mod run_as;
 mod tools;
 
 pub use control_plane::{ADMIN, ALICE, BOB, CAROL, ControlPlane, DAVE, User};
 pub use error::{Error, Result};
-pub use postgres::{APP, APP_MD5, APP_PLAIN, PgUser, Postgres};
+pub use pgbouncer::PgBouncer;
+pub use postgres::{APP, APP_MD5, APP_PLAIN, DATABASE, PgUser, Postgres, psql};
 pub use process::CommandOutput;
 pub use tools::{tools_bin_dir, workspace_root};
 

@@ -6,11 +6,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use nix::unistd::{Gid, Uid};
 use tempfile::TempDir;
 
 use crate::pki::TestCa;
 use crate::process::{self, CommandOutput, Process, free_port};
+use crate::run_as::{RunAs, write};
 use crate::{Error, Result, tools};
 
 /// A database role that logs in with a password.
@@ -42,9 +42,6 @@ pub const APP_PLAIN: PgUser = PgUser {
 pub const DATABASE: &str = "app";
 
 const SUPERUSER: &str = "postgres";
-/// initdb and postgres refuse to run as root; as root, the test bed runs them as this user
-/// (created by Debian's postgresql-common).
-const SERVER_USER: &str = "postgres";
 
 /// A running PostgreSQL server; stopped (fast shutdown) and removed on drop.
 #[derive(Debug)]
@@ -63,7 +60,7 @@ impl Postgres {
         let initdb = tools::pg_tool("initdb")?;
         let postgres = tools::pg_tool("postgres")?;
         tools::pg_tool("psql")?;
-        let owner = server_owner()?;
+        let owner = RunAs::server_user()?;
 
         let dir = tempfile::Builder::new()
             .prefix("dbwarden-postgres-")
@@ -80,17 +77,12 @@ impl Postgres {
         // The server refuses a private key that others can read.
         std::fs::set_permissions(path("server.key"), std::fs::Permissions::from_mode(0o600))
             .map_err(Error::io("restricting server.key"))?;
-        if let Some((uid, gid)) = owner {
-            for p in [
-                dir.path().to_path_buf(),
-                path("server.key"),
-                path("server.crt"),
-            ] {
-                nix::unistd::chown(&p, Some(uid), Some(gid)).map_err(|e| Error::Io {
-                    what: format!("handing {} to {SERVER_USER}", p.display()),
-                    source: e.into(),
-                })?;
-            }
+        for p in [
+            dir.path().to_path_buf(),
+            path("server.key"),
+            path("server.crt"),
+        ] {
+            owner.give(&p)?;
         }
 
         let mut cmd = Command::new(&initdb);
@@ -108,7 +100,7 @@ impl Postgres {
                 "--no-sync",
                 "--no-instructions",
             ]);
-        as_owner(&mut cmd, owner);
+        owner.apply(&mut cmd);
         let out = process::run(cmd.into(), None).await?;
         out.ok(format!("initdb -D {}", data.display()))?;
 
@@ -147,7 +139,7 @@ hostssl all all 127.0.0.1/32 scram-sha-256
         ] {
             cmd.arg("-c").arg(setting);
         }
-        as_owner(&mut cmd, owner);
+        owner.apply(&mut cmd);
         // SIGINT is PostgreSQL's fast shutdown: roll back open transactions and stop.
         let mut server =
             Process::spawn("postgres", &mut cmd, &path("postgres.log"), Signal::SIGINT)?;
@@ -216,15 +208,9 @@ hostssl all all 127.0.0.1/32 scram-sha-256
         )
     }
 
-    /// Runs `sql` with the real psql as `user` over TCP and TLS (`-X -A -t`: unaligned tuples
-    /// only, so stdout is just the values).
+    /// Runs `sql` with the real psql as `user` over TCP and TLS (see [`psql`]).
     pub async fn psql(&self, user: &PgUser, sql: &str) -> Result<CommandOutput> {
-        let mut cmd = tokio::process::Command::new(tools::pg_tool("psql")?);
-        cmd.args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
-            .arg(self.conninfo(user))
-            .arg("-c")
-            .arg(sql);
-        process::run(cmd, None).await
+        psql(&self.conninfo(user), sql).await
     }
 
     /// Runs the script `sql` as the superuser over the Unix socket (trust), one statement at a
@@ -257,38 +243,18 @@ hostssl all all 127.0.0.1/32 scram-sha-256
     }
 }
 
-fn write(path: &Path, contents: &str) -> Result<()> {
-    std::fs::write(path, contents).map_err(Error::io(format!("writing {}", path.display())))
-}
-
-/// The user to run the server as: none when not root, else the `postgres` system user.
-fn server_owner() -> Result<Option<(Uid, Gid)>> {
-    if !nix::unistd::geteuid().is_root() {
-        return Ok(None);
-    }
-    match nix::unistd::User::from_name(SERVER_USER) {
-        Ok(Some(user)) => Ok(Some((user.uid, user.gid))),
-        Ok(None) => Err(Error::SystemUser {
-            user: SERVER_USER,
-            reason: "no such user; PostgreSQL refuses to run as root, and the test bed runs it as \
-                     'postgres' (apt-get install postgresql creates it)"
-                .into(),
-        }),
-        Err(e) => Err(Error::SystemUser {
-            user: SERVER_USER,
-            reason: e.to_string(),
-        }),
-    }
-}
-
-fn as_owner(cmd: &mut Command, owner: Option<(Uid, Gid)>) {
-    use std::os::unix::process::CommandExt;
-    if let Some((uid, gid)) = owner {
-        cmd.uid(uid.as_raw()).gid(gid.as_raw());
-    }
-}
-
 /// PostgreSQL writes `ready` as the eighth line of postmaster.pid once it accepts connections.
+/// Runs `sql` with the real psql against `conninfo` (a libpq connection string), with `-X -A -t`
+/// (no psqlrc; unaligned tuples only, so stdout is just the values) and `ON_ERROR_STOP`.
+pub async fn psql(conninfo: &str, sql: &str) -> Result<CommandOutput> {
+    let mut cmd = tokio::process::Command::new(tools::pg_tool("psql")?);
+    cmd.args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
+        .arg(conninfo)
+        .arg("-c")
+        .arg(sql);
+    process::run(cmd, None).await
+}
+
 fn postmaster_ready(pid_file: &Path) -> bool {
     std::fs::read_to_string(pid_file)
         .map(|text| text.lines().nth(7).is_some_and(|l| l.trim() == "ready"))

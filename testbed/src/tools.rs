@@ -55,7 +55,7 @@ pub(crate) fn etcd() -> Result<PathBuf> {
 ///
 /// Looks in `DBWARDEN_PG_BIN`, then the newest `/usr/lib/postgresql/<major>/bin` (where Debian
 /// and Ubuntu put the server programs, off the `PATH`), then the `PATH`.
-pub(crate) fn pg_tool(tool: &'static str) -> Result<PathBuf> {
+pub fn pg_tool(tool: &'static str) -> Result<PathBuf> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     if let Some(dir) = std::env::var_os("DBWARDEN_PG_BIN") {
         dirs.push(dir.into());
@@ -71,6 +71,23 @@ pub(crate) fn pg_tool(tool: &'static str) -> Result<PathBuf> {
             tool,
             looked: "$DBWARDEN_PG_BIN, /usr/lib/postgresql/*/bin, $PATH".into(),
             install: INSTALL_POSTGRES,
+        })
+}
+
+/// A program from a distribution package, on the `PATH` or in `/usr/sbin` (off a non-root
+/// `PATH`); `install` is the command that installs it.
+pub(crate) fn system_tool(tool: &'static str, install: &'static str) -> Result<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect())
+        .unwrap_or_default();
+    dirs.push("/usr/sbin".into());
+    dirs.iter()
+        .map(|dir| dir.join(tool))
+        .find(|p| p.is_file())
+        .ok_or_else(|| Error::ToolMissing {
+            tool,
+            looked: "$PATH, /usr/sbin".into(),
+            install,
         })
 }
 

@@ -1,6 +1,6 @@
 //! The database is a real PostgreSQL that authenticates with SCRAM over verified TLS.
 
-use dbwarden_testbed::{APP, APP_MD5, PgUser, Postgres};
+use dbwarden_testbed::{APP, APP_MD5, PgBouncer, PgUser, Postgres, psql};
 
 #[tokio::test]
 async fn psql_runs_select_1_with_scram_over_tls() {
@@ -63,4 +63,20 @@ async fn stopping_removes_the_cluster() {
     let dir = log.parent().unwrap().to_path_buf();
     drop(pg);
     assert!(!dir.exists(), "{} was left behind", dir.display());
+}
+
+#[tokio::test]
+async fn pgbouncer_pools_in_front_of_postgres() {
+    let pg = Postgres::start().await.unwrap();
+    let bouncer = PgBouncer::start(&pg, &APP, 20).await.unwrap();
+    let out = psql(
+        &bouncer.conninfo(&APP),
+        "SELECT current_user, inet_server_port()",
+    )
+    .await
+    .unwrap()
+    .ok("psql via pgbouncer")
+    .unwrap();
+    // The session reached the real server as app, on the server's own port.
+    assert_eq!(out.trim(), format!("app|{}", pg.port()));
 }
