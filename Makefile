@@ -17,10 +17,15 @@ tools:
 build:
 	$(CARGO) build --workspace --all-targets
 
-## lint: formatting and clippy, as CI runs them
+## lint: formatting, clippy, and generated files up to date, as CI runs them
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) run --quiet -p dbwarden-crds --bin crdgen -- --check
+
+## crds: regenerate crds/*.yaml and the reference in docs/resources.md from the Rust types
+crds:
+	$(CARGO) run --quiet -p dbwarden-crds --bin crdgen
 
 ## test: every test, on real PostgreSQL and a real control plane
 test: deps tools
