@@ -5,12 +5,15 @@
 //! `error_policy`, shared [`Context`], [`metrics`], [`telemetry`], and the HTTP endpoints in
 //! [`http`]. `main.rs` only wires them together.
 
+pub mod certs;
 pub mod conditions;
 pub mod error;
 pub mod http;
+pub mod inject;
 pub mod metrics;
 pub mod policy;
 pub mod telemetry;
+pub mod webhook;
 
 use std::sync::Arc;
 

@@ -1,21 +1,87 @@
-//! `dbwarden-operator`: reconciles dbwarden's custom resources and serves its HTTP endpoints.
+//! `dbwarden-operator`: reconciles dbwarden's custom resources, serves the admission webhooks
+//! over TLS, and its plain HTTP endpoints.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
+use dbwarden_crds::DatabaseAccessPolicy;
+use dbwarden_operator::certs::{self, ReloadableCert, ServingCert};
 use dbwarden_operator::http::{self, Readiness};
+use dbwarden_operator::inject::InjectSettings;
 use dbwarden_operator::telemetry::{self, LogFormat};
+use dbwarden_operator::webhook::{self, WebhookState};
 use dbwarden_operator::{Context, Metrics, policy};
+use futures::StreamExt;
+use kube::Api;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 
-/// The dbwarden operator: reconciles DatabaseAccessPolicy and ApprovalRequest objects.
+/// The dbwarden operator: reconciles DatabaseAccessPolicy objects, injects the dbwarden sidecar
+/// into pods that ask for it, and refuses invalid policies at apply time.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
     /// Address of the plain HTTP endpoints: /metrics, /healthz and /readyz.
     #[arg(long, env = "DBWARDEN_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
+
+    /// Address of the admission webhooks (HTTPS).
+    #[arg(long, env = "DBWARDEN_WEBHOOK_ADDR", default_value = "0.0.0.0:9443")]
+    webhook_addr: SocketAddr,
+
+    /// Namespace of the Secret holding the webhook's certificate (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "dbwarden-system")]
+    namespace: String,
+
+    /// Secret holding the webhook's CA and serving certificate; made when absent.
+    #[arg(
+        long,
+        env = "DBWARDEN_WEBHOOK_SECRET",
+        default_value = "dbwarden-webhook-tls"
+    )]
+    webhook_secret: String,
+
+    /// Names the serving certificate is valid for: the webhook Service's DNS name, or an IP
+    /// address when the API server calls the webhook by URL.
+    #[arg(
+        long,
+        env = "DBWARDEN_WEBHOOK_NAMES",
+        value_delimiter = ',',
+        default_value = "dbwarden-webhook.dbwarden-system.svc"
+    )]
+    webhook_names: Vec<String>,
+
+    /// MutatingWebhookConfigurations whose caBundle the operator keeps current.
+    #[arg(
+        long,
+        env = "DBWARDEN_MUTATING_WEBHOOKS",
+        value_delimiter = ',',
+        default_value = "dbwarden-injector"
+    )]
+    mutating_webhooks: Vec<String>,
+
+    /// ValidatingWebhookConfigurations whose caBundle the operator keeps current.
+    #[arg(
+        long,
+        env = "DBWARDEN_VALIDATING_WEBHOOKS",
+        value_delimiter = ',',
+        default_value = "dbwarden-validator"
+    )]
+    validating_webhooks: Vec<String>,
+
+    /// Leave caBundle alone (cert-manager's CA injector sets it).
+    #[arg(long, env = "DBWARDEN_SKIP_CA_BUNDLE_PATCH")]
+    skip_ca_bundle_patch: bool,
+
+    /// The sidecar image injected into pods.
+    #[arg(long, env = "DBWARDEN_SIDECAR_IMAGE")]
+    sidecar_image: String,
+
+    /// Inject native sidecars (init containers with restartPolicy Always): auto decides from the
+    /// API server's version (1.29 and later).
+    #[arg(long, env = "DBWARDEN_NATIVE_SIDECAR", value_enum, default_value_t = Native::Auto)]
+    native_sidecar: Native,
 
     /// Log format.
     #[arg(long, env = "DBWARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -26,28 +92,114 @@ struct Args {
     instance: Option<String>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Native {
+    Auto,
+    Always,
+    Never,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     telemetry::init(args.log_format);
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .map_err(|_| anyhow::anyhow!("a rustls crypto provider was already installed"))?;
 
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API")?;
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
-    let ctx = Context::new(client, metrics.clone(), args.instance);
     let readiness = Readiness::default();
+
+    let native_sidecar = match args.native_sidecar {
+        Native::Always => true,
+        Native::Never => false,
+        Native::Auto => {
+            let version = client
+                .apiserver_version()
+                .await
+                .context("reading the API server's version")?;
+            let minor: u32 = version.minor.trim_end_matches('+').parse().unwrap_or(0);
+            version.major == "1" && minor >= 29
+        }
+    };
+    let settings = InjectSettings {
+        native_sidecar,
+        ..InjectSettings::new(args.sidecar_image.clone())
+    };
+
+    let serving = ServingCert::ensure_in_secret(
+        &client,
+        &args.namespace,
+        &args.webhook_secret,
+        &args.webhook_names,
+    )
+    .await
+    .context("preparing the webhook serving certificate")?;
+    if !args.skip_ca_bundle_patch {
+        certs::patch_ca_bundles(
+            &client,
+            &args.mutating_webhooks,
+            &args.validating_webhooks,
+            &serving.ca_pem,
+        )
+        .await
+        .context("setting caBundle on the webhook configurations")?;
+    }
+    let cert = Arc::new(ReloadableCert::new(serving.certified_key()?));
+
+    // The webhooks answer from a reflector's view of every policy.
+    let (policies, writer) = reflector::store::<DatabaseAccessPolicy>();
+    let reflect = reflector(
+        writer,
+        watcher(Api::all(client.clone()), watcher::Config::default()),
+    )
+    .default_backoff()
+    .touched_objects()
+    .for_each(|_| async {});
+    let webhook_state = WebhookState {
+        policies: policies.clone(),
+        settings: Arc::new(settings),
+    };
+    let webhook_listener = tokio::net::TcpListener::bind(args.webhook_addr)
+        .await
+        .with_context(|| format!("binding {}", args.webhook_addr))?;
+    let webhooks = webhook::serve(
+        webhook_listener,
+        cert,
+        webhook::router(webhook_state),
+        shutdown_signal(),
+    );
 
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .with_context(|| format!("binding {}", args.metrics_addr))?;
-    let app = http::router(metrics, readiness.clone());
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+    let endpoints = axum::serve(listener, http::router(metrics.clone(), readiness.clone()))
+        .with_graceful_shutdown(shutdown_signal());
 
-    readiness.set_ready();
-    tracing::info!(metrics_addr = %args.metrics_addr, "dbwarden-operator started");
-    let (served, ()) = tokio::join!(server, policy::run(ctx, shutdown_signal()));
+    let ctx = Context::new(client, metrics, args.instance);
+    let ready = async {
+        if policies.wait_until_ready().await.is_ok() {
+            readiness.set_ready();
+            tracing::info!(webhook_addr = %args.webhook_addr, metrics_addr = %args.metrics_addr, native_sidecar, "dbwarden-operator ready");
+        }
+    };
+    let (served, webhooks_served, (), (), ()) = tokio::join!(
+        endpoints,
+        webhooks,
+        policy::run(ctx, shutdown_signal()),
+        async {
+            tokio::select! {
+                () = reflect => {}
+                () = shutdown_signal() => {}
+            }
+        },
+        ready,
+    );
     served.context("serving HTTP endpoints")?;
+    webhooks_served.context("serving the webhooks")?;
     tracing::info!("dbwarden-operator stopped");
     Ok(())
 }

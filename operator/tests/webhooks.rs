@@ -1,0 +1,328 @@
+//! The operator as a process on a real control plane, its webhooks registered by URL: annotated
+//! pods come back injected, others do not, injection is idempotent, namespaces opt in by label,
+//! and a semantically invalid policy is refused at apply time.
+
+// Helpers outside #[test] report failure by panicking, as the tests do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use dbwarden_testbed::{ADMIN, ControlPlane, workspace_root};
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn webhook_configurations(port: u16) -> String {
+    format!(
+        r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {{name: dbwarden-injector}}
+webhooks:
+- name: namespace.inject.dbwarden.io
+  clientConfig: {{url: "https://127.0.0.1:{port}/inject/namespace"}}
+  rules: [{{apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [pods]}}]
+  namespaceSelector: {{matchLabels: {{dbwarden.io/inject: enabled}}}}
+  failurePolicy: Fail
+  sideEffects: None
+  admissionReviewVersions: [v1]
+- name: annotated.inject.dbwarden.io
+  clientConfig: {{url: "https://127.0.0.1:{port}/inject/annotated"}}
+  rules: [{{apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [pods]}}]
+  namespaceSelector: {{matchExpressions: [{{key: dbwarden.io/inject, operator: DoesNotExist}}]}}
+  failurePolicy: Ignore
+  sideEffects: None
+  admissionReviewVersions: [v1]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {{name: dbwarden-validator}}
+webhooks:
+- name: policies.validate.dbwarden.io
+  clientConfig: {{url: "https://127.0.0.1:{port}/validate/policies"}}
+  rules: [{{apiGroups: [dbwarden.io], apiVersions: [v1alpha1], operations: [CREATE, UPDATE], resources: [databaseaccesspolicies]}}]
+  failurePolicy: Fail
+  sideEffects: None
+  admissionReviewVersions: [v1]
+"#
+    )
+}
+
+const POLICY: &str = r#"
+apiVersion: dbwarden.io/v1alpha1
+kind: DatabaseAccessPolicy
+metadata: {name: orders, namespace: NAMESPACE}
+spec:
+  database:
+    host: orders-db.payments.svc
+    name: orders
+    environment: production
+    credentialsSecretRef: {name: orders-db}
+  workloadSelector: {matchLabels: {app: reports}}
+  listenPort: 15432
+  rules:
+  - name: reports-read
+    subjects: {serviceAccounts: [reports]}
+    operations: [select]
+    tables: [TABLES]
+"#;
+
+fn pod(namespace: &str, name: &str, annotations: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  namespace: {namespace}
+  labels: {{app: reports}}
+  annotations: {{{annotations}}}
+spec:
+  serviceAccountName: reports
+  containers: [{{name: app, image: example.com/reports:1}}]
+"
+    )
+}
+
+/// The operator binary, stopped (kill on drop) when dropped.
+struct Operator {
+    _process: tokio::process::Child,
+}
+
+impl Operator {
+    async fn start(cp: &ControlPlane, webhook_port: u16) -> Self {
+        let metrics_port = free_port();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbwarden-operator"))
+            .env("KUBECONFIG", cp.kubeconfig(&ADMIN))
+            .env("RUST_LOG", "info,dbwarden_operator=debug")
+            .args(["--webhook-addr", &format!("127.0.0.1:{webhook_port}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .args([
+                "--namespace",
+                "dbwarden-system",
+                "--webhook-names",
+                "127.0.0.1",
+            ])
+            .args(["--sidecar-image", "example.com/dbwarden-sidecar:test"])
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        for _ in 0..300 {
+            if http_get(metrics_port, "/readyz")
+                .await
+                .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+            {
+                return Self { _process: child };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the operator did not become ready");
+    }
+}
+
+async fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    Some(response)
+}
+
+fn sidecars(pod: &Pod) -> usize {
+    let spec = pod.spec.as_ref().unwrap();
+    spec.init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .filter(|c| c.name == "dbwarden-sidecar")
+        .count()
+}
+
+#[tokio::test]
+async fn operator_injects_annotated_pods_and_refuses_invalid_policies() {
+    dbwarden_testbed::init_tracing();
+    let cp = ControlPlane::start().await.unwrap();
+    let crds = workspace_root().join("crds");
+    cp.install_crds(&[
+        crds.join("databaseaccesspolicies.yaml"),
+        crds.join("approvalrequests.yaml"),
+    ])
+    .await
+    .unwrap();
+    for namespace in ["dbwarden-system", "payments", "reporting"] {
+        cp.kubectl_ok(&ADMIN, &["create", "namespace", namespace])
+            .await
+            .unwrap();
+    }
+    let port = free_port();
+    cp.apply(&ADMIN, &webhook_configurations(port))
+        .await
+        .unwrap();
+    let _operator = Operator::start(&cp, port).await;
+
+    // The operator stored its certificate and handed its CA to the API server.
+    let bundle = cp
+        .kubectl_ok(
+            &ADMIN,
+            &[
+                "get",
+                "mutatingwebhookconfiguration",
+                "dbwarden-injector",
+                "-o",
+                "jsonpath={.webhooks[0].clientConfig.caBundle}",
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(!bundle.is_empty(), "caBundle not set");
+    cp.kubectl_ok(
+        &ADMIN,
+        &[
+            "get",
+            "secret",
+            "-n",
+            "dbwarden-system",
+            "dbwarden-webhook-tls",
+        ],
+    )
+    .await
+    .unwrap();
+
+    // The validating webhook refuses what only the semantic validator can see.
+    let refused = cp
+        .kubectl_with_input(
+            &ADMIN,
+            &["apply", "-f", "-"],
+            Some(
+                &POLICY
+                    .replace("NAMESPACE", "payments")
+                    .replace("TABLES", "public..orders"),
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        refused.stderr.contains(r#"admission webhook "policies.validate.dbwarden.io" denied the request"#)
+            && refused.stderr.contains(r#"spec.rules[0].tables[0]: "public..orders" is not a table pattern: it has an empty part"#),
+        "{}",
+        refused.stderr
+    );
+    for namespace in ["payments", "reporting"] {
+        cp.apply(
+            &ADMIN,
+            &POLICY
+                .replace("NAMESPACE", namespace)
+                .replace("TABLES", "public.orders"),
+        )
+        .await
+        .unwrap();
+    }
+    // The webhook answers from its reflector; give it a moment to see the new policies.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let pods: Api<Pod> = Api::namespaced(cp.admin_client(), "payments");
+    cp.apply(
+        &ADMIN,
+        &pod("payments", "annotated", r#"dbwarden.io/inject: "true""#),
+    )
+    .await
+    .unwrap();
+    cp.apply(&ADMIN, &pod("payments", "plain", ""))
+        .await
+        .unwrap();
+    let annotated = pods.get("annotated").await.unwrap();
+    assert_eq!(sidecars(&annotated), 1);
+    let spec = annotated.spec.as_ref().unwrap();
+    let sidecar = &spec.init_containers.as_ref().unwrap()[0];
+    assert_eq!(
+        sidecar.image.as_deref(),
+        Some("example.com/dbwarden-sidecar:test")
+    );
+    assert_eq!(
+        sidecar.restart_policy.as_deref(),
+        Some("Always"),
+        "a native sidecar on 1.34"
+    );
+    let app_env = spec.containers[0].env.as_ref().unwrap();
+    assert!(app_env.iter().any(|e| e.name == "DBWARDEN_ORDERS_URL"
+        && e.value.as_deref() == Some("postgresql://127.0.0.1:15432/orders")));
+    assert_eq!(
+        annotated.metadata.annotations.as_ref().unwrap()["dbwarden.io/injected"],
+        "true"
+    );
+    assert_eq!(sidecars(&pods.get("plain").await.unwrap()), 0);
+
+    // Admitting an injected pod again leaves it with one sidecar.
+    let mut again = annotated.clone();
+    again.metadata = kube::api::ObjectMeta {
+        name: Some("again".into()),
+        namespace: Some("payments".into()),
+        labels: annotated.metadata.labels.clone(),
+        annotations: annotated.metadata.annotations.clone(),
+        ..Default::default()
+    };
+    again.status = None;
+    cp.apply(&ADMIN, &serde_json::to_string(&again).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(sidecars(&pods.get("again").await.unwrap()), 1);
+
+    // A labelled namespace opts every pod in, unless a pod opts out.
+    cp.kubectl_ok(
+        &ADMIN,
+        &[
+            "label",
+            "namespace",
+            "reporting",
+            "dbwarden.io/inject=enabled",
+        ],
+    )
+    .await
+    .unwrap();
+    cp.apply(&ADMIN, &pod("reporting", "unannotated", ""))
+        .await
+        .unwrap();
+    cp.apply(
+        &ADMIN,
+        &pod("reporting", "opted-out", r#"dbwarden.io/inject: "false""#),
+    )
+    .await
+    .unwrap();
+    let reporting: Api<Pod> = Api::namespaced(cp.admin_client(), "reporting");
+    assert_eq!(sidecars(&reporting.get("unannotated").await.unwrap()), 1);
+    assert_eq!(sidecars(&reporting.get("opted-out").await.unwrap()), 0);
+
+    // A pod that asks but no policy selects is admitted untouched, with a warning in kubectl.
+    let unselected = pod("payments", "unselected", r#"dbwarden.io/inject: "true""#)
+        .replace("app: reports", "app: billing");
+    let out = cp
+        .kubectl_with_input(&ADMIN, &["apply", "-f", "-"], Some(&unselected))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("no DatabaseAccessPolicy in namespace payments selects this pod"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(sidecars(&pods.get("unselected").await.unwrap()), 0);
+}
