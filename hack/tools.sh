@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Go test tools (kube-apiserver, kubectl, helm) into .tools/bin, from the Go
-# module proxy, at the versions pinned below. Idempotent: a tool already built at its pinned
-# version is left alone, so a second run takes a second or two.
+# module proxy, at the versions pinned below. Idempotent: a tool whose recipe (version and
+# flags, kept in a stamp file beside it) has not changed is left alone, so a second run takes a
+# second or two.
 #
 # The Kubernetes minor here must match the k8s-openapi feature in Cargo.toml (v1_34).
 set -euo pipefail
@@ -14,38 +15,42 @@ bin="$root/.tools/bin"
 mkdir -p "$bin"
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
 
-have() { # have TOOL EXPECTED-SUBSTRING VERSION-ARGS...
-	local tool=$1 want=$2
-	shift 2
-	[[ -x "$bin/$tool" ]] && "$bin/$tool" "$@" 2>/dev/null | grep -qF -- "$want"
-}
-
 if ! command -v go >/dev/null; then
 	echo "hack/tools.sh: 'go' is not on PATH; install Go >= 1.26 (the machine image ships it)" >&2
 	exit 1
 fi
 
+# build TOOL RECIPE COMMAND...: runs COMMAND unless TOOL exists and was built from RECIPE.
+build() {
+	local tool=$1 recipe=$2
+	shift 2
+	if [[ -x "$bin/$tool" && "$(cat "$bin/.$tool.recipe" 2>/dev/null)" == "$recipe" ]]; then
+		return
+	fi
+	echo "hack/tools.sh: building $tool ($recipe); the first time takes several minutes" >&2
+	"$@"
+	printf '%s' "$recipe" >"$bin/.$tool.recipe"
+}
+
 minor=${KUBE_VERSION#*.}
 minor=${minor%%.*}
+# As upstream builds them, so /version reports the real version (Helm's kubeVersion checks
+# read it).
 kube_ldflags="-s -w -X k8s.io/component-base/version.gitVersion=v$KUBE_VERSION \
 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor \
 -X k8s.io/component-base/version.gitTreeState=clean"
-
 for tool in kube-apiserver kubectl; do
-	if [[ $tool == kubectl ]]; then args=(version --client); else args=(--version); fi
-	if have "$tool" "v$KUBE_VERSION" "${args[@]}"; then
-		continue
-	fi
-	echo "hack/tools.sh: building $tool v$KUBE_VERSION (first time: several minutes)" >&2
-	(cd "$root/e2e/tools" && go build -trimpath -ldflags "$kube_ldflags" -o "$bin/$tool" "k8s.io/kubernetes/cmd/$tool")
+	build "$tool" "v$KUBE_VERSION $kube_ldflags" \
+		bash -c "cd '$root/e2e/tools' && go build -trimpath -ldflags '$kube_ldflags' -o '$bin/$tool' 'k8s.io/kubernetes/cmd/$tool'"
 done
 
-if ! have helm "v$HELM_VERSION" version --short; then
-	echo "hack/tools.sh: building helm v$HELM_VERSION" >&2
-	GOBIN="$bin" go install -trimpath \
-		-ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION" \
-		"helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
-fi
+# Helm's own release sets its version and the Kubernetes version it assumes when rendering
+# offline; ours assumes the control plane's.
+helm_ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION \
+-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor \
+-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
+build helm "v$HELM_VERSION $helm_ldflags" \
+	env GOBIN="$bin" go install -trimpath -ldflags "$helm_ldflags" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
 
 "$bin/kube-apiserver" --version
 "$bin/kubectl" version --client | head -1

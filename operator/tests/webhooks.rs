@@ -1,61 +1,20 @@
-//! The operator as a process on a real control plane, its webhooks registered by URL: annotated
-//! pods come back injected, others do not, injection is idempotent, namespaces opt in by label,
-//! and a semantically invalid policy is refused at apply time.
+//! The operator as a process on a real control plane, installed with the Helm chart in its
+//! "operator outside the cluster" mode (webhooks called by URL) and running with exactly the
+//! chart's RBAC (impersonating its ServiceAccount): annotated pods come back injected, others do
+//! not, injection is idempotent, namespaces opt in by label, and a semantically invalid policy is
+//! refused at apply time.
 
 // Helpers outside #[test] report failure by panicking, as the tests do.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use dbwarden_testbed::{ADMIN, ControlPlane, workspace_root};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::{Operator, free_port};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn webhook_configurations(port: u16) -> String {
-    format!(
-        r#"
-apiVersion: admissionregistration.k8s.io/v1
-kind: MutatingWebhookConfiguration
-metadata: {{name: dbwarden-injector}}
-webhooks:
-- name: namespace.inject.dbwarden.io
-  clientConfig: {{url: "https://127.0.0.1:{port}/inject/namespace"}}
-  rules: [{{apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [pods]}}]
-  namespaceSelector: {{matchLabels: {{dbwarden.io/inject: enabled}}}}
-  failurePolicy: Fail
-  sideEffects: None
-  admissionReviewVersions: [v1]
-- name: annotated.inject.dbwarden.io
-  clientConfig: {{url: "https://127.0.0.1:{port}/inject/annotated"}}
-  rules: [{{apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [pods]}}]
-  namespaceSelector: {{matchExpressions: [{{key: dbwarden.io/inject, operator: DoesNotExist}}]}}
-  failurePolicy: Ignore
-  sideEffects: None
-  admissionReviewVersions: [v1]
----
-apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingWebhookConfiguration
-metadata: {{name: dbwarden-validator}}
-webhooks:
-- name: policies.validate.dbwarden.io
-  clientConfig: {{url: "https://127.0.0.1:{port}/validate/policies"}}
-  rules: [{{apiGroups: [dbwarden.io], apiVersions: [v1alpha1], operations: [CREATE, UPDATE], resources: [databaseaccesspolicies]}}]
-  failurePolicy: Fail
-  sideEffects: None
-  admissionReviewVersions: [v1]
-"#
-    )
-}
+mod support;
 
 const POLICY: &str = r#"
 apiVersion: dbwarden.io/v1alpha1
@@ -92,59 +51,6 @@ spec:
     )
 }
 
-/// The operator binary, stopped (kill on drop) when dropped.
-struct Operator {
-    _process: tokio::process::Child,
-}
-
-impl Operator {
-    async fn start(cp: &ControlPlane, webhook_port: u16) -> Self {
-        let metrics_port = free_port();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbwarden-operator"))
-            .env("KUBECONFIG", cp.kubeconfig(&ADMIN))
-            .env("RUST_LOG", "info,dbwarden_operator=debug")
-            .args(["--webhook-addr", &format!("127.0.0.1:{webhook_port}")])
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
-            .args([
-                "--namespace",
-                "dbwarden-system",
-                "--webhook-names",
-                "127.0.0.1",
-            ])
-            .args(["--sidecar-image", "example.com/dbwarden-sidecar:test"])
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        for _ in 0..300 {
-            if http_get(metrics_port, "/readyz")
-                .await
-                .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
-            {
-                return Self { _process: child };
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the operator did not become ready");
-    }
-}
-
-async fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .await
-        .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    Some(response)
-}
-
 fn sidecars(pod: &Pod) -> usize {
     let spec = pod.spec.as_ref().unwrap();
     spec.init_containers
@@ -159,23 +65,33 @@ fn sidecars(pod: &Pod) -> usize {
 async fn operator_injects_annotated_pods_and_refuses_invalid_policies() {
     dbwarden_testbed::init_tracing();
     let cp = ControlPlane::start().await.unwrap();
-    let crds = workspace_root().join("crds");
-    cp.install_crds(&[
-        crds.join("databaseaccesspolicies.yaml"),
-        crds.join("approvalrequests.yaml"),
-    ])
-    .await
-    .unwrap();
-    for namespace in ["dbwarden-system", "payments", "reporting"] {
+    for namespace in ["payments", "reporting"] {
         cp.kubectl_ok(&ADMIN, &["create", "namespace", namespace])
             .await
             .unwrap();
     }
     let port = free_port();
-    cp.apply(&ADMIN, &webhook_configurations(port))
-        .await
+    let chart = workspace_root().join("charts/dbwarden");
+    cp.helm(&[
+        "install",
+        "dbwarden",
+        &chart.display().to_string(),
+        "--namespace",
+        "dbwarden-system",
+        "--create-namespace",
+        "--set",
+        "operator.enabled=false",
+        "--set",
+        &format!("webhook.url=https://127.0.0.1:{port}"),
+    ])
+    .await
+    .unwrap()
+    .ok("helm install")
+    .unwrap();
+    let service_account = cp
+        .kubeconfig_impersonating("system:serviceaccount:dbwarden-system:dbwarden")
         .unwrap();
-    let _operator = Operator::start(&cp, port).await;
+    let _operator = Operator::start(&service_account, port).await;
 
     // The operator stored its certificate and handed its CA to the API server.
     let bundle = cp
@@ -235,8 +151,34 @@ async fn operator_injects_annotated_pods_and_refuses_invalid_policies() {
         .await
         .unwrap();
     }
-    // The webhook answers from its reflector; give it a moment to see the new policies.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // With the chart's RBAC the controller can report status: the policy becomes Ready. (By
+    // then the webhook's reflector has seen it too.)
+    let mut ready = String::new();
+    for _ in 0..100 {
+        ready = cp
+            .kubectl_ok(
+                &ADMIN,
+                &[
+                    "get",
+                    "dap",
+                    "orders",
+                    "-n",
+                    "payments",
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+                ],
+            )
+            .await
+            .unwrap();
+        if ready == "True" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        ready, "True",
+        "the policy never became Ready under the chart's RBAC"
+    );
 
     let pods: Api<Pod> = Api::namespaced(cp.admin_client(), "payments");
     cp.apply(

@@ -248,6 +248,33 @@ impl ControlPlane {
         kubeconfig_path(self.dir.path(), user)
     }
 
+    /// A kubeconfig that acts as `username` (e.g. `system:serviceaccount:NS:NAME`) through
+    /// impersonation by the administrator, so a process runs with exactly that user's RBAC.
+    pub fn kubeconfig_impersonating(&self, username: &str) -> Result<PathBuf> {
+        let admin = std::fs::read_to_string(self.kubeconfig(&ADMIN))
+            .map_err(Error::io("reading the admin kubeconfig"))?;
+        let token_line = admin
+            .lines()
+            .find(|l| l.trim_start().starts_with("token:"))
+            .unwrap_or_default()
+            .to_string();
+        let impersonating = admin.replace(&token_line, &format!("{token_line}\n    as: {username}"));
+        let path = self.dir.path().join(format!("as-{}.kubeconfig", username.replace(':', "_")));
+        write(&path, &impersonating)?;
+        Ok(path)
+    }
+
+    /// Runs the real helm as the administrator.
+    pub async fn helm(&self, args: &[&str]) -> Result<CommandOutput> {
+        let mut command = tokio::process::Command::new(tools::go_tool("helm")?);
+        command.env("KUBECONFIG", self.kubeconfig(&ADMIN)).args(args);
+        // Helm keeps caches and repositories under HOME; give it this control plane's folder.
+        command.env("HELM_CACHE_HOME", self.dir.path().join("helm/cache"));
+        command.env("HELM_CONFIG_HOME", self.dir.path().join("helm/config"));
+        command.env("HELM_DATA_HOME", self.dir.path().join("helm/data"));
+        process::run(command, None).await
+    }
+
     /// A client authenticated as the administrator.
     pub fn admin_client(&self) -> kube::Client {
         self.admin.clone()

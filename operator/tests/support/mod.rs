@@ -1,0 +1,74 @@
+//! Shared by the operator's integration tests: the operator binary as a process.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The `dbwarden-operator` binary, killed when dropped.
+pub struct Operator {
+    _process: tokio::process::Child,
+    /// Port of /metrics, /healthz and /readyz.
+    pub metrics_port: u16,
+}
+
+impl Operator {
+    /// Starts the operator with `kubeconfig`, its webhooks on 127.0.0.1:`webhook_port` (a
+    /// certificate for 127.0.0.1, as the API server calls them by URL), and waits for /readyz.
+    pub async fn start(kubeconfig: &Path, webhook_port: u16) -> Self {
+        let metrics_port = free_port();
+        let process = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbwarden-operator"))
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info,dbwarden_operator=debug")
+            .args(["--webhook-addr", &format!("127.0.0.1:{webhook_port}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .args([
+                "--namespace",
+                "dbwarden-system",
+                "--webhook-names",
+                "127.0.0.1",
+            ])
+            .args(["--sidecar-image", "example.com/dbwarden-sidecar:test"])
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        for _ in 0..300 {
+            if http_get(metrics_port, "/readyz")
+                .await
+                .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+            {
+                return Self {
+                    _process: process,
+                    metrics_port,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the operator did not become ready");
+    }
+}
+
+/// A plain HTTP GET on 127.0.0.1, returning the whole response.
+pub async fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    Some(response)
+}
