@@ -10,6 +10,7 @@ pub mod conditions;
 pub mod error;
 pub mod http;
 pub mod inject;
+pub mod leader;
 pub mod metrics;
 pub mod policy;
 pub mod telemetry;

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -10,6 +11,7 @@ use dbwarden_crds::DatabaseAccessPolicy;
 use dbwarden_operator::certs::{self, ReloadableCert, ServingCert};
 use dbwarden_operator::http::{self, Readiness};
 use dbwarden_operator::inject::InjectSettings;
+use dbwarden_operator::leader::{self, Candidate};
 use dbwarden_operator::telemetry::{self, LogFormat};
 use dbwarden_operator::webhook::{self, WebhookState};
 use dbwarden_operator::{Context, Metrics, policy};
@@ -87,9 +89,18 @@ struct Args {
     #[arg(long, env = "DBWARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 
-    /// This replica's name in the Events it publishes (the pod name in a cluster).
+    /// This replica's name in leader election and in the Events it publishes (the pod name in
+    /// a cluster; a name from the process id otherwise).
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
+
+    /// The Lease, in --namespace, that elects the replica running the controllers.
+    #[arg(long, env = "DBWARDEN_LEASE_NAME", default_value = "dbwarden-operator")]
+    lease_name: String,
+
+    /// Seconds a leader's Lease holds without renewal before another replica takes over.
+    #[arg(long, env = "DBWARDEN_LEASE_DURATION_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=300))]
+    lease_duration_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -179,17 +190,29 @@ async fn main() -> anyhow::Result<()> {
     let endpoints = axum::serve(listener, http::router(metrics.clone(), readiness.clone()))
         .with_graceful_shutdown(shutdown_signal());
 
-    let ctx = Context::new(client, metrics, args.instance);
+    let identity = args
+        .instance
+        .clone()
+        .unwrap_or_else(|| format!("dbwarden-operator-{}", std::process::id()));
+    let candidate = Candidate {
+        namespace: args.namespace.clone(),
+        lease: args.lease_name.clone(),
+        identity: identity.clone(),
+        duration: Duration::from_secs(args.lease_duration_seconds),
+        renew: Duration::from_secs(args.lease_duration_seconds / 3).max(Duration::from_secs(1)),
+    };
+    let (leading, election) = leader::elect(client.clone(), candidate, shutdown_signal());
+    let ctx = Context::new(client, metrics, Some(identity));
     let ready = async {
         if policies.wait_until_ready().await.is_ok() {
             readiness.set_ready();
             tracing::info!(webhook_addr = %args.webhook_addr, metrics_addr = %args.metrics_addr, native_sidecar, "dbwarden-operator ready");
         }
     };
-    let (served, webhooks_served, (), (), ()) = tokio::join!(
+    let (served, webhooks_served, (), (), (), elected) = tokio::join!(
         endpoints,
         webhooks,
-        policy::run(ctx, shutdown_signal()),
+        run_controllers_while_leading(ctx, leading),
         async {
             tokio::select! {
                 () = reflect => {}
@@ -197,11 +220,32 @@ async fn main() -> anyhow::Result<()> {
             }
         },
         ready,
+        election,
     );
+    elected.context("leader election")?;
     served.context("serving HTTP endpoints")?;
     webhooks_served.context("serving the webhooks")?;
     tracing::info!("dbwarden-operator stopped");
     Ok(())
+}
+
+/// Runs the controllers whenever this replica leads, stopping them when it stops leading.
+async fn run_controllers_while_leading(
+    ctx: Context,
+    mut leading: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        if leading.wait_for(|leads| *leads).await.is_err() {
+            return; // the election ended: shutting down
+        }
+        tracing::info!("leading: starting the controllers");
+        let mut until_deposed = leading.clone();
+        policy::run(ctx.clone(), async move {
+            let _ = until_deposed.wait_for(|leads| !*leads).await;
+        })
+        .await;
+        tracing::info!("controllers stopped");
+    }
 }
 
 /// Completes on SIGTERM (as the kubelet stops a pod) or Ctrl-C.

@@ -28,6 +28,11 @@ impl Operator {
     /// Starts the operator with `kubeconfig`, its webhooks on 127.0.0.1:`webhook_port` (a
     /// certificate for 127.0.0.1, as the API server calls them by URL), and waits for /readyz.
     pub async fn start(kubeconfig: &Path, webhook_port: u16) -> Self {
+        Self::start_with(kubeconfig, webhook_port, &[]).await
+    }
+
+    /// [`Operator::start`] with more arguments.
+    pub async fn start_with(kubeconfig: &Path, webhook_port: u16, extra: &[&str]) -> Self {
         let metrics_port = free_port();
         let process = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbwarden-operator"))
             .env("KUBECONFIG", kubeconfig)
@@ -41,6 +46,7 @@ impl Operator {
                 "127.0.0.1",
             ])
             .args(["--sidecar-image", "example.com/dbwarden-sidecar:test"])
+            .args(extra)
             .stdout(Stdio::null())
             .kill_on_drop(true)
             .spawn()
