@@ -127,8 +127,8 @@ fn default_listen_port() -> i32 {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseAccessPolicyStatus {
-    /// Standard conditions. `Ready` is `True` when the policy passed validation and its
-    /// credentials Secret exists; its reason and message say what is wrong otherwise.
+    /// Standard conditions. `Ready` is `True` when the policy passed validation (reason `Valid`);
+    /// otherwise `False` with reason `Invalid` or `InvalidSelector` and a message naming the field.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
