@@ -5,6 +5,7 @@
 //! `error_policy`, shared [`Context`], [`metrics`], [`telemetry`], and the HTTP endpoints in
 //! [`http`]. `main.rs` only wires them together.
 
+pub mod approval;
 pub mod certs;
 pub mod conditions;
 pub mod error;

@@ -14,7 +14,7 @@ use dbwarden_operator::inject::InjectSettings;
 use dbwarden_operator::leader::{self, Candidate};
 use dbwarden_operator::telemetry::{self, LogFormat};
 use dbwarden_operator::webhook::{self, WebhookState};
-use dbwarden_operator::{Context, Metrics, policy};
+use dbwarden_operator::{Context, Metrics, approval, policy};
 use futures::StreamExt;
 use kube::Api;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -98,9 +98,17 @@ struct Args {
     #[arg(long, env = "DBWARDEN_LEASE_NAME", default_value = "dbwarden-operator")]
     lease_name: String,
 
+    /// How long decided ApprovalRequests (Denied, Expired, Executed) are kept, e.g. 7d or 12h.
+    #[arg(long, env = "DBWARDEN_APPROVAL_RETENTION", default_value = "7d", value_parser = parse_retention)]
+    approval_retention: Duration,
+
     /// Seconds a leader's Lease holds without renewal before another replica takes over.
     #[arg(long, env = "DBWARDEN_LEASE_DURATION_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=300))]
     lease_duration_seconds: u64,
+}
+
+fn parse_retention(text: &str) -> Result<Duration, String> {
+    dbwarden_crds::parse_duration(text).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -170,9 +178,11 @@ async fn main() -> anyhow::Result<()> {
     .default_backoff()
     .touched_objects()
     .for_each(|_| async {});
+    let operator_username = whoami(&client).await?;
     let webhook_state = WebhookState {
         policies: policies.clone(),
         settings: Arc::new(settings),
+        operator_username: operator_username.into(),
     };
     let webhook_listener = tokio::net::TcpListener::bind(args.webhook_addr)
         .await
@@ -212,7 +222,7 @@ async fn main() -> anyhow::Result<()> {
     let (served, webhooks_served, (), (), (), elected) = tokio::join!(
         endpoints,
         webhooks,
-        run_controllers_while_leading(ctx, leading),
+        run_controllers_while_leading(ctx, args.approval_retention, leading),
         async {
             tokio::select! {
                 () = reflect => {}
@@ -229,9 +239,28 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The operator's own user name as the API server sees it (a ServiceAccount in a cluster; any
+/// user outside one), so the approval webhook can tell the operator's writes from people's.
+async fn whoami(client: &kube::Client) -> anyhow::Result<String> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let review = Api::<SelfSubjectReview>::all(client.clone())
+        .create(
+            &kube::api::PostParams::default(),
+            &SelfSubjectReview::default(),
+        )
+        .await
+        .context("asking the API server who the operator is (SelfSubjectReview)")?;
+    review
+        .status
+        .and_then(|s| s.user_info)
+        .and_then(|u| u.username)
+        .context("the API server did not say who the operator is")
+}
+
 /// Runs the controllers whenever this replica leads, stopping them when it stops leading.
 async fn run_controllers_while_leading(
     ctx: Context,
+    retention: Duration,
     mut leading: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
@@ -239,11 +268,13 @@ async fn run_controllers_while_leading(
             return; // the election ended: shutting down
         }
         tracing::info!("leading: starting the controllers");
-        let mut until_deposed = leading.clone();
-        policy::run(ctx.clone(), async move {
-            let _ = until_deposed.wait_for(|leads| !*leads).await;
-        })
-        .await;
+        let deposed = |mut leading: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = leading.wait_for(|leads| !*leads).await;
+        };
+        tokio::join!(
+            policy::run(ctx.clone(), deposed(leading.clone())),
+            approval::controller::run(ctx.clone(), retention, deposed(leading.clone())),
+        );
         tracing::info!("controllers stopped");
     }
 }

@@ -5,10 +5,12 @@
 //! | `/inject/namespace` | mutating, pods | namespaces labelled `dbwarden.io/inject=enabled` (failure policy Fail) |
 //! | `/inject/annotated` | mutating, pods | every other namespace; only annotated pods change (failure policy Ignore) |
 //! | `/validate/policies` | validating, DatabaseAccessPolicy | the semantic validator, at apply time |
+//! | `/mutate/approvals` | mutating, `approvalrequests/status` | records decisions, enforces four eyes |
 //!
 //! Two injection paths rather than one let the chart give opted-in namespaces a failing-closed
 //! webhook without making every pod in the cluster depend on the operator.
 
+mod approvals;
 mod pods;
 mod policies;
 
@@ -35,6 +37,8 @@ pub struct WebhookState {
     pub policies: Store<DatabaseAccessPolicy>,
     /// How sidecars are injected.
     pub settings: Arc<InjectSettings>,
+    /// The operator's own user name: its status writes (expiry, conditions) pass unchanged.
+    pub operator_username: Arc<str>,
 }
 
 impl std::fmt::Debug for WebhookState {
@@ -51,6 +55,7 @@ pub fn router(state: WebhookState) -> Router {
         .route("/inject/namespace", post(pods::inject_namespace))
         .route("/inject/annotated", post(pods::inject_annotated))
         .route("/validate/policies", post(policies::validate))
+        .route("/mutate/approvals", post(approvals::decide))
         .with_state(state)
 }
 
