@@ -217,6 +217,24 @@ async fn approvals_are_decided_with_kubectl_by_allowed_approvers_only() {
     })
     .await;
 
+    // The operator marks a new request Pending, so kubectl shows it.
+    let phase = cp
+        .kubectl_ok(
+            &ADMIN,
+            &[
+                "get",
+                "ar",
+                "drop-archive",
+                "-n",
+                "payments",
+                "-o",
+                "jsonpath={.status.phase}",
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(phase, "Pending");
+
     // Two approvals needed: alice's is recorded but the request stays Pending.
     let first = decide(&cp, &ALICE, "drop-archive", "Approved").await;
     assert!(first.status.success(), "{}", first.stderr);

@@ -97,12 +97,14 @@ async fn reconcile(request: Arc<ApprovalRequest>, shared: Arc<Shared>) -> Result
     }
 
     let expiring = status.phase != request.status.as_ref().map(|s| s.phase).unwrap_or_default();
-    if expiring || merged != status.conditions {
-        // The phase is sent only to expire a request: everything else about it is the people's
+    // A new request has no status yet: write its phase (Pending) so `kubectl get ar` shows it.
+    let first = request.status.is_none();
+    if expiring || first || merged != status.conditions {
+        // The phase is sent only to start or expire a request: everything else about it is the people's
         // (through the webhook), and a stale copy must not overwrite their decision. A request
         // that moved on meanwhile (say, to Executed) is protected by the CRD's transition rule.
         let mut status_patch = serde_json::json!({ "conditions": merged });
-        if expiring {
+        if expiring || first {
             status_patch["phase"] = serde_json::json!(status.phase);
         }
         let patch = serde_json::json!({
