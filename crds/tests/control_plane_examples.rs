@@ -200,3 +200,30 @@ async fn examples_apply_read_back_equal_and_print_columns() -> TestResult {
     );
     Ok(())
 }
+
+/// The policy in README.md is one the API server and the semantic validator accept, so the
+/// README stays true.
+#[tokio::test]
+async fn readme_policy_is_accepted() -> TestResult {
+    let readme = std::fs::read_to_string(support::cluster::repo("README.md"))?;
+    let blocks: Vec<&str> = readme
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .filter(|block| block.contains("kind: DatabaseAccessPolicy"))
+        .collect();
+    assert!(!blocks.is_empty(), "README.md has no policy example");
+    let cp = control_plane().await?;
+    for block in blocks {
+        let policy: DatabaseAccessPolicy = serde_yaml::from_str(block)?;
+        policy.validate()?;
+        cp.kubectl_with_input(
+            &ADMIN,
+            &["apply", "--dry-run=server", "-f", "-"],
+            Some(block),
+        )
+        .await?
+        .ok("kubectl apply --dry-run=server (README policy)")?;
+    }
+    Ok(())
+}
