@@ -1,0 +1,178 @@
+//! Refusing statements that use a masked column where its mask cannot follow it.
+//!
+//! Result masking works on the columns PostgreSQL reports a source for: plain column references
+//! in the outermost `SELECT` list (also through views, subqueries and CTEs). Anything else that
+//! touches a masked column could reveal it: an expression computes a new, unmasked value
+//! (`upper(email)`, `email || ''`, `substring(ssn, 1, 3)`), a filter, ordering or grouping answers
+//! questions about it (`WHERE ssn LIKE '1%'`), and copies move it out of reach (`INSERT ... SELECT`,
+//! `COPY ... TO`, `RETURNING`). For an identity the masks apply to, a statement touching a table
+//! with masked columns is refused when it:
+//!
+//! 1. names a masked column (or an output alias of one) anywhere except as a plain item of the
+//!    outermost `SELECT` list of a plain (non-`UNION`) query;
+//! 2. refers to a whole row (`SELECT u FROM users u`, `to_json(u.*)`, `row_to_json(t)`);
+//! 3. renames columns with an alias list (`FROM users AS u(a, b)`, `WITH c(x) AS (...)`);
+//! 4. uses `*` anywhere but the outermost plain `SELECT` list (subqueries, CTEs, `UNION` branches,
+//!    `INSERT ... SELECT *`, `RETURNING *`);
+//! 5. orders or groups by position (`ORDER BY 2`, `GROUP BY 1`, `ORDER BY ALL`);
+//! 6. is `COPY ... TO` (its rows bypass result masking).
+//!
+//! Names are matched by column name only (a qualifier may be an alias), against the masks whose
+//! table part could match a table the statement touches, so the check errs towards refusing.
+
+mod walk;
+
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::analyze::{Analysis, CopyDirection, Operation, StatementAnalysis};
+use crate::compile::CompiledPolicy;
+use crate::compile::glob::{Part, Qualify};
+use crate::decide::{Denial, DenyCause, Guardrail};
+use crate::identity::Identity;
+
+/// Why a statement's use of a masked column is refused (a bounded set, for audit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskedColumnUse {
+    /// A masked column in an expression, filter, ordering, grouping or nested query.
+    Expression,
+    /// A whole-row reference to a table with masked columns.
+    WholeRow,
+    /// A column alias list over a table with masked columns.
+    Renamed,
+    /// `*` outside the outermost plain `SELECT` list.
+    NestedWildcard,
+    /// Ordering or grouping by position.
+    Positional,
+    /// `COPY ... TO` of a table with masked columns.
+    Copy,
+    /// The statement could not be re-parsed for the check.
+    Unchecked,
+}
+
+impl MaskedColumnUse {
+    /// A bounded label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Expression => "expression",
+            Self::WholeRow => "whole_row",
+            Self::Renamed => "renamed",
+            Self::NestedWildcard => "nested_wildcard",
+            Self::Positional => "positional",
+            Self::Copy => "copy",
+            Self::Unchecked => "unchecked",
+        }
+    }
+
+    fn why(self) -> &'static str {
+        match self {
+            Self::Expression => {
+                "a masked column is used outside a plain column of the result (in an expression, filter, ordering, grouping, subquery or write)"
+            }
+            Self::WholeRow => "a whole row of a table with masked columns is used",
+            Self::Renamed => "columns of a table with masked columns are renamed by an alias list",
+            Self::NestedWildcard => {
+                "* over a table with masked columns is only allowed in the outermost SELECT list"
+            }
+            Self::Positional => "ordering or grouping by position over masked columns",
+            Self::Copy => "COPY TO would send masked columns unmasked",
+            Self::Unchecked => "the statement could not be checked for masked columns",
+        }
+    }
+}
+
+/// Checks every statement of `sql` (whose analysis is `analysis`) for uses of masked columns that
+/// masking cannot cover (see the module doc); the first problem becomes a [`Denial`].
+/// [`CompiledPolicy::decide_string`] runs this check with the decisions.
+pub fn check_masked_column_use(
+    policy: &CompiledPolicy,
+    identity: &Identity,
+    sql: &str,
+    analysis: &Analysis,
+) -> Result<(), Denial> {
+    check_indexed(policy, identity, sql, analysis).map_err(|(_, denial)| denial)
+}
+
+/// [`check_masked_column_use`], also saying which statement (by index) is refused.
+pub(crate) fn check_indexed(
+    policy: &CompiledPolicy,
+    identity: &Identity,
+    sql: &str,
+    analysis: &Analysis,
+) -> Result<(), (usize, Denial)> {
+    let Some(masking) = policy
+        .masking
+        .as_ref()
+        .filter(|_| policy.masks_for(identity))
+    else {
+        return Ok(());
+    };
+    let masked_parts = |statement: &StatementAnalysis| -> Vec<&Part> {
+        let tables = statement
+            .tables_read
+            .iter()
+            .chain(&statement.tables_written);
+        let mut parts = Vec::new();
+        for table in tables {
+            for rule in &masking.columns {
+                for glob in &rule.globs {
+                    if glob.table.matches_ref(table, Qualify::Possible) {
+                        parts.push(&glob.column);
+                    }
+                }
+            }
+        }
+        parts
+    };
+    let per_statement: Vec<Vec<&Part>> = analysis.statements.iter().map(masked_parts).collect();
+    if per_statement.iter().all(Vec::is_empty) {
+        return Ok(());
+    }
+    let refuse = |problem: MaskedColumnUse| Denial {
+        policy: std::sync::Arc::clone(&policy.name),
+        cause: DenyCause::Guardrail(Guardrail::MaskedColumnUse),
+        reason: format!(
+            "policy {} refuses the statement: {} (masking.columns; see docs/masking.md)",
+            policy.name,
+            problem.why()
+        ),
+    };
+    for (index, (statement, parts)) in analysis.statements.iter().zip(&per_statement).enumerate() {
+        if !parts.is_empty()
+            && matches!(
+                statement.operation,
+                Operation::Copy {
+                    direction: CopyDirection::To,
+                    ..
+                }
+            )
+        {
+            return Err((index, refuse(MaskedColumnUse::Copy)));
+        }
+    }
+    // Deep operator chains recurse once per operator when walked and dropped (see the analysis
+    // module's limits); size the stack by the input, as the analysis does.
+    let budget = sql.len().saturating_mul(256).clamp(1 << 20, 96 << 20);
+    let parsed = stacker::grow(budget, || {
+        Parser::new(&PostgreSqlDialect {})
+            .with_recursion_limit(50)
+            .try_with_sql(sql)
+            .and_then(|mut p| p.parse_statements())
+    });
+    let Ok(statements) = parsed else {
+        return Err((0, refuse(MaskedColumnUse::Unchecked)));
+    };
+    if statements.len() != per_statement.len() {
+        return Err((0, refuse(MaskedColumnUse::Unchecked)));
+    }
+    for (index, (statement, parts)) in statements.iter().zip(&per_statement).enumerate() {
+        if parts.is_empty() {
+            continue;
+        }
+        let problem = stacker::grow(budget, || walk::check_statement(statement, parts));
+        if let Some(problem) = problem {
+            return Err((index, refuse(problem)));
+        }
+    }
+    Ok(())
+}
