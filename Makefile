@@ -31,8 +31,9 @@ crds:
 test: deps tools
 	$(CARGO) test --workspace
 
-## demo: a local control plane and database, with instructions
+## demo: a local control plane and database with dbwarden installed, and what to try
 demo: deps tools
+	$(CARGO) build --quiet -p dbwarden-operator -p dbwarden-testbed --bins
 	$(CARGO) run --quiet -p dbwarden-testbed --bin dbwarden-devenv
 
 clean-tools:

@@ -258,8 +258,12 @@ impl ControlPlane {
             .find(|l| l.trim_start().starts_with("token:"))
             .unwrap_or_default()
             .to_string();
-        let impersonating = admin.replace(&token_line, &format!("{token_line}\n    as: {username}"));
-        let path = self.dir.path().join(format!("as-{}.kubeconfig", username.replace(':', "_")));
+        let impersonating =
+            admin.replace(&token_line, &format!("{token_line}\n    as: {username}"));
+        let path = self
+            .dir
+            .path()
+            .join(format!("as-{}.kubeconfig", username.replace(':', "_")));
         write(&path, &impersonating)?;
         Ok(path)
     }
@@ -267,7 +271,9 @@ impl ControlPlane {
     /// Runs the real helm as the administrator.
     pub async fn helm(&self, args: &[&str]) -> Result<CommandOutput> {
         let mut command = tokio::process::Command::new(tools::go_tool("helm")?);
-        command.env("KUBECONFIG", self.kubeconfig(&ADMIN)).args(args);
+        command
+            .env("KUBECONFIG", self.kubeconfig(&ADMIN))
+            .args(args);
         // Helm keeps caches and repositories under HOME; give it this control plane's folder.
         command.env("HELM_CACHE_HOME", self.dir.path().join("helm/cache"));
         command.env("HELM_CONFIG_HOME", self.dir.path().join("helm/config"));
