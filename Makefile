@@ -2,7 +2,7 @@
 SHELL := bash
 CARGO ?= cargo
 
-.PHONY: all deps tools build lint test demo bench crds clean-tools
+.PHONY: all deps tools build lint test demo bench fuzz crds clean-tools
 
 all: build
 
@@ -35,6 +35,14 @@ test: deps tools
 demo: deps tools
 	$(CARGO) build --quiet -p dbwarden-operator -p dbwarden-testbed --bins
 	$(CARGO) run --quiet -p dbwarden-testbed --bin dbwarden-devenv
+
+## bench: pgbench straight to PostgreSQL, through pgbouncer and through the sidecar, as ratios
+bench: deps
+	$(CARGO) bench -p dbwarden-sidecar --bench pgbench
+
+## fuzz: the protocol decoder under cargo-fuzz (needs a nightly toolchain and cargo-fuzz)
+fuzz:
+	cd sidecar/fuzz && cargo +nightly fuzz run decode -- -max_total_time=$${FUZZ_SECONDS:-60}
 
 clean-tools:
 	rm -rf .tools

@@ -23,7 +23,7 @@ pub use error::{Error, Result};
 pub use pgbouncer::PgBouncer;
 pub use postgres::{APP, APP_MD5, APP_PLAIN, DATABASE, PgUser, Postgres, psql};
 pub use process::CommandOutput;
-pub use tools::{tools_bin_dir, workspace_root};
+pub use tools::{pg_tool, tools_bin_dir, workspace_root};
 
 /// Writes `tracing` output of the code under test to the test harness, once per process.
 ///

@@ -1,0 +1,180 @@
+//! pgbench select-only, directly, through pgbouncer (session mode) and through the sidecar,
+//! in one run: TPS, average latency, the ratios, and the sidecar's RSS.
+//!
+//! `cargo bench -p dbwarden-sidecar --bench pgbench` (BENCH_SECONDS, default 10, per run).
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use dbwarden_testbed::{APP, PgBouncer, Postgres};
+use tokio::process::Command;
+
+struct Run {
+    tps: f64,
+    latency_ms: f64,
+}
+
+fn pg_bin(name: &'static str) -> PathBuf {
+    dbwarden_testbed::pg_tool(name).expect("PostgreSQL's programs (apt-get install postgresql)")
+}
+
+async fn pgbench(port: u16, password: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(pg_bin("pgbench"))
+        .env("PGPASSWORD", password)
+        .env("PGSSLMODE", "disable")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", APP.name])
+        .args(args)
+        .arg("app")
+        .output()
+        .await
+        .context("running pgbench")?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!(
+            "pgbench {args:?} failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(stdout)
+}
+
+fn field(out: &str, prefix: &str) -> Result<f64> {
+    out.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no '{prefix}' in pgbench output:\n{out}"))
+}
+
+async fn measure(port: u16, password: &str, mode: &str, clients: u32, seconds: u64) -> Result<Run> {
+    let (c, j) = (clients.to_string(), clients.min(4).to_string());
+    let t = seconds.to_string();
+    let out = pgbench(
+        port,
+        password,
+        &["-S", "-n", "-T", &t, "-c", &c, "-j", &j, "-M", mode],
+    )
+    .await?;
+    Ok(Run {
+        tps: field(&out, "tps = ")?,
+        latency_ms: field(&out, "latency average = ")?,
+    })
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let pg = Postgres::start().await?;
+    pgbench(pg.port(), APP.password, &["-i", "-q", "-s", "10"]).await?;
+    let bouncer = PgBouncer::start(&pg, &APP, 64).await?;
+
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let config = dir.path().join("sidecar.yaml");
+    let password = dir.path().join("password");
+    std::fs::write(&password, APP.password)?;
+    std::fs::write(
+        &config,
+        format!(
+            "listeners:\n  - name: app\n    listen: 127.0.0.1:{port}\n    upstream:\n      host: 127.0.0.1\n      \
+             port: {}\n      database: app\n      tls: {{mode: disable}}\n      credentials: {{username: app, \
+             password_file: {}}}\n",
+            pg.port(),
+            password.display()
+        ),
+    )?;
+    let mut sidecar = Command::new(env!("CARGO_BIN_EXE_dbwarden-sidecar"))
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = sidecar.id().context("sidecar pid")?;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    println!(
+        "pgbench -S (select-only), {seconds} s per run, PostgreSQL on 127.0.0.1, no TLS anywhere"
+    );
+    println!(
+        "{:<9} {:>7} | {:>10} {:>8} | {:>10} {:>8} | {:>10} {:>8} | {:>10} {:>12}",
+        "mode",
+        "clients",
+        "direct",
+        "ms",
+        "pgbouncer",
+        "ms",
+        "sidecar",
+        "ms",
+        "/direct",
+        "/pgbouncer"
+    );
+    let mut peak_rss = 0;
+    for mode in ["simple", "prepared"] {
+        for clients in [1, 16] {
+            let direct = measure(pg.port(), APP.password, mode, clients, seconds).await?;
+            let pool = measure(bouncer.port(), APP.password, mode, clients, seconds).await?;
+            let peak = Arc::new(AtomicU64::new(0));
+            let sampled = peak.clone();
+            let sampler = tokio::spawn(async move {
+                loop {
+                    sampled.fetch_max(rss_kib(pid).unwrap_or(0), Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            });
+            let ours = measure(port, "no-token", mode, clients, seconds).await?;
+            sampler.abort();
+            if clients == 16 {
+                peak_rss = peak_rss.max(peak.load(Ordering::Relaxed));
+            }
+            println!(
+                "{mode:<9} {clients:>7} | {:>10.0} {:>8.3} | {:>10.0} {:>8.3} | {:>10.0} {:>8.3} | {:>9.2}x {:>11.2}x",
+                direct.tps,
+                direct.latency_ms,
+                pool.tps,
+                pool.latency_ms,
+                ours.tps,
+                ours.latency_ms,
+                ours.tps / direct.tps,
+                ours.tps / pool.tps
+            );
+        }
+    }
+    println!(
+        "sidecar peak RSS during the 16-client runs: {:.1} MiB (target <= 20 MiB)",
+        peak_rss as f64 / 1024.0
+    );
+    println!("targets with 16 clients: sidecar >= 0.75x direct and >= 1.0x pgbouncer");
+    sidecar.kill().await.ok();
+    Ok(())
+}

@@ -1,0 +1,329 @@
+//! Standalone configuration: a YAML file, validated once at load (see [`validate`]).
+
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::protocol::Limits;
+use crate::protocol::codec::{DEFAULT_MAX_MESSAGE, DEFAULT_MAX_STARTUP};
+
+/// A configuration that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The YAML does not match the schema.
+    #[error("parsing {path}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: serde_yaml::Error,
+    },
+    /// A field holds a value the sidecar cannot use.
+    #[error("invalid {field} = {value:?}: {reason}")]
+    Invalid {
+        /// Path of the field, e.g. `listeners[0].upstream.tls.ca_file`.
+        field: String,
+        /// The offending value.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn invalid(
+    field: impl Into<String>,
+    value: impl fmt::Display,
+    reason: impl Into<String>,
+) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// One listener per governed database.
+    pub listeners: Vec<ListenerConfig>,
+    /// TLS towards clients that send SSLRequest; without it, clients are told 'N'.
+    #[serde(default)]
+    pub client_tls: Option<ClientTlsConfig>,
+    /// How clients authenticate to the sidecar.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// Sizes and timeouts.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// The HTTP health endpoint (`/healthz`, `/readyz`); off when absent.
+    #[serde(default)]
+    pub health: Option<HealthConfig>,
+}
+
+/// One local port in front of one upstream database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// A name for logs and hooks.
+    pub name: String,
+    /// Local address, normally `127.0.0.1:<port>` (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// The database behind it.
+    pub upstream: UpstreamConfig,
+}
+
+/// The real database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port.
+    #[serde(default = "default_pg_port")]
+    pub port: u16,
+    /// Database name (clients' own `database` parameter is ignored).
+    pub database: String,
+    /// TLS towards the database.
+    #[serde(default)]
+    pub tls: UpstreamTlsConfig,
+    /// Where the database credentials come from; the client never supplies them.
+    pub credentials: CredentialsConfig,
+}
+
+fn default_pg_port() -> u16 {
+    5432
+}
+
+/// TLS mode towards the database, as libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// Plain TCP.
+    Disable,
+    /// TLS without certificate verification (protects against passive eavesdropping only).
+    #[default]
+    Require,
+    /// TLS with the certificate chain checked against `ca_file` and the host name verified.
+    VerifyFull,
+}
+
+/// TLS settings towards the database.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsConfig {
+    /// disable | require | verify-full.
+    #[serde(default)]
+    pub mode: TlsMode,
+    /// PEM file with the CA certificates for verify-full.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Name to verify instead of `host`.
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
+/// Database credentials: each value inline-free, from a file or an environment variable.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsConfig {
+    /// The role name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Environment variable holding the role name.
+    #[serde(default)]
+    pub username_env: Option<String>,
+    /// File holding the password (trailing newline ignored), e.g. a mounted Secret.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+}
+
+/// A password; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Resolved database credentials.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// The role name.
+    pub username: String,
+    /// Its password.
+    pub password: Secret,
+}
+
+impl CredentialsConfig {
+    /// Reads the credentials from their file or environment; `field` names this block in errors.
+    pub fn resolve(&self, field: &str) -> Result<Credentials, ConfigError> {
+        let username = match (&self.username, &self.username_env) {
+            (Some(u), None) => u.clone(),
+            (None, Some(var)) => std::env::var(var)
+                .map_err(|e| invalid(format!("{field}.username_env"), var, e.to_string()))?,
+            _ => {
+                return Err(invalid(
+                    field,
+                    "username",
+                    "set exactly one of username and username_env",
+                ));
+            }
+        };
+        let password = match (&self.password_file, &self.password_env) {
+            (Some(path), None) => std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
+                .map_err(|e| {
+                    invalid(
+                        format!("{field}.password_file"),
+                        path.display(),
+                        e.to_string(),
+                    )
+                })?,
+            (None, Some(var)) => std::env::var(var)
+                .map_err(|e| invalid(format!("{field}.password_env"), var, e.to_string()))?,
+            _ => {
+                return Err(invalid(
+                    field,
+                    "password",
+                    "set exactly one of password_file and password_env",
+                ));
+            }
+        };
+        if username.is_empty() {
+            return Err(invalid(
+                format!("{field}.username"),
+                "",
+                "must not be empty",
+            ));
+        }
+        Ok(Credentials {
+            username,
+            password: Secret(password),
+        })
+    }
+}
+
+/// Certificate and key the sidecar presents to clients that ask for TLS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTlsConfig {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+}
+
+/// How the sidecar authenticates its clients.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientAuth {
+    /// Ask for a cleartext password: an optional end-user token for the identity hook.
+    #[default]
+    Password,
+    /// Ask for nothing: every client is the workload (for drivers that cannot send a password).
+    Trust,
+}
+
+/// Sizes and timeouts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest startup packet in bytes (before authentication, so small).
+    pub max_startup_message_bytes: usize,
+    /// Largest single message in bytes, either direction (results are streamed; only one
+    /// message at a time is held).
+    pub max_message_bytes: usize,
+    /// Seconds a client has from connecting to finishing authentication.
+    pub startup_timeout_secs: u64,
+    /// Seconds a session may sit idle with nothing in flight; 0 disables.
+    pub idle_timeout_secs: u64,
+    /// Seconds to connect and authenticate to the database.
+    pub connect_timeout_secs: u64,
+    /// Seconds statements in flight get to finish at shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_startup_message_bytes: DEFAULT_MAX_STARTUP,
+            max_message_bytes: DEFAULT_MAX_MESSAGE,
+            startup_timeout_secs: 10,
+            idle_timeout_secs: 0,
+            connect_timeout_secs: 10,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The decoder's size limits.
+    pub fn codec(&self) -> Limits {
+        Limits {
+            max_startup: self.max_startup_message_bytes,
+            max_message: self.max_message_bytes,
+        }
+    }
+
+    /// The startup timeout.
+    pub fn startup_timeout(&self) -> Duration {
+        Duration::from_secs(self.startup_timeout_secs)
+    }
+
+    /// The idle timeout, if enabled.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        (self.idle_timeout_secs > 0).then(|| Duration::from_secs(self.idle_timeout_secs))
+    }
+
+    /// The upstream connect timeout.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+
+    /// The shutdown grace period.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+/// The health endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Address for `/healthz` and `/readyz`.
+    pub listen: SocketAddr,
+}

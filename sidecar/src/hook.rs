@@ -1,0 +1,168 @@
+//! The seam where policy plugs into the statement path.
+//!
+//! A [`HookFactory`] is asked once per client session for that session's hooks. Both are
+//! optional: a session without hooks pays one `Option` check per message and nothing else.
+//! The [`StatementHook`] sees every simple Query, every Parse and every fast-path
+//! FunctionCall before it is forwarded; the [`RowHook`] sees every RowDescription and
+//! DataRow the server sends back.
+//!
+//! A denial never desynchronizes the protocol: a denied Query gets an ErrorResponse and a
+//! ReadyForQuery; a denied Parse gets an ErrorResponse and the client's following
+//! extended-protocol messages are discarded (not forwarded) until Sync, which gets
+//! ReadyForQuery, exactly as a server behaves after an error.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+
+use crate::protocol::backend::{DataRow, RowDescription};
+
+/// Who is on the other end of a session, as decided by the [`crate::frontend::IdentityHook`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The subject: a user from a verified token, or the workload itself.
+    pub subject: String,
+    /// Groups the subject belongs to.
+    pub groups: Vec<String>,
+    /// True when the subject comes from an end-user token, false for the workload.
+    pub end_user: bool,
+}
+
+impl Identity {
+    /// The workload's own identity (no end-user token).
+    pub fn workload(name: impl Into<String>) -> Self {
+        Self {
+            subject: name.into(),
+            groups: Vec::new(),
+            end_user: false,
+        }
+    }
+}
+
+/// What a hook knows about the session it serves.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// The listener's name from the configuration.
+    pub listener: String,
+    /// The upstream database name.
+    pub database: String,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The authenticated identity.
+    pub identity: Identity,
+    /// `application_name` sent by the client, if any.
+    pub application_name: Option<String>,
+}
+
+/// A statement on its way to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Statement<'a> {
+    /// A simple Query; may hold several statements separated by `;`.
+    Query {
+        /// The SQL text (UTF-8; non-UTF-8 text is denied before any hook sees it).
+        sql: &'a str,
+    },
+    /// A Parse of the extended protocol.
+    Parse {
+        /// Statement name, empty for the unnamed statement.
+        name: &'a str,
+        /// The SQL text.
+        sql: &'a str,
+    },
+    /// A fast-path FunctionCall, which names a function by OID and has no SQL text.
+    FunctionCall {
+        /// The function's OID.
+        oid: u32,
+    },
+}
+
+/// Why a statement or a row was refused; becomes an ErrorResponse with SQLSTATE 42501.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// The primary message, shown to the client (say which rule and why).
+    pub message: String,
+    /// Optional detail line.
+    pub detail: Option<String>,
+}
+
+impl Denial {
+    /// A denial with `message` and no detail.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            detail: None,
+        }
+    }
+}
+
+/// The decision on one statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward it.
+    Allow,
+    /// Refuse it with SQLSTATE 42501.
+    Deny(Denial),
+}
+
+/// What to do with one DataRow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowAction {
+    /// Forward the row unchanged (no copy is made).
+    Forward,
+    /// Send the complete message the hook wrote into `out` instead (e.g. masked values).
+    Replace,
+    /// Stop the result: the client gets an ErrorResponse and the rest of this result is
+    /// discarded up to the server's next ReadyForQuery.
+    Deny(Denial),
+}
+
+/// Checks statements before they reach the server; one instance per session.
+pub trait StatementHook: Send {
+    /// Decides on one statement.
+    fn check(&mut self, statement: Statement<'_>) -> Verdict;
+}
+
+/// Sees result rows before they reach the client; one instance per session.
+pub trait RowHook: Send {
+    /// A new result set starts with these columns.
+    fn row_description(&mut self, description: &RowDescription<'_>) -> Result<(), Denial>;
+    /// One row of the current result set. To replace it, append a complete DataRow message
+    /// to `out` (see [`crate::protocol::backend::encode_data_row`]) and return
+    /// [`RowAction::Replace`].
+    fn data_row(&mut self, row: &DataRow<'_>, out: &mut BytesMut) -> RowAction;
+}
+
+/// The hooks of one session.
+#[derive(Default)]
+pub struct SessionHooks {
+    /// Checks statements (None: allow all, at no cost).
+    pub statements: Option<Box<dyn StatementHook>>,
+    /// Sees rows (None: rows pass untouched, at no cost).
+    pub rows: Option<Box<dyn RowHook>>,
+}
+
+impl fmt::Debug for SessionHooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionHooks")
+            .field("statements", &self.statements.is_some())
+            .field("rows", &self.rows.is_some())
+            .finish()
+    }
+}
+
+/// Makes the hooks of each new session.
+pub trait HookFactory: Send + Sync + fmt::Debug + 'static {
+    /// Called once per session after authentication, before the first statement.
+    fn open(&self, session: &SessionInfo) -> SessionHooks;
+}
+
+/// The default: no hooks, everything is allowed and nothing is inspected.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllowAll;
+
+impl HookFactory for AllowAll {
+    fn open(&self, _session: &SessionInfo) -> SessionHooks {
+        SessionHooks::default()
+    }
+}

@@ -1,0 +1,19 @@
+//! The dbwarden sidecar: a PostgreSQL wire-protocol proxy that enforces access policy.
+//!
+//! One statement's walk: [`frontend`] (TLS, startup, client identity) -> [`session`]
+//! (decode each message, ask the [`hook`]) -> [`backend`] (the real database, with
+//! credentials the client never sees) -> rows back through the row hook -> client.
+//! [`protocol`] holds the wire messages; [`proxy`] runs listeners and shutdown.
+
+pub mod backend;
+pub mod config;
+pub mod frontend;
+pub mod health;
+pub mod hook;
+pub mod net;
+pub mod protocol;
+pub mod proxy;
+pub mod session;
+
+pub use config::Config;
+pub use proxy::{Sidecar, SidecarHandle, StartError};

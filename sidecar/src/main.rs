@@ -1,0 +1,73 @@
+//! `dbwarden-sidecar`: the proxy process.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use dbwarden_sidecar::{Config, Sidecar};
+
+/// The dbwarden sidecar: a PostgreSQL proxy that governs every statement.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Standalone configuration file (YAML): listeners, upstreams, limits, health port.
+    #[arg(long, env = "DBWARDEN_CONFIG")]
+    config: PathBuf,
+    /// Runtime threads. One (the default) runs everything on a single thread, like pgbouncer:
+    /// a sidecar serves one pod, and one core relays far more than one pod's database traffic
+    /// without cross-thread wake-ups. Raise it for very busy workloads.
+    #[arg(long, env = "DBWARDEN_WORKER_THREADS", default_value_t = 1)]
+    worker_threads: usize,
+    /// Log format.
+    #[arg(long, env = "DBWARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let runtime = match args.worker_threads {
+        0 => anyhow::bail!("--worker-threads must be at least 1"),
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    }
+    .context("starting the runtime")?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match args.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    let config =
+        Config::load(&args.config).with_context(|| format!("loading {}", args.config.display()))?;
+    let handle = Sidecar::bind(config)
+        .await
+        .context("starting the sidecar")?;
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    handle.shutdown().await;
+    Ok(())
+}

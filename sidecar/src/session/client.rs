@@ -1,0 +1,327 @@
+//! Client -> database: decode, ask the statement hook, forward.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+
+use super::{Denied, Progress, SessionEnd, SessionError};
+use crate::hook::{Denial, Statement, StatementHook, Verdict};
+use crate::net::{fill, reclaim};
+use crate::protocol::backend::{self, INSUFFICIENT_PRIVILEGE, Severity};
+use crate::protocol::codec::peek_header;
+use crate::protocol::frontend::FrontendMessage;
+
+/// A Sync message, sent upstream in place of a denied statement.
+const SYNC: &[u8] = b"S\0\0\0\x04";
+
+/// Why the client pump woke up.
+enum Wake {
+    Data,
+    Closed,
+    IdleTimeout,
+    Shutdown,
+}
+
+/// What to do with one client message.
+enum Action {
+    /// Pass the frame on unchanged.
+    Forward,
+    /// Drop it (discarding after a denial, until Sync).
+    Skip,
+    /// Drop it and answer with this denial.
+    Deny { denial: Denial, ready: bool },
+    /// Forward it and end the session.
+    Terminate,
+}
+
+/// What the client pump knows about COPY FROM STDIN.
+#[derive(Debug, Default)]
+pub(super) struct CopyTracking {
+    /// Copy data is flowing (between the first CopyData and CopyDone/CopyFail).
+    pub active: bool,
+    /// Syncs forwarded since the last Query or Execute: ignored by the server if that
+    /// message started a COPY.
+    pub syncs_since_start: u64,
+}
+
+pub(super) struct Pump {
+    pub buf: BytesMut,
+    pub copy: CopyTracking,
+    pub checker: Checker,
+    pub max_message: usize,
+    pub progress: Arc<Progress>,
+    pub denied: mpsc::Sender<Denied>,
+    pub idle_timeout: Option<Duration>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Pump {
+    pub async fn run<R, W>(
+        &mut self,
+        client: &mut R,
+        upstream: &mut W,
+    ) -> Result<SessionEnd, SessionError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        loop {
+            if let Some(end) = self.drain(upstream).await? {
+                return Ok(end);
+            }
+            match self.wait_for_client(client).await? {
+                Wake::Data => {}
+                Wake::Closed => return Ok(SessionEnd::ClientClosed),
+                Wake::IdleTimeout => return Ok(SessionEnd::IdleTimeout),
+                Wake::Shutdown => return Ok(SessionEnd::Shutdown),
+            }
+        }
+    }
+
+    /// Reads more client bytes; gives up on idle timeout, or on shutdown while nothing is in
+    /// flight (while something is, the server pump ends the session at its ReadyForQuery).
+    async fn wait_for_client<R: AsyncRead + Unpin>(
+        &mut self,
+        client: &mut R,
+    ) -> Result<Wake, SessionError> {
+        loop {
+            let idle = self.progress.idle();
+            let draining = self.progress.draining.load(Ordering::Acquire);
+            if idle && draining {
+                return Ok(Wake::Shutdown);
+            }
+            let idle_timer = async {
+                match (idle, self.idle_timeout) {
+                    (true, Some(d)) => tokio::time::sleep(d).await,
+                    _ => std::future::pending().await,
+                }
+            };
+            let became_idle = async {
+                if idle || self.idle_timeout.is_none() {
+                    std::future::pending().await
+                } else {
+                    self.progress.became_idle.notified().await
+                }
+            };
+            tokio::select! {
+                read = fill(client, &mut self.buf) => return match read {
+                    Ok(true) => Ok(Wake::Data),
+                    Ok(false) => Ok(Wake::Closed),
+                    Err(e) => Err(SessionError::ClientIo(e)),
+                },
+                () = idle_timer => return Ok(Wake::IdleTimeout),
+                () = became_idle => {}
+                changed = self.shutdown.changed(), if !draining => {
+                    if changed.is_err() || *self.shutdown.borrow() {
+                        self.progress.draining.store(true, Ordering::Release);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles every complete message in the buffer, writing runs of forwarded frames
+    /// straight from the buffer (no copy).
+    async fn drain<W: AsyncWrite + Unpin>(
+        &mut self,
+        upstream: &mut W,
+    ) -> Result<Option<SessionEnd>, SessionError> {
+        let mut pos = 0;
+        let mut run_start = 0;
+        let mut end = None;
+        while end.is_none() {
+            let Some((tag, len)) = peek_header(&self.buf[pos..], self.max_message)
+                .map_err(SessionError::ClientProtocol)?
+            else {
+                break;
+            };
+            if self.buf.len() - pos < len {
+                break;
+            }
+            let body = &self.buf[pos + 5..pos + len];
+            let message =
+                FrontendMessage::decode(tag, body).map_err(SessionError::ClientProtocol)?;
+            let action = self.checker.decide(message)?;
+            match action {
+                Action::Forward => self.account(tag),
+                Action::Terminate => end = Some(SessionEnd::Terminated),
+                Action::Skip | Action::Deny { .. } => {
+                    write(upstream, &self.buf[run_start..pos]).await?;
+                    run_start = pos + len;
+                }
+            }
+            if let Action::Deny { denial, ready } = action {
+                self.deny(upstream, denial, ready).await?;
+            }
+            pos += len;
+        }
+        write(upstream, &self.buf[run_start..pos]).await?;
+        self.buf.advance(pos);
+        reclaim(&mut self.buf);
+        if end.is_some() {
+            self.buf.clear();
+        }
+        Ok(end)
+    }
+
+    /// Counts the ReadyForQuery messages a forwarded message will produce.
+    ///
+    /// Query, Sync and FunctionCall each produce one, except that a server in COPY FROM STDIN
+    /// mode ignores Sync. Clients pipeline a Sync right behind the Execute that starts a COPY
+    /// (tokio-postgres does), before anyone can know it is a COPY; so when the first copy
+    /// message shows up, the Syncs sent since the last Query or Execute are taken back.
+    fn account(&mut self, tag: u8) {
+        let copy = &mut self.copy;
+        let delta: i64 = match tag {
+            b'd' | b'c' | b'f' => {
+                let taken_back = if copy.active {
+                    0
+                } else {
+                    copy.syncs_since_start
+                };
+                copy.active = tag == b'd';
+                copy.syncs_since_start = 0;
+                -(taken_back as i64)
+            }
+            _ if copy.active => 0,
+            b'Q' | b'E' => {
+                copy.syncs_since_start = 0;
+                i64::from(tag == b'Q')
+            }
+            b'S' => {
+                copy.syncs_since_start += 1;
+                1
+            }
+            b'F' => 1,
+            _ => 0,
+        };
+        match delta {
+            0 => {}
+            d if d > 0 => {
+                self.progress
+                    .sent
+                    .fetch_add(d.unsigned_abs(), Ordering::AcqRel);
+            }
+            d => {
+                let n = d.unsigned_abs();
+                // Saturating: a client sending stray copy messages only confuses itself.
+                let _ = self
+                    .progress
+                    .sent
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                        Some(v.saturating_sub(n))
+                    });
+            }
+        }
+    }
+
+    /// Sends a Sync in place of the denied message and queues the error for its ReadyForQuery.
+    async fn deny<W: AsyncWrite + Unpin>(
+        &mut self,
+        upstream: &mut W,
+        denial: Denial,
+        ready: bool,
+    ) -> Result<(), SessionError> {
+        tracing::info!(message = %denial.message, "statement denied");
+        let mut error = BytesMut::new();
+        backend::encode_error(
+            &mut error,
+            Severity::Error,
+            INSUFFICIENT_PRIVILEGE,
+            &denial.message,
+            denial.detail.as_deref(),
+        );
+        if !ready {
+            self.checker.discarding = true;
+        }
+        let at = self.progress.sent.load(Ordering::Acquire) + 1;
+        // The note must be queued before the Sync can possibly be answered.
+        self.denied
+            .send(Denied { at, error, ready })
+            .await
+            .map_err(|_| SessionError::UpstreamIo(std::io::ErrorKind::BrokenPipe.into()))?;
+        self.progress.sent.fetch_add(1, Ordering::AcqRel);
+        write(upstream, SYNC).await
+    }
+}
+
+/// The statement hook and the discard state after a denied Parse.
+pub(super) struct Checker {
+    pub hook: Option<Box<dyn StatementHook>>,
+    /// After a denied Parse: drop extended-protocol messages until Sync.
+    pub discarding: bool,
+}
+
+impl Checker {
+    fn decide(&mut self, message: FrontendMessage<'_>) -> Result<Action, SessionError> {
+        use FrontendMessage as M;
+        Ok(match message {
+            M::Sync => {
+                self.discarding = false;
+                Action::Forward
+            }
+            M::Terminate => Action::Terminate,
+            M::Password(_) => {
+                return Err(SessionError::ClientProtocol(
+                    crate::protocol::ProtocolError::UnexpectedMessage {
+                        tag: 'p',
+                        context: "after authentication",
+                    },
+                ));
+            }
+            _ if self.discarding => Action::Skip,
+            M::Query { sql } => self.check(sql, None, true),
+            M::Parse { name, sql, .. } => self.check(sql, Some(name), false),
+            M::FunctionCall { oid, .. } => match self
+                .hook
+                .as_mut()
+                .map(|h| h.check(Statement::FunctionCall { oid }))
+            {
+                Some(Verdict::Deny(denial)) => Action::Deny {
+                    denial,
+                    ready: true,
+                },
+                _ => Action::Forward,
+            },
+            _ => Action::Forward,
+        })
+    }
+
+    /// Runs the statement hook on a Query (`name` None) or Parse.
+    fn check(&mut self, sql: &[u8], name: Option<&[u8]>, ready: bool) -> Action {
+        let Some(hook) = self.hook.as_mut() else {
+            return Action::Forward;
+        };
+        let (Ok(sql), Ok(name)) = (
+            std::str::from_utf8(sql),
+            std::str::from_utf8(name.unwrap_or_default()),
+        ) else {
+            let denial =
+                Denial::new("dbwarden: statement text is not valid UTF-8 and cannot be checked");
+            return Action::Deny { denial, ready };
+        };
+        let statement = if ready {
+            Statement::Query { sql }
+        } else {
+            Statement::Parse { name, sql }
+        };
+        match hook.check(statement) {
+            Verdict::Allow => Action::Forward,
+            Verdict::Deny(denial) => Action::Deny { denial, ready },
+        }
+    }
+}
+
+async fn write<W: AsyncWrite + Unpin>(upstream: &mut W, bytes: &[u8]) -> Result<(), SessionError> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    upstream
+        .write_all(bytes)
+        .await
+        .map_err(SessionError::UpstreamIo)
+}

@@ -1,0 +1,207 @@
+//! The relay of one session after startup: client -> hook -> database -> rows -> client.
+//!
+//! Two pumps run concurrently inside one task: [`client`] reads the client's messages, asks
+//! the statement hook, and forwards to the database; [`server`] reads the database's
+//! messages, passes rows through the row hook, and writes to the client. Everything the
+//! client receives goes through the server pump, so injected errors stay in order.
+//!
+//! A denied statement is answered without involving the database's parser: the client pump
+//! forwards a Sync in its place (a cheap round trip that yields ReadyForQuery with the real
+//! transaction status) and queues a [`Denied`] note naming that ReadyForQuery; the server
+//! pump writes the ErrorResponse just before it. Both sides count ReadyForQuery-producing
+//! messages (Query, Sync, FunctionCall) to match them.
+
+pub mod cancel;
+mod client;
+mod server;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, watch};
+
+use crate::hook::SessionHooks;
+use crate::net::Stream;
+use crate::protocol::backend::{
+    self, ADMIN_SHUTDOWN, IDLE_SESSION_TIMEOUT, PROTOCOL_VIOLATION, Severity,
+};
+use crate::protocol::{Limits, ProtocolError};
+
+/// Most denials that may wait for their ReadyForQuery at once (client backpressure beyond).
+const MAX_PENDING_DENIALS: usize = 1024;
+
+/// A denial waiting for the ReadyForQuery it precedes.
+#[derive(Debug)]
+struct Denied {
+    /// Sequence number of the ReadyForQuery (1-based count since the relay started).
+    at: u64,
+    /// The complete ErrorResponse to send.
+    error: BytesMut,
+    /// True for Query/FunctionCall (their ReadyForQuery goes to the client); false for a
+    /// Parse, whose stand-in ReadyForQuery is swallowed (the client's own Sync gets one).
+    ready: bool,
+}
+
+/// Counters the two pumps share.
+#[derive(Debug, Default)]
+struct Progress {
+    /// ReadyForQuery-producing messages sent upstream.
+    sent: AtomicU64,
+    /// ReadyForQuery messages received from upstream.
+    seen: AtomicU64,
+    /// Graceful shutdown requested.
+    draining: AtomicBool,
+    /// Signalled by the server pump when the last awaited ReadyForQuery arrives, so the
+    /// client pump can start its idle timer.
+    became_idle: tokio::sync::Notify,
+    /// Whether anyone waits for `became_idle` (only with an idle timeout).
+    signal_idle: bool,
+}
+
+impl Progress {
+    /// Nothing in flight: every ReadyForQuery the client is owed has been received.
+    fn idle(&self) -> bool {
+        self.seen.load(Ordering::Acquire) >= self.sent.load(Ordering::Acquire)
+    }
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The client sent Terminate.
+    Terminated,
+    /// The client closed its socket.
+    ClientClosed,
+    /// The database closed (its FATAL, if any, was relayed).
+    UpstreamClosed,
+    /// The idle timeout expired.
+    IdleTimeout,
+    /// Graceful shutdown.
+    Shutdown,
+}
+
+/// A session that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Client socket error.
+    #[error("client i/o")]
+    ClientIo(#[source] std::io::Error),
+    /// Database socket error.
+    #[error("database i/o")]
+    UpstreamIo(#[source] std::io::Error),
+    /// The client broke the protocol (it was sent 08P01 and disconnected).
+    #[error("client protocol violation")]
+    ClientProtocol(#[source] ProtocolError),
+    /// The database broke the protocol.
+    #[error("database protocol violation")]
+    UpstreamProtocol(#[source] ProtocolError),
+}
+
+impl SessionError {
+    /// A bounded label for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::ClientIo(_) => "client_io",
+            Self::UpstreamIo(_) => "upstream_io",
+            Self::ClientProtocol(_) => "client_protocol",
+            Self::UpstreamProtocol(_) => "upstream_protocol",
+        }
+    }
+}
+
+/// One session ready to relay.
+#[derive(Debug)]
+pub struct Relay {
+    /// The client connection and bytes already read from it.
+    pub client: (Stream, BytesMut),
+    /// The database connection and bytes already read from it.
+    pub upstream: (Stream, BytesMut),
+    /// The session's hooks.
+    pub hooks: SessionHooks,
+    /// Size limits.
+    pub limits: Limits,
+    /// Idle timeout.
+    pub idle_timeout: Option<Duration>,
+    /// Flips to true at graceful shutdown.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Relay {
+    /// Relays until either side ends the session.
+    pub async fn run(self) -> Result<SessionEnd, SessionError> {
+        let Relay {
+            client: (client, client_buf),
+            upstream: (upstream, upstream_buf),
+            hooks,
+            limits,
+            ..
+        } = self;
+        let (mut client_rd, mut client_wr) = client.split();
+        let (mut upstream_rd, mut upstream_wr) = upstream.split();
+        let progress = Arc::new(Progress {
+            signal_idle: self.idle_timeout.is_some(),
+            ..Progress::default()
+        });
+        let (denied_tx, denied_rx) = mpsc::channel(MAX_PENDING_DENIALS);
+
+        let mut to_server = client::Pump {
+            buf: client_buf,
+            checker: client::Checker {
+                hook: hooks.statements,
+                discarding: false,
+            },
+            copy: client::CopyTracking::default(),
+            max_message: limits.max_message,
+            progress: progress.clone(),
+            denied: denied_tx,
+            idle_timeout: self.idle_timeout,
+            shutdown: self.shutdown,
+        };
+        let mut to_client = server::Pump {
+            buf: upstream_buf,
+            hook: hooks.rows,
+            max_message: limits.max_message,
+            progress: progress.clone(),
+            denied: denied_rx,
+            next_denial: None,
+            cycle_errored: false,
+            discarding: false,
+            scratch: BytesMut::new(),
+        };
+        let result = tokio::select! {
+            r = to_server.run(&mut client_rd, &mut upstream_wr) => r,
+            r = to_client.run(&mut upstream_rd, &mut client_wr) => r,
+        };
+
+        let farewell = match &result {
+            Err(SessionError::ClientProtocol(e)) => Some((PROTOCOL_VIOLATION, e.to_string())),
+            Ok(SessionEnd::IdleTimeout) => Some((
+                IDLE_SESSION_TIMEOUT,
+                "terminating connection due to idle-session timeout".into(),
+            )),
+            Ok(SessionEnd::Shutdown) => Some((
+                ADMIN_SHUTDOWN,
+                "terminating connection: the dbwarden sidecar is shutting down".into(),
+            )),
+            _ => None,
+        };
+        if let Some((code, message)) = farewell {
+            let mut out = BytesMut::new();
+            backend::encode_error(&mut out, Severity::Fatal, code, &message, None);
+            let _ = client_wr.write_all(&out).await;
+        }
+        let _ = client_wr.shutdown().await;
+        if !matches!(
+            result,
+            Ok(SessionEnd::Terminated | SessionEnd::UpstreamClosed)
+        ) {
+            // Say goodbye so the server does not log an unexpected EOF.
+            let _ = upstream_wr.write_all(b"X\0\0\0\x04").await;
+        }
+        let _ = upstream_wr.shutdown().await;
+        result
+    }
+}

@@ -1,0 +1,202 @@
+//! Database -> client: track ReadyForQuery, pass rows through the row hook, place denials.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use super::{Denied, Progress, SessionEnd, SessionError};
+use crate::hook::{Denial, RowAction, RowHook};
+use crate::net::{fill, reclaim};
+use crate::protocol::backend::{
+    self, DataRow, INSUFFICIENT_PRIVILEGE, RowDescription, Severity, ready_status,
+};
+use crate::protocol::codec::peek_header;
+
+pub(super) struct Pump {
+    pub buf: BytesMut,
+    pub hook: Option<Box<dyn RowHook>>,
+    pub max_message: usize,
+    pub progress: Arc<Progress>,
+    pub denied: mpsc::Receiver<Denied>,
+    pub next_denial: Option<Denied>,
+    /// The database sent an ErrorResponse since its last ReadyForQuery.
+    pub cycle_errored: bool,
+    /// A row hook denied the current result: drop messages until ReadyForQuery.
+    pub discarding: bool,
+    /// Where row hooks write replacement rows.
+    pub scratch: BytesMut,
+}
+
+/// What to do with one database message.
+enum Action {
+    Forward,
+    Skip,
+    /// Write these bytes in its place.
+    Replace,
+    /// Write this error in its place, then drop the rest of the result.
+    Deny(Denial),
+}
+
+impl Pump {
+    pub async fn run<R, W>(
+        &mut self,
+        upstream: &mut R,
+        client: &mut W,
+    ) -> Result<SessionEnd, SessionError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        loop {
+            if let Some(end) = self.drain(client).await? {
+                return Ok(end);
+            }
+            match fill(upstream, &mut self.buf).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    // Relay whatever complete messages remain (a FATAL, typically).
+                    self.drain(client).await?;
+                    return Ok(SessionEnd::UpstreamClosed);
+                }
+                Err(e) => return Err(SessionError::UpstreamIo(e)),
+            }
+        }
+    }
+
+    /// The denial queued for ReadyForQuery number `seen`, if any.
+    fn take_denial(&mut self, seen: u64) -> Option<Denied> {
+        if self.next_denial.is_none() {
+            self.next_denial = self.denied.try_recv().ok();
+        }
+        if self.next_denial.as_ref().is_some_and(|d| d.at <= seen) {
+            self.next_denial.take()
+        } else {
+            None
+        }
+    }
+
+    async fn drain<W: AsyncWrite + Unpin>(
+        &mut self,
+        client: &mut W,
+    ) -> Result<Option<SessionEnd>, SessionError> {
+        let mut pos = 0;
+        let mut run_start = 0;
+        let mut end = None;
+        while end.is_none() {
+            let Some((tag, len)) = peek_header(&self.buf[pos..], self.max_message)
+                .map_err(SessionError::UpstreamProtocol)?
+            else {
+                break;
+            };
+            if self.buf.len() - pos < len {
+                break;
+            }
+            if tag == b'Z' {
+                let body = &self.buf[pos + 5..pos + len];
+                ready_status(body).map_err(SessionError::UpstreamProtocol)?;
+                let seen = self.progress.seen.fetch_add(1, Ordering::AcqRel) + 1;
+                if let Some(denied) = self.take_denial(seen) {
+                    write(client, &self.buf[run_start..pos]).await?;
+                    if !self.cycle_errored {
+                        write(client, &denied.error).await?;
+                    }
+                    // A denied Parse's stand-in ReadyForQuery is not the client's to see.
+                    run_start = if denied.ready { pos } else { pos + len };
+                }
+                self.cycle_errored = false;
+                self.discarding = false;
+                pos += len;
+                if self.progress.idle() {
+                    if self.progress.signal_idle {
+                        self.progress.became_idle.notify_one();
+                    }
+                    if self.progress.draining.load(Ordering::Acquire) {
+                        end = Some(SessionEnd::Shutdown);
+                    }
+                }
+                continue;
+            }
+            let action = self.decide(tag, pos, len)?;
+            match action {
+                Action::Forward => {}
+                Action::Skip | Action::Replace | Action::Deny(_) => {
+                    write(client, &self.buf[run_start..pos]).await?;
+                    run_start = pos + len;
+                }
+            }
+            match action {
+                Action::Replace => write(client, &self.scratch).await?,
+                Action::Deny(denial) => {
+                    tracing::info!(message = %denial.message, "result denied by the row hook");
+                    let mut error = BytesMut::new();
+                    backend::encode_error(
+                        &mut error,
+                        Severity::Error,
+                        INSUFFICIENT_PRIVILEGE,
+                        &denial.message,
+                        denial.detail.as_deref(),
+                    );
+                    write(client, &error).await?;
+                    self.discarding = true;
+                    self.cycle_errored = true;
+                }
+                Action::Forward | Action::Skip => {}
+            }
+            pos += len;
+        }
+        write(client, &self.buf[run_start..pos]).await?;
+        self.buf.advance(pos);
+        reclaim(&mut self.buf);
+        Ok(end)
+    }
+
+    fn decide(&mut self, tag: u8, pos: usize, len: usize) -> Result<Action, SessionError> {
+        if self.discarding {
+            return Ok(Action::Skip);
+        }
+        let body = &self.buf[pos + 5..pos + len];
+        let Some(hook) = self.hook.as_mut() else {
+            if tag == b'E' {
+                self.cycle_errored = true;
+            }
+            return Ok(Action::Forward);
+        };
+        Ok(match tag {
+            b'E' => {
+                self.cycle_errored = true;
+                Action::Forward
+            }
+            b'T' => {
+                let description =
+                    RowDescription::decode(body).map_err(SessionError::UpstreamProtocol)?;
+                match hook.row_description(&description) {
+                    Ok(()) => Action::Forward,
+                    Err(denial) => Action::Deny(denial),
+                }
+            }
+            b'D' => {
+                let row = DataRow::decode(body).map_err(SessionError::UpstreamProtocol)?;
+                self.scratch.clear();
+                match hook.data_row(&row, &mut self.scratch) {
+                    RowAction::Forward => Action::Forward,
+                    RowAction::Replace => Action::Replace,
+                    RowAction::Deny(denial) => Action::Deny(denial),
+                }
+            }
+            _ => Action::Forward,
+        })
+    }
+}
+
+async fn write<W: AsyncWrite + Unpin>(client: &mut W, bytes: &[u8]) -> Result<(), SessionError> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    client
+        .write_all(bytes)
+        .await
+        .map_err(SessionError::ClientIo)
+}

@@ -1,0 +1,316 @@
+//! Malformed and hostile input: each gets a clean error or close; the sidecar keeps serving.
+
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, BytesMut};
+use dbwarden_sidecar::config::LimitsConfig;
+use postgres_protocol::message::frontend as fe;
+
+use crate::common::{Raw, Setup, TestResult, error_field, proxy, start_pg};
+
+/// What a case must end with.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    /// An ErrorResponse with this SQLSTATE, then the connection closes.
+    Fatal(&'static str),
+    /// The connection closes without a word.
+    Close,
+    /// An ErrorResponse with this SQLSTATE, and the session goes on (answers SELECT 1).
+    Recoverable(&'static str),
+}
+
+fn startup(params: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    fe::startup_message(params.iter().copied(), &mut out).unwrap_or_default();
+    out.to_vec()
+}
+
+fn raw_packet(version: i32, body: &[u8]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    out.put_i32(8 + body.len() as i32);
+    out.put_i32(version);
+    out.put_slice(body);
+    out.to_vec()
+}
+
+fn message(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    out.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// Runs one case on a fresh connection; `session` cases start from an authenticated session.
+async fn case(
+    addr: std::net::SocketAddr,
+    name: &str,
+    session: bool,
+    input: &[u8],
+    expect: Expect,
+) -> TestResult {
+    let mut raw = if session {
+        Raw::session(addr).await?
+    } else {
+        Raw::connect(addr).await?
+    };
+    raw.send(input).await?;
+    match expect {
+        Expect::Fatal(code) => {
+            let (tag, body) = raw
+                .recv()
+                .await?
+                .ok_or_else(|| format!("{name}: closed without an error"))?;
+            assert_eq!(tag, b'E', "{name}: expected ErrorResponse");
+            assert_eq!(
+                error_field(&body, b'C').as_deref(),
+                Some(code),
+                "{name}: {:?}",
+                error_field(&body, b'M')
+            );
+            assert_eq!(error_field(&body, b'S').as_deref(), Some("FATAL"), "{name}");
+            assert!(
+                raw.recv().await?.is_none(),
+                "{name}: still open after FATAL"
+            );
+        }
+        Expect::Close => assert!(raw.recv().await?.is_none(), "{name}: expected a close"),
+        Expect::Recoverable(code) => {
+            let msgs = raw.until_ready().await?;
+            let codes: Vec<_> = msgs
+                .iter()
+                .filter(|(t, _)| *t == b'E')
+                .filter_map(|(_, b)| error_field(b, b'C'))
+                .collect();
+            assert_eq!(codes, [code], "{name}");
+            let mut out = BytesMut::new();
+            fe::query("SELECT 1", &mut out)?;
+            raw.send(&out).await?;
+            assert_eq!(raw.until_ready().await?.len(), 4, "{name}: session broken");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn malformed_input_gets_clean_errors_while_others_are_served() -> TestResult {
+    let pg = start_pg().await?;
+    let limits = LimitsConfig {
+        max_message_bytes: 1024 * 1024,
+        startup_timeout_secs: 2,
+        ..LimitsConfig::default()
+    };
+    let p = proxy(
+        &pg,
+        Setup {
+            limits,
+            ..Setup::default()
+        },
+    )
+    .await?;
+    let bystander = p.connect().await?;
+    let addr = p.addr;
+
+    let huge_len = |tag: u8| {
+        let mut m = vec![tag];
+        m.extend_from_slice(&i32::MAX.to_be_bytes());
+        m
+    };
+    let mut ssl_then_stuffing = raw_packet(80_877_103, b"");
+    ssl_then_stuffing.extend_from_slice(&startup(&[("user", "app")]));
+    let mut after_terminate = message(b'X', b"");
+    after_terminate.extend_from_slice(&message(b'Q', b"SELECT 1\0"));
+    let mut bind_unknown = BytesMut::new();
+    fe::bind(
+        "",
+        "never_prepared",
+        Some(0),
+        Vec::<i32>::new(),
+        |_: i32, _: &mut BytesMut| Ok(postgres_protocol::IsNull::Yes),
+        Some(0),
+        &mut bind_unknown,
+    )
+    .map_err(|_| "bind")?;
+    fe::sync(&mut bind_unknown);
+
+    let cases: Vec<(&str, bool, Vec<u8>, Expect)> = vec![
+        (
+            "startup length below minimum",
+            false,
+            vec![0, 0, 0, 4, 0, 3, 0, 0],
+            Expect::Fatal("08P01"),
+        ),
+        (
+            "startup length above limit",
+            false,
+            vec![0, 0x10, 0, 0, 0, 3, 0, 0],
+            Expect::Fatal("08P01"),
+        ),
+        (
+            "negative startup length",
+            false,
+            vec![0xff, 0xff, 0xff, 0xf0, 0, 3, 0, 0],
+            Expect::Fatal("08P01"),
+        ),
+        (
+            "protocol 2.0",
+            false,
+            raw_packet(0x0002_0000, b"user\0app\0\0"),
+            Expect::Fatal("08P01"),
+        ),
+        (
+            "protocol 4.0",
+            false,
+            raw_packet(0x0004_0000, b"user\0app\0\0"),
+            Expect::Fatal("08P01"),
+        ),
+        (
+            "startup without user",
+            false,
+            startup(&[("database", "app")]),
+            Expect::Fatal("28000"),
+        ),
+        (
+            "parameter without value",
+            false,
+            raw_packet(0x0003_0000, b"user\0"),
+            Expect::Fatal("08P01"),
+        ),
+        (
+            "replication connection",
+            false,
+            startup(&[("user", "app"), ("replication", "database")]),
+            Expect::Fatal("28000"),
+        ),
+        (
+            "bytes stuffed behind SSLRequest",
+            false,
+            ssl_then_stuffing,
+            Expect::Fatal("08P01"),
+        ),
+        (
+            "an HTTP request",
+            false,
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            Expect::Fatal("08P01"),
+        ),
+        (
+            "cancel with an unknown key",
+            false,
+            raw_packet(80_877_102, &[0, 0, 0, 1, 0, 0, 0, 2]),
+            Expect::Close,
+        ),
+        (
+            "truncated startup, then silence",
+            false,
+            startup(&[("user", "app")])[..10].to_vec(),
+            Expect::Close,
+        ),
+        (
+            "unknown message type",
+            true,
+            message(b'Y', b"junk"),
+            Expect::Fatal("08P01"),
+        ),
+        (
+            "message length below 4",
+            true,
+            vec![b'Q', 0, 0, 0, 2],
+            Expect::Fatal("08P01"),
+        ),
+        (
+            "oversized message length",
+            true,
+            huge_len(b'Q'),
+            Expect::Fatal("08P01"),
+        ),
+        (
+            "oversized CopyData",
+            true,
+            huge_len(b'd'),
+            Expect::Fatal("08P01"),
+        ),
+        (
+            "query without terminator",
+            true,
+            message(b'Q', b"SELECT 1"),
+            Expect::Fatal("08P01"),
+        ),
+        (
+            "truncated Bind",
+            true,
+            message(b'B', b"\0\0\0\x01\0"),
+            Expect::Fatal("08P01"),
+        ),
+        (
+            "Bind value longer than its message",
+            true,
+            message(b'B', b"\0\0\0\0\0\x01\0\0\0\x09ab\0\0"),
+            Expect::Fatal("08P01"),
+        ),
+        (
+            "Describe of an unknown kind",
+            true,
+            message(b'D', b"Zname\0"),
+            Expect::Fatal("08P01"),
+        ),
+        (
+            "password message inside a session",
+            true,
+            message(b'p', b"again\0"),
+            Expect::Fatal("08P01"),
+        ),
+        (
+            "Bind to an unknown statement",
+            true,
+            bind_unknown.to_vec(),
+            Expect::Recoverable("26000"),
+        ),
+        ("data after Terminate", true, after_terminate, Expect::Close),
+    ];
+    assert!(cases.len() >= 15);
+    for (name, session, input, expect) in &cases {
+        case(addr, name, *session, input, *expect)
+            .await
+            .map_err(|e| format!("{name}: {e}"))?;
+        // The sidecar keeps serving others between hostile clients.
+        assert_eq!(
+            bystander.query_one("SELECT 1", &[]).await?.get::<_, i32>(0),
+            1,
+            "after {name}"
+        );
+    }
+
+    // Slow drip: one byte every 300 ms never finishes a startup within 2 s.
+    let mut raw = Raw::connect(addr).await?;
+    let packet = startup(&[
+        ("user", "app"),
+        ("database", "app"),
+        ("application_name", "drip"),
+    ]);
+    let started = Instant::now();
+    let mut closed = false;
+    for byte in packet {
+        if raw.send(&[byte]).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if started.elapsed() > Duration::from_secs(6) {
+            break;
+        }
+    }
+    assert!(
+        closed || raw.recv().await?.is_none(),
+        "slow drip was not cut off"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "cut off only after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        bystander.query_one("SELECT 2", &[]).await?.get::<_, i32>(0),
+        2
+    );
+    Ok(())
+}

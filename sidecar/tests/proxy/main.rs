@@ -1,0 +1,12 @@
+//! The sidecar against real PostgreSQL with real clients.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+mod binary;
+mod common;
+mod drivers;
+mod extended;
+mod hooks;
+mod hostile;
+mod lifecycle;
+mod programs;
+mod psycopg;
