@@ -1,0 +1,266 @@
+//! The sidecar's entry point: chain + spool + shipper behind one handle.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::chain::{Chain, Sealed};
+use crate::event::Event;
+use crate::ship::{ShipError, Shipper, ShipperConfig};
+use crate::spool::{FailurePolicy, FsyncPolicy, Spool, SpoolConfig, SpoolError};
+use crate::stats::{Stats, StatsSnapshot};
+
+/// Everything the sidecar configures.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// This sidecar's chain id: unique for the life of the spool directory, e.g.
+    /// `<pod name>.<pod uid>`. A restart on the same spool goes on with the same chain.
+    pub instance: String,
+    /// The on-disk spool.
+    pub spool: SpoolConfig,
+    /// The collector.
+    pub shipper: ShipperConfig,
+}
+
+/// Errors opening the auditor.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The spool could not be opened.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// The shipper could not be set up (URL, TLS).
+    #[error(transparent)]
+    Ship(#[from] ShipError),
+    /// The instance id is empty or has characters that do not belong in an event id.
+    #[error("audit instance id {0:?}: want 1-253 characters of [A-Za-z0-9._:-]")]
+    Instance(String),
+}
+
+/// Errors recording an event.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The spool is full (policy `closed`) or could not be written.
+    #[error("{source}")]
+    Spool {
+        /// The cause; [`SpoolError::Full`] displays as "audit spool full (...)".
+        #[source]
+        source: SpoolError,
+        /// The failure policy in force.
+        policy: FailurePolicy,
+    },
+    /// The event could not be serialized.
+    #[error("audit event encoding: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+impl RecordError {
+    /// True when the statement must be refused (failure policy `closed`). Under `open` the
+    /// event is already counted as dropped and logged, and the statement may run.
+    pub fn must_refuse(&self) -> bool {
+        match self {
+            RecordError::Spool { policy, .. } => *policy == FailurePolicy::Closed,
+            RecordError::Encode(_) => true,
+        }
+    }
+
+    /// Bounded metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RecordError::Spool {
+                source: SpoolError::Full { .. },
+                ..
+            } => "spool_full",
+            RecordError::Spool { .. } => "spool_io",
+            RecordError::Encode(_) => "encode",
+        }
+    }
+}
+
+/// Records audit events and ships them. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Auditor {
+    chain: Mutex<Chain>,
+    spool: Arc<Spool>,
+    stats: Arc<Stats>,
+    wake: Arc<Notify>,
+    shipper: Mutex<Option<Shipper>>,
+    syncer: Option<tokio::task::JoinHandle<()>>,
+    policy: FailurePolicy,
+}
+
+impl Drop for Auditor {
+    fn drop(&mut self) {
+        if let Some(task) = self.syncer.take() {
+            task.abort();
+        }
+    }
+}
+
+fn valid_instance(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 253
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+impl Auditor {
+    /// Opens the spool (going on with the chain found there if it is this instance's) and
+    /// starts the shipper on the current Tokio runtime.
+    pub fn open(cfg: AuditConfig) -> Result<Auditor, OpenError> {
+        if !valid_instance(&cfg.instance) {
+            return Err(OpenError::Instance(cfg.instance));
+        }
+        let stats = Arc::new(Stats::default());
+        let policy = cfg.spool.failure_policy;
+        let (spool, head) = Spool::open(cfg.spool, stats.clone())?;
+        let chain = match head {
+            Some(h) if h.instance == cfg.instance => {
+                tracing::info!(instance = %h.instance, seq = h.seq, "audit chain continues from the spool");
+                Chain::resume(h.instance, h.seq, h.hash)
+            }
+            _ => Chain::new(cfg.instance),
+        };
+        let spool = Arc::new(spool);
+        let wake = Arc::new(Notify::new());
+        let shipper = Shipper::spawn(cfg.shipper, spool.clone(), stats.clone(), wake.clone())?;
+        let syncer = match spool.config().fsync {
+            FsyncPolicy::Interval(every) => Some(tokio::spawn(sync_every(spool.clone(), every))),
+            FsyncPolicy::EveryBatch | FsyncPolicy::Never => None,
+        };
+        Ok(Auditor {
+            chain: Mutex::new(chain),
+            spool,
+            stats,
+            wake,
+            shipper: Mutex::new(Some(shipper)),
+            syncer,
+            policy,
+        })
+    }
+
+    /// Stamps `event` into the chain and appends it to the spool (one `write`, no await). Returns
+    /// the event id. On `Err`, see [`RecordError::must_refuse`].
+    pub fn record(&self, event: Event) -> Result<String, RecordError> {
+        let mut ids = self.record_all(vec![event])?;
+        Ok(ids.pop().unwrap_or_default())
+    }
+
+    /// Records several events in one write (and one fsync under `EveryBatch`). All or none.
+    pub fn record_all(&self, events: Vec<Event>) -> Result<Vec<String>, RecordError> {
+        let mut chain = self.chain.lock().unwrap_or_else(|p| p.into_inner());
+        let mut trial = chain.clone();
+        let mut sealed: Vec<Sealed> = Vec::with_capacity(events.len());
+        for event in events {
+            sealed.push(trial.stamp(event)?);
+        }
+        let lines: Vec<&[u8]> = sealed.iter().map(|s| s.line.as_slice()).collect();
+        match self.spool.append(&lines) {
+            Ok(()) => {
+                *chain = trial;
+                drop(chain);
+                Stats::add(&self.stats.recorded, sealed.len() as u64);
+                self.wake.notify_one();
+                Ok(sealed.into_iter().map(|s| s.id).collect())
+            }
+            Err(e @ SpoolError::Full { .. }) => {
+                Stats::add(&self.stats.refused, sealed.len() as u64);
+                Err(RecordError::Spool {
+                    source: e,
+                    policy: self.policy,
+                })
+            }
+            Err(e) => {
+                if self.policy == FailurePolicy::Open {
+                    // The statement goes ahead without its event: keep the seqs used, so the
+                    // loss shows as a gap in the chain too.
+                    *chain = trial;
+                    Stats::add(&self.stats.dropped, sealed.len() as u64);
+                } else {
+                    Stats::add(&self.stats.refused, sealed.len() as u64);
+                }
+                tracing::error!(error = %e, events = sealed.len(), "audit events could not be spooled");
+                Err(RecordError::Spool {
+                    source: e,
+                    policy: self.policy,
+                })
+            }
+        }
+    }
+
+    /// The live counters, for `/metrics`.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    /// A copy of the counters.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// The spool directory.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.spool.config().dir.clone()
+    }
+
+    /// Waits up to `timeout` until every recorded event was delivered. True if it was.
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.spool.is_drained() {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            self.wake.notify_one();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops shipping after delivering what it can within `drain_for`, fsyncs the spool and
+    /// releases it. Undelivered events are sent by the next `open` on the same directory.
+    pub async fn shutdown(mut self, drain_for: Duration) {
+        let shipper = self
+            .shipper
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(shipper) = shipper {
+            self.wake.notify_one();
+            shipper.shutdown(drain_for).await;
+        }
+        if let Some(task) = self.syncer.take() {
+            task.abort();
+            let _ = task.await;
+        }
+        // An fsync already on the blocking pool still holds the spool; wait for it so the
+        // directory lock is free when this returns.
+        for _ in 0..500 {
+            if Arc::strong_count(&self.spool) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        if let Err(e) = self.spool.sync() {
+            tracing::error!(error = %e, "audit spool fsync at shutdown failed");
+        }
+    }
+}
+
+/// Interval fsync, on the blocking pool so no runtime worker waits for the disk.
+async fn sync_every(spool: Arc<Spool>, every: Duration) {
+    let mut tick = tokio::time::interval((every / 2).max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let spool = spool.clone();
+        match tokio::task::spawn_blocking(move || spool.sync_if_due()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "audit spool fsync failed"),
+            Err(e) => tracing::error!(error = %e, "audit spool fsync task failed"),
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! dbwarden audit events: the v1 schema, the per-instance hash chain, a bounded on-disk spool and
+//! a shipper that delivers events to an HTTP collector at least once.
+//!
+//! The sidecar opens one [`Auditor`] per process, calls [`Auditor::record`] for every decision and
+//! exports [`Auditor::stats`] on `/metrics`. `dbwarden-audit verify FILE` checks an export.
+
+mod auditor;
+pub mod chain;
+pub mod clock;
+pub mod event;
+pub mod ship;
+pub mod spool;
+mod stats;
+pub mod verify;
+
+pub use auditor::{AuditConfig, Auditor, OpenError, RecordError};
+pub use chain::{Chain, Sealed};
+pub use event::{
+    Approval, ApprovalPhase, Decision, Durations, Event, Identity, Kind, Masked, StatementText,
+};
+pub use ship::{Format, ShipperConfig, Token};
+pub use spool::{FailurePolicy, FsyncPolicy, SpoolConfig};
+pub use stats::{Stats, StatsSnapshot};
+pub use verify::{Problem, Report, verify};

@@ -1,0 +1,241 @@
+//! The shipper: a background task that reads batches from the spool in order, POSTs them to the
+//! collector and acknowledges them only after a 2xx answer (at-least-once), retrying with
+//! exponential backoff and jitter.
+
+mod config;
+mod http;
+pub mod otlp;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+pub use config::{Backoff, Format, ShipperConfig, Token};
+pub use http::{Sender, ShipError};
+
+use crate::spool::{Batch, Spool};
+use crate::stats::Stats;
+
+/// How often the idle shipper looks at the spool without being woken.
+const IDLE_TICK: Duration = Duration::from_millis(250);
+
+/// A running shipper task. Dropping it aborts the task at once (the spool stays consistent:
+/// undelivered events are sent again after the next start); [`Shipper::shutdown`] drains first.
+#[derive(Debug)]
+pub struct Shipper {
+    task: Option<JoinHandle<()>>,
+    stop: watch::Sender<Option<Instant>>,
+}
+
+impl Drop for Shipper {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Shipper {
+    /// Spawns the shipper on the current Tokio runtime.
+    pub fn spawn(
+        cfg: ShipperConfig,
+        spool: Arc<Spool>,
+        stats: Arc<Stats>,
+        wake: Arc<Notify>,
+    ) -> Result<Shipper, ShipError> {
+        let cfg = Arc::new(cfg);
+        let sender = Sender::new(cfg.clone())?;
+        let (stop, stop_rx) = watch::channel(None);
+        let worker = Worker {
+            cfg,
+            sender,
+            spool,
+            stats,
+            wake,
+            stop: stop_rx,
+        };
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ShipError::NoRuntime)?;
+        let task = runtime.spawn(worker.run());
+        Ok(Shipper {
+            task: Some(task),
+            stop,
+        })
+    }
+
+    /// Stops the shipper: it keeps delivering until the spool is drained or `drain_for` has
+    /// passed, then returns. Undelivered events stay in the spool for the next start.
+    pub async fn shutdown(mut self, drain_for: Duration) {
+        let _ = self.stop.send(Some(Instant::now() + drain_for));
+        if let Some(task) = self.task.take()
+            && let Err(e) = task.await
+        {
+            tracing::error!(error = %e, "audit shipper task failed");
+        }
+    }
+}
+
+struct Worker {
+    cfg: Arc<ShipperConfig>,
+    sender: Sender,
+    spool: Arc<Spool>,
+    stats: Arc<Stats>,
+    wake: Arc<Notify>,
+    stop: watch::Receiver<Option<Instant>>,
+}
+
+impl Worker {
+    fn deadline(&self) -> Option<Instant> {
+        *self.stop.borrow()
+    }
+
+    async fn run(mut self) {
+        let mut backoff = Backoff::new(self.cfg.backoff_initial, self.cfg.backoff_max);
+        loop {
+            if let Some(deadline) = self.deadline()
+                && (self.spool.is_drained() || Instant::now() >= deadline)
+            {
+                break;
+            }
+            let batch = match self
+                .spool
+                .read_batch(self.cfg.batch_max_events, self.cfg.batch_max_bytes)
+            {
+                Ok(Some(batch)) => batch,
+                Ok(None) => {
+                    if self.deadline().is_some() {
+                        break;
+                    }
+                    self.idle().await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "audit spool read failed");
+                    self.stats.set_error(Some(e.to_string()));
+                    if !self.sleep(backoff.next_delay()).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            if !self.deliver(batch, &mut backoff).await {
+                break;
+            }
+        }
+        if let Err(e) = self.spool.sync() {
+            tracing::error!(error = %e, "audit spool fsync at shutdown failed");
+        }
+    }
+
+    /// Waits for new events (then lingers to fill the batch), the idle tick, or a stop.
+    async fn idle(&mut self) {
+        tokio::select! {
+            () = self.wake.notified() => {
+                let linger = self.cfg.linger;
+                self.sleep(linger).await;
+            }
+            () = tokio::time::sleep(IDLE_TICK) => {}
+            _ = self.stop.changed() => {}
+        }
+    }
+
+    /// Sleeps `d`, cut short by a stop whose deadline passes first. False if the deadline passed.
+    async fn sleep(&mut self, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        loop {
+            let deadline = self.deadline();
+            if let Some(dl) = deadline
+                && dl <= until
+            {
+                tokio::time::sleep_until(dl).await;
+                return false;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => return true,
+                changed = self.stop.changed() => if changed.is_err() {
+                    tokio::time::sleep_until(until).await;
+                    return true;
+                },
+            }
+        }
+    }
+
+    /// Delivers one batch, retrying until a 2xx or the stop deadline. False when stopping.
+    async fn deliver(&mut self, batch: Batch, backoff: &mut Backoff) -> bool {
+        let n = batch.records.len() as u64;
+        let body = match self.sender.encode(&batch.records) {
+            Ok(body) => body,
+            Err(e) => {
+                // Records passed their hash check, so this is a bug, not data: keep them.
+                tracing::error!(error = %e, events = n, "audit batch encoding failed; will retry");
+                self.stats.set_error(Some(e.to_string()));
+                self.spool.rewind();
+                return self.sleep(backoff.next_delay()).await;
+            }
+        };
+        loop {
+            let mut stop = self.stop.clone();
+            let attempt = tokio::select! {
+                result = self.sender.post(body.clone()) => result,
+                () = deadline_passed(&mut stop) => {
+                    // Maybe delivered, maybe not: it is sent again after the next start.
+                    self.spool.rewind();
+                    return false;
+                }
+            };
+            match attempt {
+                Ok(()) => {
+                    if let Err(e) = self.spool.ack(batch.end) {
+                        tracing::error!(error = %e, "audit spool acknowledgement failed; events may be sent again");
+                    }
+                    Stats::add(&self.stats.shipped, n);
+                    Stats::add(&self.stats.batches_ok, 1);
+                    if backoff.attempts() > 0 {
+                        tracing::info!(
+                            events = n,
+                            after_attempts = backoff.attempts(),
+                            "audit collector reachable again"
+                        );
+                    }
+                    self.stats.set_error(None);
+                    backoff.reset();
+                    return true;
+                }
+                Err(e) => {
+                    Stats::add(&self.stats.batches_failed, 1);
+                    let delay = backoff.next_delay();
+                    tracing::warn!(
+                        error = %e,
+                        kind = e.label(),
+                        events = n,
+                        attempt = backoff.attempts(),
+                        retry_in_ms = delay.as_millis() as u64,
+                        "audit batch not delivered; retrying"
+                    );
+                    self.stats.set_error(Some(e.to_string()));
+                    if !self.sleep(delay).await {
+                        self.spool.rewind();
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Completes when a stop deadline has been set and has passed; never if the shipper is not
+/// being stopped.
+async fn deadline_passed(stop: &mut watch::Receiver<Option<Instant>>) {
+    loop {
+        let deadline = *stop.borrow_and_update();
+        if let Some(deadline) = deadline {
+            tokio::time::sleep_until(deadline).await;
+            return;
+        }
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! A bounded on-disk queue of event lines: a directory of append-only segment files
+//! (`<id>.ndjson`), an acknowledgement cursor (`acked`) and a lock file.
+//!
+//! Appends go straight to the file (no user-space buffer), so a process crash loses nothing the
+//! spool accepted; [`FsyncPolicy`] decides what a machine crash may lose. Records are replayed
+//! in order from the cursor, also after a restart; a torn last line is cut at open and a record
+//! failing its hash check is skipped, counted and logged.
+
+mod config;
+mod files;
+mod reader;
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+pub use config::{FailurePolicy, FsyncPolicy, SpoolConfig, SpoolError};
+pub use files::{Cursor, Head};
+pub use reader::Batch;
+
+use crate::stats::Stats;
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SpoolError + 'a {
+    move |source| SpoolError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Segment {
+    pub(crate) id: u64,
+    pub(crate) len: u64,
+    pub(crate) records: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) segments: VecDeque<Segment>,
+    active: Option<File>,
+    pub(crate) acked: Cursor,
+    pub(crate) read: Cursor,
+    dirty_since: Option<Instant>,
+}
+
+/// The spool. Shared by the recorder (appends) and the shipper (reads, acknowledgements).
+#[derive(Debug)]
+pub struct Spool {
+    cfg: SpoolConfig,
+    pub(crate) inner: Mutex<Inner>,
+    pub(crate) stats: Arc<Stats>,
+    _lock: File,
+}
+
+impl Spool {
+    /// Opens (or creates) the spool, repairs a torn tail and returns the last valid event, from
+    /// which the chain goes on.
+    pub fn open(
+        mut cfg: SpoolConfig,
+        stats: Arc<Stats>,
+    ) -> Result<(Spool, Option<Head>), SpoolError> {
+        if cfg.max_bytes < 4096 {
+            return Err(SpoolError::Config(format!(
+                "maxBytes {} is below 4096",
+                cfg.max_bytes
+            )));
+        }
+        cfg.segment_bytes = cfg.segment_bytes.clamp(1024, cfg.max_bytes / 4);
+        let dir = cfg.dir.clone();
+        fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+        let lock_path = dir.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err("opening", &lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(SpoolError::Locked { dir }),
+            Err(fs::TryLockError::Error(e)) => return Err(io_err("locking", &lock_path)(e)),
+        }
+        let ids = files::list_segments(&dir).map_err(io_err("listing", &dir))?;
+        let mut segments = VecDeque::new();
+        for (i, &id) in ids.iter().enumerate() {
+            let path = files::segment_path(&dir, id);
+            let len = if i + 1 == ids.len() {
+                let (len, cut) = files::repair_tail(&path).map_err(io_err("repairing", &path))?;
+                if cut > 0 {
+                    tracing::warn!(path = %path.display(), bytes = cut, "audit spool: cut a torn last record");
+                }
+                len
+            } else {
+                fs::metadata(&path).map_err(io_err("reading", &path))?.len()
+            };
+            let records = files::count_records(&path).map_err(io_err("reading", &path))?;
+            segments.push_back(Segment { id, len, records });
+        }
+        let mut head = None;
+        for seg in segments.iter().rev() {
+            let path = files::segment_path(&dir, seg.id);
+            head = files::last_valid(&path).map_err(io_err("reading", &path))?;
+            if head.is_some() {
+                break;
+            }
+        }
+        let first = segments
+            .front()
+            .map(|s| Cursor {
+                segment: s.id,
+                offset: 0,
+            })
+            .unwrap_or_default();
+        let mut acked = files::read_cursor(&dir).unwrap_or(first).max(first);
+        match segments.iter().find(|s| s.id >= acked.segment) {
+            Some(seg) if seg.id == acked.segment => acked.offset = acked.offset.min(seg.len),
+            Some(seg) => {
+                acked = Cursor {
+                    segment: seg.id,
+                    offset: 0,
+                }
+            }
+            // A cursor past every segment does not match this spool: send everything again
+            // (a duplicate is better than a loss).
+            None => acked = first,
+        }
+        let active = match segments.back() {
+            Some(seg) => {
+                let path = files::segment_path(&dir, seg.id);
+                Some(
+                    OpenOptions::new()
+                        .append(true)
+                        .open(&path)
+                        .map_err(io_err("opening", &path))?,
+                )
+            }
+            None => None,
+        };
+        let spool = Spool {
+            cfg,
+            inner: Mutex::new(Inner {
+                segments,
+                active,
+                acked,
+                read: acked,
+                dirty_since: None,
+            }),
+            stats,
+            _lock: lock,
+        };
+        spool.update_gauges(&spool.lock());
+        Ok((spool, head))
+    }
+
+    /// The settings in force (with `segment_bytes` clamped).
+    pub fn config(&self) -> &SpoolConfig {
+        &self.cfg
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves consistent-enough state: counters and cursors
+        // are only advanced after the file operation they describe succeeded.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Undelivered bytes.
+    fn pending(&self, inner: &Inner) -> u64 {
+        inner
+            .segments
+            .iter()
+            .map(|s| match s.id.cmp(&inner.acked.segment) {
+                std::cmp::Ordering::Less => 0,
+                std::cmp::Ordering::Equal => s.len.saturating_sub(inner.acked.offset),
+                std::cmp::Ordering::Greater => s.len,
+            })
+            .sum()
+    }
+
+    pub(crate) fn update_gauges(&self, inner: &Inner) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stats.spool_bytes.store(self.pending(inner), Relaxed);
+        self.stats
+            .spool_segments
+            .store(inner.segments.len() as u64, Relaxed);
+    }
+
+    /// True when `bytes` more would fit under the limit.
+    pub fn has_room(&self, bytes: u64) -> bool {
+        let inner = self.lock();
+        self.pending(&inner) + bytes <= self.cfg.max_bytes
+    }
+
+    /// Appends records (event lines without newline) in one write. Under policy `closed` a full
+    /// spool returns [`SpoolError::Full`] and writes nothing; under `open` the oldest segments
+    /// are dropped to make room.
+    pub fn append(&self, records: &[&[u8]]) -> Result<(), SpoolError> {
+        let mut buf = Vec::with_capacity(records.iter().map(|r| r.len() + 1).sum());
+        for r in records {
+            buf.extend_from_slice(r);
+            buf.push(b'\n');
+        }
+        let size = buf.len() as u64;
+        let mut inner = self.lock();
+        let pending = self.pending(&inner);
+        if pending + size > self.cfg.max_bytes {
+            match self.cfg.failure_policy {
+                FailurePolicy::Closed => {
+                    return Err(SpoolError::Full {
+                        pending,
+                        max: self.cfg.max_bytes,
+                    });
+                }
+                FailurePolicy::Open => self.drop_oldest(&mut inner, size),
+            }
+        }
+        let rotate = match inner.segments.back() {
+            None => true,
+            Some(last) => last.len > 0 && last.len + size > self.cfg.segment_bytes,
+        };
+        if rotate {
+            self.rotate(&mut inner)?;
+        }
+        let Inner {
+            segments, active, ..
+        } = &mut *inner;
+        let (Some(seg), Some(file)) = (segments.back_mut(), active.as_mut()) else {
+            return Err(SpoolError::Config("no active segment".into()));
+        };
+        let path = files::segment_path(&self.cfg.dir, seg.id);
+        if let Err(e) = file.write_all(&buf) {
+            // Cut a partial write so the file stays a sequence of whole records.
+            let _ = file.set_len(seg.len);
+            return Err(io_err("writing", &path)(e));
+        }
+        seg.len += size;
+        seg.records += records.len() as u64;
+        let now = Instant::now();
+        match self.cfg.fsync {
+            FsyncPolicy::EveryBatch => file.sync_data().map_err(io_err("syncing", &path))?,
+            // The auditor's timer calls `sync_if_due`, off the statement path.
+            FsyncPolicy::Interval(_) => {
+                inner.dirty_since.get_or_insert(now);
+            }
+            FsyncPolicy::Never => {}
+        }
+        self.update_gauges(&inner);
+        Ok(())
+    }
+
+    /// Forces appended records to disk if an interval fsync is due (the shipper calls this).
+    /// The fsync runs on a duplicate of the file handle outside the lock, so appends do not
+    /// wait for the disk.
+    pub fn sync_if_due(&self) -> Result<(), SpoolError> {
+        let (file, path) = {
+            let mut inner = self.lock();
+            let due = match (self.cfg.fsync, inner.dirty_since) {
+                (FsyncPolicy::Interval(every), Some(since)) => since.elapsed() >= every,
+                _ => false,
+            };
+            let (Some(file), Some(seg), true) = (inner.active.as_ref(), inner.segments.back(), due)
+            else {
+                return Ok(());
+            };
+            let path = files::segment_path(&self.cfg.dir, seg.id);
+            let file = file
+                .try_clone()
+                .map_err(io_err("duplicating the handle of", &path))?;
+            inner.dirty_since = None;
+            (file, path)
+        };
+        file.sync_data().map_err(io_err("syncing", &path))
+    }
+
+    /// Forces appended records to disk now.
+    pub fn sync(&self) -> Result<(), SpoolError> {
+        let mut inner = self.lock();
+        self.sync_locked(&mut inner)
+    }
+
+    fn sync_locked(&self, inner: &mut Inner) -> Result<(), SpoolError> {
+        if let (Some(file), Some(seg)) = (inner.active.as_ref(), inner.segments.back()) {
+            let path = files::segment_path(&self.cfg.dir, seg.id);
+            file.sync_data().map_err(io_err("syncing", &path))?;
+        }
+        inner.dirty_since = None;
+        Ok(())
+    }
+
+    fn rotate(&self, inner: &mut Inner) -> Result<(), SpoolError> {
+        if inner.dirty_since.is_some() {
+            self.sync_locked(inner)?;
+        }
+        let id = inner.segments.back().map_or(0, |s| s.id + 1);
+        let path = files::segment_path(&self.cfg.dir, id);
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err("creating", &path))?;
+        inner.active = Some(file);
+        inner.segments.push_back(Segment {
+            id,
+            len: 0,
+            records: 0,
+        });
+        if inner.segments.len() == 1 {
+            inner.acked = Cursor {
+                segment: id,
+                offset: 0,
+            };
+            inner.read = inner.acked;
+        }
+        self.delete_acked(inner);
+        Ok(())
+    }
+
+    /// Policy `open`: drops closed segments, oldest first, until `size` fits.
+    fn drop_oldest(&self, inner: &mut Inner, size: u64) {
+        while self.pending(inner) + size > self.cfg.max_bytes && inner.segments.len() > 1 {
+            let Some(seg) = inner.segments.pop_front() else {
+                break;
+            };
+            let path = files::segment_path(&self.cfg.dir, seg.id);
+            // Records the shipper has read are in its hands and still retried; the rest is lost.
+            let lost = if inner.read.segment > seg.id {
+                0
+            } else {
+                let read_before = if inner.read.segment == seg.id {
+                    inner.read.offset
+                } else {
+                    0
+                };
+                lost_records(&path, read_before, seg.records)
+            };
+            if let Err(e) = fs::remove_file(&path) {
+                tracing::error!(path = %path.display(), error = %e, "audit spool: removing a dropped segment failed");
+            }
+            Stats::add(&self.stats.dropped, lost);
+            tracing::error!(
+                segment = seg.id,
+                events = lost,
+                max_bytes = self.cfg.max_bytes,
+                "audit spool full (failure policy open): dropped the oldest segment's undelivered events"
+            );
+            let next = Cursor {
+                segment: seg.id + 1,
+                offset: 0,
+            };
+            inner.acked = inner.acked.max(next);
+            inner.read = inner.read.max(next);
+        }
+    }
+
+    /// Removes segments wholly before the acknowledgement cursor (never the active one).
+    pub(crate) fn delete_acked(&self, inner: &mut Inner) {
+        while inner.segments.len() > 1 {
+            let Some(&first) = inner.segments.front() else {
+                break;
+            };
+            let done = first.id < inner.acked.segment
+                || (first.id == inner.acked.segment && inner.acked.offset >= first.len);
+            if !done {
+                break;
+            }
+            inner.segments.pop_front();
+            let path = files::segment_path(&self.cfg.dir, first.id);
+            if let Err(e) = fs::remove_file(&path) {
+                tracing::error!(path = %path.display(), error = %e, "audit spool: removing a delivered segment failed");
+            }
+            let next = Cursor {
+                segment: first.id + 1,
+                offset: 0,
+            };
+            inner.acked = inner.acked.max(next);
+            inner.read = inner.read.max(next);
+        }
+    }
+}
+
+/// Records at or after byte `from` of a segment (best effort: the segment's count if unreadable).
+fn lost_records(path: &Path, from: u64, all: u64) -> u64 {
+    if from == 0 {
+        return all;
+    }
+    match fs::read(path) {
+        Ok(bytes) => {
+            let start = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
+            bytes[start..].iter().filter(|&&b| b == b'\n').count() as u64
+        }
+        Err(_) => all,
+    }
+}

@@ -1,0 +1,154 @@
+//! The shipper's side of the spool: read batches in order, acknowledge what was delivered.
+
+use super::{Cursor, Spool, SpoolError, files, io_err};
+use crate::chain;
+use crate::stats::Stats;
+
+/// Records read from the spool, to be delivered and then acknowledged with [`Spool::ack`].
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Event lines, without newline, in spool order.
+    pub records: Vec<Vec<u8>>,
+    /// Where the batch ends: acknowledge this once the collector accepted it.
+    pub end: Cursor,
+}
+
+impl Spool {
+    /// Reads the next records after the last batch read (at most `max_records` and about
+    /// `max_bytes`), skipping and counting records that fail their hash check. `None` when
+    /// everything appended has been read.
+    pub fn read_batch(
+        &self,
+        max_records: usize,
+        max_bytes: u64,
+    ) -> Result<Option<Batch>, SpoolError> {
+        loop {
+            let (start, seg_len) = {
+                let mut inner = self.lock();
+                let first = inner.segments.front().map(|s| s.id);
+                if let Some(first) = first
+                    && inner.read.segment < first
+                {
+                    inner.read = Cursor {
+                        segment: first,
+                        offset: 0,
+                    };
+                }
+                let Some(pos) = inner
+                    .segments
+                    .iter()
+                    .position(|s| s.id == inner.read.segment)
+                else {
+                    return Ok(None);
+                };
+                let seg = inner.segments[pos];
+                if inner.read.offset >= seg.len {
+                    match inner.segments.get(pos + 1) {
+                        Some(next) => {
+                            inner.read = Cursor {
+                                segment: next.id,
+                                offset: 0,
+                            };
+                            continue;
+                        }
+                        None => return Ok(None),
+                    }
+                }
+                (inner.read, seg.len)
+            };
+            let path = files::segment_path(&self.config().dir, start.segment);
+            let bytes = match files::read_range(&path, start.offset, seg_len, max_bytes.max(1)) {
+                Ok(b) => b,
+                // Dropped under policy `open` while we read: start again from the cursor.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("reading", &path)(e)),
+            };
+            let mut records = Vec::new();
+            let mut consumed = 0u64;
+            if bytes.is_empty() {
+                // The file is shorter than what was appended to it (truncated behind our back):
+                // skip to its recorded end rather than wait forever.
+                Stats::add(&self.stats.corrupt, 1);
+                tracing::error!(
+                    segment = start.segment,
+                    offset = start.offset,
+                    expected_len = seg_len,
+                    "audit spool: segment shorter than written; skipping its rest"
+                );
+                consumed = seg_len - start.offset;
+            }
+            for line in bytes.split_inclusive(|&b| b == b'\n') {
+                if records.len() >= max_records.max(1) {
+                    break;
+                }
+                consumed += line.len() as u64;
+                let line = &line[..line.len() - 1];
+                match chain::check_line(line) {
+                    Ok(_) => records.push(line.to_vec()),
+                    Err(e) => {
+                        Stats::add(&self.stats.corrupt, 1);
+                        tracing::error!(
+                            segment = start.segment,
+                            offset = start.offset + consumed - line.len() as u64 - 1,
+                            error = %e,
+                            "audit spool: skipped a corrupt record"
+                        );
+                    }
+                }
+            }
+            let end = Cursor {
+                segment: start.segment,
+                offset: start.offset + consumed,
+            };
+            let mut inner = self.lock();
+            if inner.read != start {
+                // The segment was dropped meanwhile; what we read is still valid to deliver.
+                inner.read = inner.read.max(end);
+            } else {
+                inner.read = end;
+            }
+            drop(inner);
+            if records.is_empty() {
+                // Only corrupt records: acknowledge them away and read on.
+                self.ack(end)?;
+                continue;
+            }
+            return Ok(Some(Batch { records, end }));
+        }
+    }
+
+    /// Marks everything before `end` delivered, persists the cursor and removes delivered
+    /// segments.
+    pub fn ack(&self, end: Cursor) -> Result<(), SpoolError> {
+        let mut inner = self.lock();
+        if end <= inner.acked {
+            return Ok(());
+        }
+        inner.acked = end;
+        self.delete_acked(&mut inner);
+        let acked = inner.acked;
+        self.update_gauges(&inner);
+        drop(inner);
+        let dir = &self.config().dir;
+        files::write_cursor(dir, acked).map_err(io_err("writing the cursor in", dir))
+    }
+
+    /// Reads again from the acknowledgement cursor (after a failed batch was abandoned).
+    pub fn rewind(&self) {
+        let mut inner = self.lock();
+        inner.read = inner.acked;
+    }
+
+    /// True when every appended record has been acknowledged.
+    pub fn is_drained(&self) -> bool {
+        let inner = self.lock();
+        inner
+            .segments
+            .iter()
+            .all(|s| match s.id.cmp(&inner.acked.segment) {
+                std::cmp::Ordering::Less => true,
+                std::cmp::Ordering::Equal => inner.acked.offset >= s.len,
+                std::cmp::Ordering::Greater => s.len == 0,
+            })
+    }
+}

@@ -1,0 +1,254 @@
+//! The spool on its own: order across restarts, a torn tail, a corrupt record, full-spool
+//! policies.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::sync::Arc;
+
+use dbwarden_audit::spool::{FailurePolicy, FsyncPolicy, Spool, SpoolConfig, SpoolError};
+use dbwarden_audit::{Chain, Stats};
+
+fn cfg(dir: &std::path::Path, max: u64, policy: FailurePolicy) -> SpoolConfig {
+    SpoolConfig {
+        max_bytes: max,
+        segment_bytes: max / 4,
+        fsync: FsyncPolicy::EveryBatch,
+        failure_policy: policy,
+        ..SpoolConfig::new(dir)
+    }
+}
+
+fn lines(chain: &mut Chain, n: u64) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| chain.stamp(common::statement(i)).unwrap().line)
+        .collect()
+}
+
+fn drain(spool: &Spool) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(batch) = spool.read_batch(7, 4096).unwrap() {
+        out.extend(batch.records);
+        spool.ack(batch.end).unwrap();
+    }
+    out
+}
+
+#[test]
+fn replays_in_order_after_a_restart_and_continues_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |dir: &std::path::Path, _: u64, p| SpoolConfig {
+        segment_bytes: 16 << 10,
+        ..cfg(dir, 1 << 20, p)
+    };
+    let mut chain = Chain::new("pod-a");
+    let all = lines(&mut chain, 200);
+    let mut got = 0;
+    {
+        let (spool, head) = Spool::open(
+            cfg(dir.path(), 64 << 10, FailurePolicy::Closed),
+            Arc::default(),
+        )
+        .unwrap();
+        assert!(head.is_none());
+        for l in &all {
+            spool.append(&[l]).unwrap();
+        }
+        // Deliver about 50 (a batch stays within a segment), then "crash".
+        while got < 50 {
+            let b = spool.read_batch(10, 1 << 20).unwrap().unwrap();
+            got += b.records.len();
+            spool.ack(b.end).unwrap();
+        }
+        // A second process cannot open the same spool while this one holds it.
+        assert!(matches!(
+            Spool::open(
+                cfg(dir.path(), 64 << 10, FailurePolicy::Closed),
+                Arc::default()
+            ),
+            Err(SpoolError::Locked { .. })
+        ));
+    }
+    let stats = Arc::new(Stats::default());
+    let (spool, head) = Spool::open(
+        cfg(dir.path(), 64 << 10, FailurePolicy::Closed),
+        stats.clone(),
+    )
+    .unwrap();
+    let head = head.unwrap();
+    assert_eq!((head.instance.as_str(), head.seq), ("pod-a", 199));
+    assert!(
+        stats.snapshot().spool_segments > 1,
+        "the test should span segments"
+    );
+    assert_eq!(drain(&spool), all[got..].to_vec());
+    assert!(spool.is_drained());
+}
+
+#[test]
+fn a_torn_last_record_is_cut_and_the_chain_resumes_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut chain = Chain::new("pod-a");
+    let all = lines(&mut chain, 5);
+    {
+        let (spool, _) = Spool::open(
+            cfg(dir.path(), 1 << 20, FailurePolicy::Closed),
+            Arc::default(),
+        )
+        .unwrap();
+        for l in &all[..4] {
+            spool.append(&[l]).unwrap();
+        }
+    }
+    // A crash in the middle of writing the fifth record.
+    let seg = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "ndjson"))
+        .unwrap();
+    OpenOptions::new()
+        .append(true)
+        .open(&seg)
+        .unwrap()
+        .write_all(&all[4][..40])
+        .unwrap();
+    let (spool, head) = Spool::open(
+        cfg(dir.path(), 1 << 20, FailurePolicy::Closed),
+        Arc::default(),
+    )
+    .unwrap();
+    assert_eq!(head.unwrap().seq, 3);
+    assert_eq!(drain(&spool), all[..4].to_vec());
+}
+
+#[test]
+fn a_corrupt_record_is_skipped_counted_and_the_rest_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut chain = Chain::new("pod-a");
+    let all = lines(&mut chain, 6);
+    let stats = Arc::new(Stats::default());
+    {
+        let (spool, _) = Spool::open(
+            cfg(dir.path(), 1 << 20, FailurePolicy::Closed),
+            Arc::default(),
+        )
+        .unwrap();
+        let refs: Vec<&[u8]> = all.iter().map(Vec::as_slice).collect();
+        spool.append(&refs).unwrap();
+    }
+    let seg = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "ndjson"))
+        .unwrap();
+    // Bit rot inside the third record.
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let third = all[0].len() + all[1].len() + 2 + 30;
+    bytes[third] ^= 0x20;
+    std::fs::write(&seg, bytes).unwrap();
+    let (spool, _) = Spool::open(
+        cfg(dir.path(), 1 << 20, FailurePolicy::Closed),
+        stats.clone(),
+    )
+    .unwrap();
+    let got = drain(&spool);
+    assert_eq!(got, [&all[..2], &all[3..]].concat());
+    assert_eq!(stats.snapshot().corrupt, 1);
+}
+
+#[test]
+fn full_spool_closed_refuses_until_there_is_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut chain = Chain::new("pod-a");
+    let stats = Arc::new(Stats::default());
+    let (spool, _) =
+        Spool::open(cfg(dir.path(), 8192, FailurePolicy::Closed), stats.clone()).unwrap();
+    let mut accepted = Vec::new();
+    let refused = loop {
+        let l = chain.prepare(common::statement(0)).unwrap();
+        match spool.append(&[&l.line]) {
+            Ok(()) => {
+                chain.commit(&l);
+                accepted.push(l.line);
+            }
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(refused, SpoolError::Full { max: 8192, .. }));
+    assert!(
+        refused.to_string().starts_with("audit spool full"),
+        "{refused}"
+    );
+    assert!(stats.snapshot().spool_bytes <= 8192);
+    // Delivering one batch makes room again.
+    let b = spool.read_batch(5, 1 << 20).unwrap().unwrap();
+    spool.ack(b.end).unwrap();
+    let l = chain.prepare(common::statement(0)).unwrap();
+    spool.append(&[&l.line]).unwrap();
+    accepted.push(l.line);
+    assert_eq!([b.records, drain(&spool)].concat(), accepted);
+    assert_eq!(stats.snapshot().dropped, 0);
+}
+
+#[test]
+fn full_spool_open_drops_the_oldest_segment_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut chain = Chain::new("pod-a");
+    let stats = Arc::new(Stats::default());
+    let (spool, _) =
+        Spool::open(cfg(dir.path(), 8192, FailurePolicy::Open), stats.clone()).unwrap();
+    let all = lines(&mut chain, 100);
+    for l in &all {
+        spool.append(&[l]).unwrap();
+    }
+    let snap = stats.snapshot();
+    assert!(snap.dropped > 0 && snap.spool_bytes <= 8192, "{snap:?}");
+    let got = drain(&spool);
+    // What is left is the newest events, in order, and nothing is unaccounted for.
+    assert_eq!(got.len() as u64 + snap.dropped, 100);
+    assert_eq!(got, all[all.len() - got.len()..].to_vec());
+}
+
+#[test]
+fn garbage_in_the_spool_never_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut chain = Chain::new("pod-a");
+    let good = lines(&mut chain, 3);
+    // Segments full of junk (with and without newlines), a bad cursor, stray files.
+    let mut junk = Vec::new();
+    let mut x: u32 = 12345;
+    for _ in 0..5000 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        junk.push((x >> 16) as u8);
+    }
+    std::fs::write(dir.path().join("00000000000000000000.ndjson"), &junk).unwrap();
+    let mut second = good.join(&b'\n');
+    second.extend_from_slice(b"\n{\"hash\":\"zz\"}\n\n");
+    std::fs::write(
+        dir.path().join("00000000000000000001.ndjson"),
+        [&junk[..100], b"\n", &second].concat(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("acked"), b"banana").unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"hello").unwrap();
+    let stats = Arc::new(Stats::default());
+    let (spool, head) = Spool::open(
+        cfg(dir.path(), 1 << 20, FailurePolicy::Closed),
+        stats.clone(),
+    )
+    .unwrap();
+    assert_eq!(
+        head.unwrap().seq,
+        2,
+        "the chain resumes after the last valid record"
+    );
+    // The valid records come through, in order; the junk is skipped and counted.
+    assert_eq!(drain(&spool), good);
+    assert!(stats.snapshot().corrupt > 0);
+    // The spool still works afterwards.
+    let l = chain.stamp(common::statement(9)).unwrap().line;
+    spool.append(&[&l]).unwrap();
+    assert_eq!(drain(&spool), vec![l]);
+}
