@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use dbwarden_crds::{ApprovalPhase, ApprovalRequest, DecisionKind};
-use dbwarden_testbed::{ADMIN, ALICE, BOB, CAROL, ControlPlane, DAVE, User, workspace_root};
+use dbwarden_testbed::{ADMIN, ALICE, BOB, CAROL, ControlPlane, DAVE, User};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Api;
 use support::{Operator, free_port};
@@ -118,29 +118,9 @@ async fn install(operator_args: &[&str]) -> (ControlPlane, Operator) {
         .await
         .unwrap();
     let port = free_port();
-    let chart = workspace_root()
-        .join("charts/dbwarden")
-        .display()
-        .to_string();
-    let url = format!("webhook.url=https://127.0.0.1:{port}");
-    cp.helm(&[
-        "install",
-        "dbwarden",
-        &chart,
-        "-n",
-        "dbwarden-system",
-        "--create-namespace",
-        "--set",
-        "operator.enabled=false",
-        "--set",
-        &url,
-    ])
-    .await
-    .unwrap()
-    .ok("helm install")
-    .unwrap();
+    cp.install_dbwarden_chart(port).await.unwrap();
     let service_account = cp
-        .kubeconfig_impersonating("system:serviceaccount:dbwarden-system:dbwarden")
+        .kubeconfig_impersonating(ControlPlane::DBWARDEN_OPERATOR)
         .unwrap();
     let operator = Operator::start_with(&service_account, port, operator_args).await;
     cp.apply(&ADMIN, POLICY).await.unwrap();

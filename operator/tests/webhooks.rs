@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use dbwarden_testbed::{ADMIN, ControlPlane, workspace_root};
+use dbwarden_testbed::{ADMIN, ControlPlane};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use support::{Operator, free_port};
@@ -71,25 +71,9 @@ async fn operator_injects_annotated_pods_and_refuses_invalid_policies() {
             .unwrap();
     }
     let port = free_port();
-    let chart = workspace_root().join("charts/dbwarden");
-    cp.helm(&[
-        "install",
-        "dbwarden",
-        &chart.display().to_string(),
-        "--namespace",
-        "dbwarden-system",
-        "--create-namespace",
-        "--set",
-        "operator.enabled=false",
-        "--set",
-        &format!("webhook.url=https://127.0.0.1:{port}"),
-    ])
-    .await
-    .unwrap()
-    .ok("helm install")
-    .unwrap();
+    cp.install_dbwarden_chart(port).await.unwrap();
     let service_account = cp
-        .kubeconfig_impersonating("system:serviceaccount:dbwarden-system:dbwarden")
+        .kubeconfig_impersonating(ControlPlane::DBWARDEN_OPERATOR)
         .unwrap();
     let _operator = Operator::start(&service_account, port).await;
 

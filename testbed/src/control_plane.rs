@@ -281,6 +281,34 @@ impl ControlPlane {
         process::run(command, None).await
     }
 
+    /// Installs dbwarden's Helm chart as release `dbwarden` in namespace `dbwarden-system`, in
+    /// its "operator outside the cluster" mode: the API server calls the webhooks at
+    /// `https://127.0.0.1:<webhook_port>`, where the caller runs the operator (as the chart's
+    /// ServiceAccount, [`ControlPlane::DBWARDEN_OPERATOR`], to have exactly its RBAC).
+    pub async fn install_dbwarden_chart(&self, webhook_port: u16) -> Result<String> {
+        let chart = tools::workspace_root()
+            .join("charts/dbwarden")
+            .display()
+            .to_string();
+        let url = format!("webhook.url=https://127.0.0.1:{webhook_port}");
+        let args = [
+            "install",
+            "dbwarden",
+            &chart,
+            "--namespace",
+            "dbwarden-system",
+            "--create-namespace",
+            "--set",
+            "operator.enabled=false",
+            "--set",
+            &url,
+        ];
+        self.helm(&args).await?.ok("helm install dbwarden")
+    }
+
+    /// The user name of the chart's operator ServiceAccount, for [`ControlPlane::kubeconfig_impersonating`].
+    pub const DBWARDEN_OPERATOR: &str = "system:serviceaccount:dbwarden-system:dbwarden";
+
     /// A client authenticated as the administrator.
     pub fn admin_client(&self) -> kube::Client {
         self.admin.clone()

@@ -56,32 +56,14 @@ async fn main() -> anyhow::Result<()> {
         "Installing dbwarden with its Helm chart (the operator runs here, the API server calls its webhooks by URL)",
     );
     let webhook_port = free_port()?;
-    let chart = workspace_root()
-        .join("charts/dbwarden")
-        .display()
-        .to_string();
-    let url = format!("webhook.url=https://127.0.0.1:{webhook_port}");
-    let install = [
-        "install",
-        "dbwarden",
-        &chart,
-        "-n",
-        "dbwarden-system",
-        "--create-namespace",
-        "--set",
-        "operator.enabled=false",
-        "--set",
-        &url,
-    ];
-    let out = cp.helm(&install).await?.ok("helm install")?;
+    let out = cp.install_dbwarden_chart(webhook_port).await?;
     println!(
         "{}",
         indent(out.lines().take(6).collect::<Vec<_>>().join("\n"))
     );
 
     step("Starting the operator with exactly the chart's RBAC (as its ServiceAccount)");
-    let kubeconfig =
-        cp.kubeconfig_impersonating("system:serviceaccount:dbwarden-system:dbwarden")?;
+    let kubeconfig = cp.kubeconfig_impersonating(ControlPlane::DBWARDEN_OPERATOR)?;
     let metrics_port = free_port()?;
     let _operator = tokio::process::Command::new(&operator_bin)
         .env("KUBECONFIG", &kubeconfig)
