@@ -51,6 +51,25 @@ spec:
     )
 }
 
+/// Waits (up to 20 s) until a server-side dry run of `pod` comes back with the sidecar.
+async fn injects_on_dry_run(cp: &ControlPlane, pod: &str) {
+    for _ in 0..100 {
+        let out = cp
+            .kubectl_with_input(
+                &ADMIN,
+                &["create", "--dry-run=server", "-o", "yaml", "-f", "-"],
+                Some(pod),
+            )
+            .await
+            .unwrap();
+        if out.stdout.contains("name: dbwarden-sidecar") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the webhook never injected:\n{pod}");
+}
+
 fn sidecars(pod: &Pod) -> usize {
     let spec = pod.spec.as_ref().unwrap();
     spec.init_containers
@@ -135,8 +154,7 @@ async fn operator_injects_annotated_pods_and_refuses_invalid_policies() {
         .await
         .unwrap();
     }
-    // With the chart's RBAC the controller can report status: the policy becomes Ready. (By
-    // then the webhook's reflector has seen it too.)
+    // With the chart's RBAC the controller can report status: the policy becomes Ready.
     let mut ready = String::new();
     for _ in 0..100 {
         ready = cp
@@ -163,6 +181,14 @@ async fn operator_injects_annotated_pods_and_refuses_invalid_policies() {
         ready, "True",
         "the policy never became Ready under the chart's RBAC"
     );
+
+    // The webhook answers from its own watch of the policies, which may lag the controller's:
+    // ask it with server-side dry runs until it injects, then create the pods for real.
+    injects_on_dry_run(
+        &cp,
+        &pod("payments", "annotated", r#"dbwarden.io/inject: "true""#),
+    )
+    .await;
 
     let pods: Api<Pod> = Api::namespaced(cp.admin_client(), "payments");
     cp.apply(
@@ -223,6 +249,7 @@ async fn operator_injects_annotated_pods_and_refuses_invalid_policies() {
     )
     .await
     .unwrap();
+    injects_on_dry_run(&cp, &pod("reporting", "unannotated", "")).await;
     cp.apply(&ADMIN, &pod("reporting", "unannotated", ""))
         .await
         .unwrap();

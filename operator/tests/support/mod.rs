@@ -17,11 +17,26 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// The `dbwarden-operator` binary, killed when dropped.
+/// The `dbwarden-operator` binary, killed when dropped; its log is printed when a test fails.
 pub struct Operator {
     _process: tokio::process::Child,
     /// Port of /metrics, /healthz and /readyz.
     pub metrics_port: u16,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("--- end of the operator's log ---");
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
 }
 
 impl Operator {
@@ -34,6 +49,7 @@ impl Operator {
     /// [`Operator::start`] with more arguments.
     pub async fn start_with(kubeconfig: &Path, webhook_port: u16, extra: &[&str]) -> Self {
         let metrics_port = free_port();
+        let log = std::env::temp_dir().join(format!("dbwarden-operator-test-{metrics_port}.log"));
         let process = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbwarden-operator"))
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,dbwarden_operator=debug")
@@ -47,7 +63,8 @@ impl Operator {
             ])
             .args(["--sidecar-image", "example.com/dbwarden-sidecar:test"])
             .args(extra)
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
             .unwrap();
@@ -59,11 +76,13 @@ impl Operator {
                 return Self {
                     _process: process,
                     metrics_port,
+                    log,
                 };
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("the operator did not become ready");
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        panic!("the operator did not become ready; its log:\n{log}");
     }
 }
 
