@@ -3,13 +3,14 @@
 //! `caBundle` (the alternative, cert-manager, is the chart's to configure).
 
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, ObjectMeta, PostParams};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -54,57 +55,97 @@ pub struct ServingCert {
     pub cert_pem: String,
     /// Its private key; never logged.
     pub key_pem: String,
+    /// When the certificate lapses, when the operator made it (cert-manager's have none: it
+    /// renews them itself).
+    pub not_after: Option<Timestamp>,
 }
 
 impl std::fmt::Debug for ServingCert {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServingCert").finish_non_exhaustive()
+        f.debug_struct("ServingCert")
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
     }
+}
+
+/// What certificate to make, and when to renew it.
+#[derive(Debug, Clone)]
+pub struct CertPolicy {
+    /// DNS names or IP addresses the serving certificate is for.
+    pub names: Vec<String>,
+    /// How long a new certificate (and its CA) is valid.
+    pub validity: Duration,
+    /// Renew this long before the certificate lapses.
+    pub renew_before: Duration,
 }
 
 const CA_KEY: &str = "ca.crt";
 const CERT_KEY: &str = "tls.crt";
 const KEY_KEY: &str = "tls.key";
+/// Annotation on the Secret recording when the operator's certificate lapses (RFC 3339).
+const NOT_AFTER_ANNOTATION: &str = "dbwarden.io/not-after";
 
 impl ServingCert {
-    /// A new CA (valid 10 years) and a serving certificate for `names` (DNS names, or IP
-    /// addresses, which become IP SANs as the API server requires), valid 1 year.
-    pub fn generate(names: &[String]) -> Result<Self, CertError> {
-        let year = Timestamp::now()
-            .to_zoned(k8s_openapi::jiff::tz::TimeZone::UTC)
-            .year() as i32;
+    /// A new CA and a serving certificate for `policy.names` (DNS names, or IP addresses, which
+    /// become IP SANs as the API server requires), both valid for `policy.validity`.
+    pub fn generate(policy: &CertPolicy) -> Result<Self, CertError> {
+        let now = Timestamp::now();
+        let not_after = now
+            .checked_add(
+                SignedDuration::try_from(policy.validity)
+                    .unwrap_or(SignedDuration::from_hours(24 * 365)),
+            )
+            .unwrap_or(now);
+        let (not_before, expires) = (
+            offset(
+                now.saturating_sub(SignedDuration::from_hours(1))
+                    .unwrap_or(now),
+            ),
+            offset(not_after),
+        );
+
         let ca_key = KeyPair::generate()?;
         let mut ca = CertificateParams::new(Vec::<String>::new())?;
         ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         ca.distinguished_name
             .push(DnType::CommonName, "dbwarden webhook CA");
         ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        ca.not_before = rcgen::date_time_ymd(year - 1, 1, 1);
-        ca.not_after = rcgen::date_time_ymd(year + 10, 1, 1);
+        (ca.not_before, ca.not_after) = (not_before, expires);
         let ca_pem = ca.self_signed(&ca_key)?.pem();
         let issuer = Issuer::new(ca, ca_key);
 
         let key = KeyPair::generate()?;
-        let mut serving = CertificateParams::new(names.to_vec())?;
-        serving.distinguished_name.push(
-            DnType::CommonName,
-            names
-                .first()
-                .map(String::as_str)
-                .unwrap_or("dbwarden-webhook"),
-        );
+        let mut serving = CertificateParams::new(policy.names.clone())?;
+        let common_name = policy
+            .names
+            .first()
+            .map(String::as_str)
+            .unwrap_or("dbwarden-webhook");
+        serving
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
         serving.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
         serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        serving.not_before = rcgen::date_time_ymd(year - 1, 1, 1);
-        serving.not_after = rcgen::date_time_ymd(year + 1, 1, 1);
+        (serving.not_before, serving.not_after) = (not_before, expires);
         let cert_pem = serving.signed_by(&key, &issuer)?.pem();
         Ok(Self {
             ca_pem,
             cert_pem,
             key_pem: key.serialize_pem(),
+            not_after: Some(not_after),
+        })
+    }
+
+    /// True when the certificate should be renewed now.
+    pub fn due(&self, renew_before: Duration, now: Timestamp) -> bool {
+        let margin = SignedDuration::try_from(renew_before).unwrap_or(SignedDuration::MAX);
+        self.not_after.is_some_and(|lapses| {
+            lapses
+                .checked_sub(margin)
+                .is_ok_and(|renew_at| renew_at <= now)
         })
     }
 
@@ -114,41 +155,52 @@ impl ServingCert {
         client: &kube::Client,
         namespace: &str,
         name: &str,
-        names: &[String],
+        policy: &CertPolicy,
     ) -> Result<Self, CertError> {
         let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
         if let Some(secret) = secrets.get_opt(name).await? {
             return Self::from_secret(&secret, &format!("{namespace}/{name}"));
         }
-        let fresh = Self::generate(names)?;
-        let secret = Secret {
+        let fresh = Self::generate(policy)?;
+        let mut secret = Secret {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 namespace: Some(namespace.into()),
                 ..Default::default()
             },
             type_: Some("kubernetes.io/tls".into()),
-            data: Some(
-                [
-                    (CA_KEY, &fresh.ca_pem),
-                    (CERT_KEY, &fresh.cert_pem),
-                    (KEY_KEY, &fresh.key_pem),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-                .collect(),
-            ),
             ..Default::default()
         };
+        fresh.store_in(&mut secret);
         match secrets.create(&PostParams::default(), &secret).await {
             Ok(_) => {
-                tracing::info!(%namespace, %name, "stored a new webhook serving certificate");
+                tracing::info!(%namespace, %name, not_after = ?fresh.not_after, "stored a new webhook serving certificate");
                 Ok(fresh)
             }
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 Self::from_secret(&secrets.get(name).await?, &format!("{namespace}/{name}"))
             }
             Err(e) => Err(e.into()),
+        }
+    }
+
+    fn store_in(&self, secret: &mut Secret) {
+        secret.data = Some(
+            [
+                (CA_KEY, &self.ca_pem),
+                (CERT_KEY, &self.cert_pem),
+                (KEY_KEY, &self.key_pem),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+            .collect(),
+        );
+        if let Some(not_after) = self.not_after {
+            secret
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(NOT_AFTER_ANNOTATION.into(), not_after.to_string());
         }
     }
 
@@ -164,10 +216,17 @@ impl ServingCert {
                     key,
                 })
         };
+        let not_after = secret
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(NOT_AFTER_ANNOTATION))
+            .and_then(|t| t.parse().ok());
         Ok(Self {
             ca_pem: get(CA_KEY)?,
             cert_pem: get(CERT_KEY)?,
             key_pem: get(KEY_KEY)?,
+            not_after,
         })
     }
 
@@ -179,6 +238,117 @@ impl ServingCert {
         let provider = rustls::crypto::ring::default_provider();
         Ok(CertifiedKey::from_der(chain, key, &provider)?)
     }
+}
+
+fn offset(at: Timestamp) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(at.as_second())
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Where the renewed CA goes: the webhook configurations whose `caBundle` the operator keeps.
+#[derive(Debug, Clone)]
+pub struct Bundles {
+    /// MutatingWebhookConfiguration names.
+    pub mutating: Vec<String>,
+    /// ValidatingWebhookConfiguration names.
+    pub validating: Vec<String>,
+}
+
+/// Keeps the served certificate current until `shutdown`: every `every`, renews the Secret's
+/// certificate when it is due (the replica that wins the write also publishes the new CA,
+/// bundled with the old one so replicas still serving the old certificate stay trusted), and
+/// serves whatever the Secret holds if it differs from what is served (renewed by another
+/// replica, or by cert-manager).
+#[allow(clippy::too_many_arguments)]
+pub async fn keep_fresh(
+    client: kube::Client,
+    namespace: String,
+    name: String,
+    policy: CertPolicy,
+    bundles: Option<Bundles>,
+    resolver: Arc<ReloadableCert>,
+    mut served: ServingCert,
+    every: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = &mut shutdown => return,
+        }
+        match refresh(
+            &client,
+            &namespace,
+            &name,
+            &policy,
+            bundles.as_ref(),
+            &served,
+        )
+        .await
+        {
+            Ok(None) => {}
+            Ok(Some(current)) => match current.certified_key() {
+                Ok(key) => {
+                    resolver.set(key);
+                    tracing::info!(not_after = ?current.not_after, "serving a renewed webhook certificate");
+                    served = current;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "the renewed webhook certificate cannot be served")
+                }
+            },
+            Err(error) => {
+                tracing::warn!(%error, "checking the webhook certificate failed; retrying")
+            }
+        }
+    }
+}
+
+/// One check: the certificate to serve when it differs from `served`.
+async fn refresh(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    policy: &CertPolicy,
+    bundles: Option<&Bundles>,
+    served: &ServingCert,
+) -> Result<Option<ServingCert>, CertError> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let id = format!("{namespace}/{name}");
+    let current = match secrets.get_opt(name).await? {
+        None => ServingCert::ensure_in_secret(client, namespace, name, policy).await?,
+        Some(secret) => {
+            let stored = ServingCert::from_secret(&secret, &id)?;
+            if stored.due(policy.renew_before, Timestamp::now()) {
+                let fresh = ServingCert::generate(policy)?;
+                let mut renewed = secret.clone();
+                fresh.store_in(&mut renewed);
+                // The resourceVersion read above makes this a compare-and-swap among replicas.
+                match secrets
+                    .replace(name, &PostParams::default(), &renewed)
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(secret = %id, not_after = ?fresh.not_after, "renewed the webhook certificate");
+                        if let Some(bundles) = bundles {
+                            let both = format!("{}{}", fresh.ca_pem, stored.ca_pem);
+                            patch_ca_bundles(client, &bundles.mutating, &bundles.validating, &both)
+                                .await?;
+                        }
+                        fresh
+                    }
+                    Err(kube::Error::Api(status)) if status.code == 409 => {
+                        ServingCert::from_secret(&secrets.get(name).await?, &id)?
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                stored
+            }
+        }
+    };
+    Ok((current.cert_pem != served.cert_pem).then_some(current))
 }
 
 /// Sets `caBundle` on every webhook of the named configurations (missing ones are skipped with
@@ -252,5 +422,52 @@ impl ReloadableCert {
 impl ResolvesServerCert for ReloadableCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.0.read().ok().map(|current| current.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(validity_secs: u64) -> CertPolicy {
+        CertPolicy {
+            names: vec![
+                "127.0.0.1".into(),
+                "dbwarden-webhook.dbwarden-system.svc".into(),
+            ],
+            validity: Duration::from_secs(validity_secs),
+            renew_before: Duration::from_secs(30 * 86400),
+        }
+    }
+
+    #[test]
+    fn renewal_is_due_within_the_margin_only() {
+        let cert = ServingCert::generate(&policy(365 * 86400)).unwrap();
+        let now = Timestamp::now();
+        assert!(!cert.due(Duration::from_secs(30 * 86400), now));
+        let later = now
+            .checked_add(SignedDuration::from_hours(24 * 340))
+            .unwrap();
+        assert!(cert.due(Duration::from_secs(30 * 86400), later));
+        // A certificate the operator did not make (cert-manager's) is never due here.
+        let foreign = ServingCert {
+            not_after: None,
+            ..cert
+        };
+        assert!(!foreign.due(Duration::from_secs(30 * 86400), later));
+    }
+
+    #[test]
+    fn generated_certificate_loads_into_rustls_and_round_trips_through_a_secret() {
+        let cert = ServingCert::generate(&policy(3600)).unwrap();
+        cert.certified_key().unwrap();
+        let mut secret = Secret::default();
+        cert.store_in(&mut secret);
+        let back = ServingCert::from_secret(&secret, "ns/name").unwrap();
+        assert_eq!(back.cert_pem, cert.cert_pem);
+        assert_eq!(
+            back.not_after.map(|t| t.as_second()),
+            cert.not_after.map(|t| t.as_second())
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use dbwarden_crds::DatabaseAccessPolicy;
-use dbwarden_operator::certs::{self, ReloadableCert, ServingCert};
+use dbwarden_operator::certs::{self, Bundles, CertPolicy, ReloadableCert, ServingCert};
 use dbwarden_operator::http::{self, Readiness};
 use dbwarden_operator::inject::InjectSettings;
 use dbwarden_operator::leader::{self, Candidate};
@@ -72,6 +72,19 @@ struct Args {
     )]
     validating_webhooks: Vec<String>,
 
+    /// How long a certificate the operator makes is valid, e.g. 365d.
+    #[arg(long, env = "DBWARDEN_WEBHOOK_CERT_VALIDITY", default_value = "365d", value_parser = parse_duration)]
+    webhook_cert_validity: Duration,
+
+    /// Renew the certificate this long before it lapses, e.g. 30d.
+    #[arg(long, env = "DBWARDEN_WEBHOOK_CERT_RENEW_BEFORE", default_value = "30d", value_parser = parse_duration)]
+    webhook_cert_renew_before: Duration,
+
+    /// How often every replica checks the certificate Secret (to renew it, or to serve the one
+    /// another replica or cert-manager renewed).
+    #[arg(long, env = "DBWARDEN_WEBHOOK_CERT_CHECK_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    webhook_cert_check_interval: Duration,
+
     /// Leave caBundle alone (cert-manager's CA injector sets it).
     #[arg(long, env = "DBWARDEN_SKIP_CA_BUNDLE_PATCH")]
     skip_ca_bundle_patch: bool,
@@ -99,7 +112,7 @@ struct Args {
     lease_name: String,
 
     /// How long decided ApprovalRequests (Denied, Expired, Executed) are kept, e.g. 7d or 12h.
-    #[arg(long, env = "DBWARDEN_APPROVAL_RETENTION", default_value = "7d", value_parser = parse_retention)]
+    #[arg(long, env = "DBWARDEN_APPROVAL_RETENTION", default_value = "7d", value_parser = parse_duration)]
     approval_retention: Duration,
 
     /// Seconds a leader's Lease holds without renewal before another replica takes over.
@@ -107,7 +120,7 @@ struct Args {
     lease_duration_seconds: u64,
 }
 
-fn parse_retention(text: &str) -> Result<Duration, String> {
+fn parse_duration(text: &str) -> Result<Duration, String> {
     dbwarden_crds::parse_duration(text).map_err(|e| e.to_string())
 }
 
@@ -149,25 +162,41 @@ async fn main() -> anyhow::Result<()> {
         ..InjectSettings::new(args.sidecar_image.clone())
     };
 
-    let serving = ServingCert::ensure_in_secret(
-        &client,
-        &args.namespace,
-        &args.webhook_secret,
-        &args.webhook_names,
-    )
-    .await
-    .context("preparing the webhook serving certificate")?;
-    if !args.skip_ca_bundle_patch {
+    let cert_policy = CertPolicy {
+        names: args.webhook_names.clone(),
+        validity: args.webhook_cert_validity,
+        renew_before: args.webhook_cert_renew_before,
+    };
+    let serving =
+        ServingCert::ensure_in_secret(&client, &args.namespace, &args.webhook_secret, &cert_policy)
+            .await
+            .context("preparing the webhook serving certificate")?;
+    let bundles = (!args.skip_ca_bundle_patch).then(|| Bundles {
+        mutating: args.mutating_webhooks.clone(),
+        validating: args.validating_webhooks.clone(),
+    });
+    if let Some(bundles) = &bundles {
         certs::patch_ca_bundles(
             &client,
-            &args.mutating_webhooks,
-            &args.validating_webhooks,
+            &bundles.mutating,
+            &bundles.validating,
             &serving.ca_pem,
         )
         .await
         .context("setting caBundle on the webhook configurations")?;
     }
     let cert = Arc::new(ReloadableCert::new(serving.certified_key()?));
+    let renewals = certs::keep_fresh(
+        client.clone(),
+        args.namespace.clone(),
+        args.webhook_secret.clone(),
+        cert_policy,
+        bundles,
+        cert.clone(),
+        serving,
+        args.webhook_cert_check_interval,
+        shutdown_signal(),
+    );
 
     // The webhooks answer from a reflector's view of every policy.
     let (policies, writer) = reflector::store::<DatabaseAccessPolicy>();
@@ -219,7 +248,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(webhook_addr = %args.webhook_addr, metrics_addr = %args.metrics_addr, native_sidecar, "dbwarden-operator ready");
         }
     };
-    let (served, webhooks_served, (), (), (), elected) = tokio::join!(
+    let (served, webhooks_served, (), (), (), elected, ()) = tokio::join!(
         endpoints,
         webhooks,
         run_controllers_while_leading(ctx, args.approval_retention, leading),
@@ -231,6 +260,7 @@ async fn main() -> anyhow::Result<()> {
         },
         ready,
         election,
+        renewals,
     );
     elected.context("leader election")?;
     served.context("serving HTTP endpoints")?;

@@ -1,0 +1,103 @@
+//! The webhook certificate is renewed before it lapses, and the API server keeps trusting the
+//! webhooks through the renewal.
+
+// Helpers outside #[test] report failure by panicking, as the tests do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use dbwarden_testbed::{ADMIN, ControlPlane};
+use support::{Operator, free_port};
+
+mod support;
+
+const POLICY: &str = r#"
+apiVersion: dbwarden.io/v1alpha1
+kind: DatabaseAccessPolicy
+metadata: {name: orders, namespace: payments}
+spec:
+  database: {host: orders-db, name: orders, environment: production, credentialsSecretRef: {name: orders-db}}
+  workloadSelector: {matchLabels: {app: orders-api}}
+  rules: [{name: api, subjects: {serviceAccounts: [orders-api]}, operations: [read], tables: ["public.*"]}]
+"#;
+
+async fn serving_cert(cp: &ControlPlane) -> String {
+    let path = r"jsonpath={.data.tls\.crt}";
+    cp.kubectl_ok(
+        &ADMIN,
+        &[
+            "get",
+            "secret",
+            "dbwarden-webhook-tls",
+            "-n",
+            "dbwarden-system",
+            "-o",
+            path,
+        ],
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn certificate_is_renewed_before_it_lapses_and_stays_trusted() {
+    dbwarden_testbed::init_tracing();
+    let cp = ControlPlane::start().await.unwrap();
+    cp.kubectl_ok(&ADMIN, &["create", "namespace", "payments"])
+        .await
+        .unwrap();
+    let port = free_port();
+    cp.install_dbwarden_chart(port).await.unwrap();
+    let service_account = cp
+        .kubeconfig_impersonating(ControlPlane::DBWARDEN_OPERATOR)
+        .unwrap();
+    // Valid 40 s, renewed 30 s before it lapses: due 10 s after it is made.
+    let flags = [
+        "--webhook-cert-validity",
+        "40s",
+        "--webhook-cert-renew-before",
+        "30s",
+        "--webhook-cert-check-interval",
+        "1s",
+    ];
+    let _operator = Operator::start_with(&service_account, port, &flags).await;
+    let first = serving_cert(&cp).await;
+
+    let start = Instant::now();
+    while serving_cert(&cp).await == first {
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "the certificate was not renewed"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The API server trusts both the old and the new CA while replicas switch over.
+    let template = r#"go-template={{ (index .webhooks 0).clientConfig.caBundle | base64decode }}"#;
+    let pem = cp
+        .kubectl_ok(
+            &ADMIN,
+            &[
+                "get",
+                "validatingwebhookconfiguration",
+                "dbwarden-validator",
+                "-o",
+                template,
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(pem.matches("BEGIN CERTIFICATE").count(), 2, "{pem}");
+
+    // After the switch the validating webhook (failure policy Fail) still answers: a policy
+    // goes through it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let applied = cp
+        .kubectl_with_input(
+            &ADMIN,
+            &["apply", "--dry-run=server", "-f", "-"],
+            Some(POLICY),
+        )
+        .await
+        .unwrap();
+    assert!(applied.status.success(), "{}", applied.stderr);
+}
