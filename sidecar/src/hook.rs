@@ -155,6 +155,13 @@ impl fmt::Debug for SessionHooks {
 pub trait HookFactory: Send + Sync + fmt::Debug + 'static {
     /// Called once per session after authentication, before the first statement.
     fn open(&self, session: &SessionInfo) -> SessionHooks;
+
+    /// Checks the startup parameters the client asked to pass on to the database (`user` and
+    /// `database` already removed), before the upstream connection opens. A denial ends the
+    /// connection with `FATAL 42501`. The default allows all.
+    fn check_startup(&self, _params: &[(String, String)]) -> Result<(), Denial> {
+        Ok(())
+    }
 }
 
 /// The default: no hooks, everything is allowed and nothing is inspected.

@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod enforce;
 pub mod frontend;
 pub mod health;
 pub mod hook;

@@ -1,9 +1,11 @@
 //! `dbwarden-sidecar`: the proxy process.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
+use dbwarden_sidecar::enforce::{EnforcingHooks, RELOAD_INTERVAL};
 use dbwarden_sidecar::{Config, Sidecar};
 
 /// The dbwarden sidecar: a PostgreSQL proxy that governs every statement.
@@ -57,9 +59,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let config =
         Config::load(&args.config).with_context(|| format!("loading {}", args.config.display()))?;
-    let handle = Sidecar::bind(config)
-        .await
-        .context("starting the sidecar")?;
+    let mut sidecar = Sidecar::new(config.clone());
+    // With `policies:`, every file must load and compile or the sidecar does not start.
+    if let Some(hooks) = EnforcingHooks::from_config(&config).context("loading policies")? {
+        hooks.spawn_reloader(RELOAD_INTERVAL);
+        sidecar = sidecar.with_hooks(Arc::new(hooks));
+    }
+    let handle = sidecar.start().await.context("starting the sidecar")?;
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;

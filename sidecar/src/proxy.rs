@@ -314,6 +314,20 @@ async fn session(client: ClientStartup, peer: SocketAddr, ctx: &ListenerCtx, sha
         user,
         identity,
     } = client;
+    if let Err(denial) = shared.hooks.check_startup(&params) {
+        tracing::info!(listener = %ctx.name, %peer, "startup parameters refused by policy");
+        let mut out = BytesMut::new();
+        backend::encode_error(
+            &mut out,
+            Severity::Fatal,
+            backend::INSUFFICIENT_PRIVILEGE,
+            &denial.message,
+            denial.detail.as_deref(),
+        );
+        let _ = stream.write_all(&out).await;
+        let _ = stream.shutdown().await;
+        return;
+    }
     let upstream = match ctx.target.connect(&params).await {
         Ok(u) => u,
         Err(e) => {

@@ -1,6 +1,9 @@
 //! Standalone configuration: a YAML file, validated once at load (see [`validate`]).
 
+mod enforce;
 mod validate;
+
+pub use enforce::WorkloadIdentityConfig;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -75,6 +78,13 @@ pub struct Config {
     /// The HTTP health endpoint (`/healthz`, `/readyz`); off when absent.
     #[serde(default)]
     pub health: Option<HealthConfig>,
+    /// `DatabaseAccessPolicy` YAML files to enforce (see `crate::enforce`); absent: no policy,
+    /// everything allowed. Present (even empty): statements no loaded policy allows are refused.
+    #[serde(default)]
+    pub policies: Option<Vec<PathBuf>>,
+    /// The workload's identity; required with `policies`.
+    #[serde(default)]
+    pub identity: Option<WorkloadIdentityConfig>,
 }
 
 /// One local port in front of one upstream database.

@@ -95,6 +95,7 @@ impl Config {
                 }
             }
         }
+        super::enforce::validate(self.policies.as_deref(), self.identity.as_ref())?;
         let l = &self.limits;
         if !(64..=1_048_576).contains(&l.max_startup_message_bytes) {
             return Err(invalid(
@@ -190,10 +191,34 @@ mod tests {
                 "limits.startup_timeout_secs",
             ),
             ("listeners: []".to_string(), "listeners"),
+            (format!("{BASE}policies: [a.yaml]"), "identity"),
+            (
+                format!("{BASE}policies: [a.yaml]\nidentity: {{serviceAccount: api}}"),
+                "identity.service_account",
+            ),
+            (
+                format!("{BASE}policies: [a.yaml, a.yaml]\nidentity: {{serviceAccount: shop/api}}"),
+                "policies[1]",
+            ),
+            (
+                format!("{BASE}identity: {{serviceAccount: shop/api, colour: red}}"),
+                "colour",
+            ),
         ] {
             let err = parse(&yaml).unwrap_err();
             assert!(err.contains(needle), "{err} should name {needle}");
         }
+    }
+
+    #[test]
+    fn accepts_policies_with_an_identity() {
+        let c = parse(&format!(
+            "{BASE}policies: [/etc/p.yaml]\nidentity: {{serviceAccount: shop/api, pod: api-0}}"
+        ))
+        .unwrap();
+        assert_eq!(c.policies.unwrap().len(), 1);
+        let identity = c.identity.unwrap();
+        assert_eq!(identity.service_account_parts().unwrap(), ("shop", "api"));
     }
 
     #[test]

@@ -146,6 +146,8 @@ pub async fn proxy(
         health: setup.health.then(|| HealthConfig {
             listen: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
         }),
+        policies: None,
+        identity: None,
     };
     let mut sidecar = Sidecar::new(config);
     if let Some(hooks) = setup.hooks {

@@ -4,6 +4,7 @@
 mod binary;
 mod common;
 mod drivers;
+mod enforce;
 mod extended;
 mod hooks;
 mod hostile;

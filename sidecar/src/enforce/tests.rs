@@ -1,0 +1,165 @@
+//! The statement hook and reload without a database.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use dbwarden_policy::ServiceAccount;
+
+use super::EnforcingHooks;
+use crate::hook::{HookFactory, Identity, SessionInfo, Statement, StatementHook, Verdict};
+
+fn policy(extra_spec: &str) -> String {
+    format!(
+        "apiVersion: dbwarden.io/v1alpha1
+kind: DatabaseAccessPolicy
+metadata: {{name: app-access}}
+spec:
+  database: {{host: db, name: app, environment: prod, credentialsSecretRef: {{name: app-db}}}}
+  workloadSelector: {{matchLabels: {{app: api}}}}
+  rules:
+    - name: api-crud
+      subjects: {{serviceAccounts: [api]}}
+      operations: [select, insert, update, delete]
+      tables: ['public.*']
+{extra_spec}"
+    )
+}
+
+fn write(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("policy.yaml");
+    let tmp = dir.join("policy.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(tmp, &path).unwrap();
+    path
+}
+
+fn enforcing(dir: &Path, text: &str) -> EnforcingHooks {
+    let path = write(dir, text);
+    EnforcingHooks::load(vec![path], ServiceAccount::new("shop", "api"), None).unwrap()
+}
+
+fn session(hooks: &EnforcingHooks, database: &str) -> Box<dyn StatementHook> {
+    let info = SessionInfo {
+        listener: "app".into(),
+        database: database.into(),
+        peer: "127.0.0.1:1".parse().unwrap(),
+        identity: Identity::workload("workload"),
+        application_name: None,
+    };
+    hooks.open(&info).statements.unwrap()
+}
+
+fn denied(verdict: Verdict) -> String {
+    match verdict {
+        Verdict::Deny(denial) => denial.message,
+        Verdict::Allow => panic!("allowed"),
+    }
+}
+
+#[test]
+fn decides_queries_parses_and_function_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let hooks = enforcing(dir.path(), &policy(""));
+    let mut s = session(&hooks, "app");
+    let allowed = "SELECT id FROM public.t WHERE id = 1";
+    assert_eq!(s.check(Statement::Query { sql: allowed }), Verdict::Allow);
+    assert_eq!(
+        s.check(Statement::Parse {
+            name: "s1",
+            sql: allowed
+        }),
+        Verdict::Allow
+    );
+    let message = denied(s.check(Statement::Parse {
+        name: "",
+        sql: "TRUNCATE public.t",
+    }));
+    assert!(message.contains("guardrails.blockTruncate"), "{message}");
+    let message = denied(s.check(Statement::FunctionCall { oid: 1 }));
+    assert!(
+        message.contains("fast-path function calls are not allowed"),
+        "{message}"
+    );
+    let message = denied(s.check(Statement::Query {
+        sql: "PREPARE p AS SELECT 1; EXECUTE p",
+    }));
+    assert!(message.contains("policy shop/app-access"), "{message}");
+}
+
+#[test]
+fn a_database_no_policy_governs_refuses_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let hooks = enforcing(dir.path(), &policy(""));
+    let message = denied(session(&hooks, "other").check(Statement::Query { sql: "SELECT 1" }));
+    assert!(
+        message.contains("no dbwarden policy governs database \"other\""),
+        "{message}"
+    );
+    let empty = EnforcingHooks::load(Vec::new(), ServiceAccount::new("shop", "api"), None).unwrap();
+    denied(session(&empty, "app").check(Statement::Query { sql: "SELECT 1" }));
+}
+
+#[test]
+fn approvals_are_refused_and_observe_only_lets_statements_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let approvals = "  approvals:
+    - name: deletes
+      when: {operations: [delete]}
+      approvers: {groups: [dba]}
+";
+    let hooks = enforcing(dir.path(), &policy(approvals));
+    let message = denied(session(&hooks, "app").check(Statement::Query {
+        sql: "DELETE FROM public.t WHERE id = 1",
+    }));
+    assert_eq!(
+        message,
+        "statement needs approval (rule \"deletes\" of policy shop/app-access); approvals are not available in standalone mode yet"
+    );
+    let observe = enforcing(dir.path(), &policy("  guardrails: {observeOnly: true}\n"));
+    let verdict = session(&observe, "app").check(Statement::Query {
+        sql: "DROP TABLE public.t",
+    });
+    assert_eq!(verdict, Verdict::Allow);
+}
+
+#[test]
+fn reload_swaps_only_a_set_that_compiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let hooks = enforcing(dir.path(), &policy(""));
+    let mut s = session(&hooks, "app");
+    assert!(!hooks.reload_if_changed());
+    write(dir.path(), "kind: [");
+    assert!(!hooks.reload_if_changed());
+    assert_eq!(
+        s.check(Statement::Query {
+            sql: "SELECT * FROM public.t"
+        }),
+        Verdict::Allow
+    );
+    write(
+        dir.path(),
+        &policy(
+            "    - {name: no-t, subjects: {serviceAccounts: [api]}, action: deny, operations: [select], tables: [public.t]}\n",
+        ),
+    );
+    assert!(hooks.reload_if_changed());
+    let message = denied(s.check(Statement::Query {
+        sql: "SELECT * FROM public.t",
+    }));
+    assert!(
+        message.contains("rule \"no-t\" denies select on public.t"),
+        "{message}"
+    );
+}
+
+#[test]
+fn startup_parameters_that_change_the_role_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let hooks = enforcing(dir.path(), &policy(""));
+    let param = |k: &str| vec![(k.to_string(), "x".to_string())];
+    assert!(hooks.check_startup(&param("application_name")).is_ok());
+    for key in ["options", "Role", "session_authorization"] {
+        assert!(hooks.check_startup(&param(key)).is_err(), "{key}");
+    }
+}
