@@ -337,3 +337,22 @@ pub struct HealthConfig {
     /// Address for `/healthz` and `/readyz`.
     pub listen: SocketAddr,
 }
+
+#[cfg(test)]
+mod readme {
+    /// The sidecar configuration shown in the top-level README parses, so the README stays true
+    /// (the files it names do not exist here, so only the schema is checked).
+    #[test]
+    fn readme_config_parses() {
+        let readme = include_str!("../../../README.md");
+        let block = readme
+            .split("```yaml\n")
+            .skip(1)
+            .filter_map(|rest| rest.split("```").next())
+            .find(|block| block.starts_with("listeners:"))
+            .expect("README.md shows a sidecar configuration");
+        let config: super::Config =
+            serde_yaml::from_str(block).expect("the README's configuration parses");
+        assert_eq!(config.listeners.len(), 1);
+    }
+}
