@@ -254,11 +254,11 @@ pub struct Bundles {
     pub validating: Vec<String>,
 }
 
-/// Keeps the served certificate current until `shutdown`: every `every`, renews the Secret's
-/// certificate when it is due (the replica that wins the write also publishes the new CA,
-/// bundled with the old one so replicas still serving the old certificate stay trusted), and
-/// serves whatever the Secret holds if it differs from what is served (renewed by another
-/// replica, or by cert-manager).
+/// Keeps the served certificate current until `shutdown`: at once and then every `every`,
+/// renews the Secret's certificate when it is due (the replica that wins the write also
+/// publishes the new CA, bundled with the old one so replicas still serving the old certificate
+/// stay trusted), and serves whatever the Secret holds if it differs from what is served
+/// (renewed by another replica, or by cert-manager).
 #[allow(clippy::too_many_arguments)]
 pub async fn keep_fresh(
     client: kube::Client,
@@ -273,11 +273,8 @@ pub async fn keep_fresh(
 ) {
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            () = &mut shutdown => return,
-        }
-        match refresh(
+        // Check at once too: a certificate may have come due while no operator ran.
+        let checked = refresh(
             &client,
             &namespace,
             &name,
@@ -285,8 +282,8 @@ pub async fn keep_fresh(
             bundles.as_ref(),
             &served,
         )
-        .await
-        {
+        .await;
+        match checked {
             Ok(None) => {}
             Ok(Some(current)) => match current.certified_key() {
                 Ok(key) => {
@@ -301,6 +298,10 @@ pub async fn keep_fresh(
             Err(error) => {
                 tracing::warn!(%error, "checking the webhook certificate failed; retrying")
             }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = &mut shutdown => return,
         }
     }
 }
