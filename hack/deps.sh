@@ -30,5 +30,8 @@ fi
 # psycopg 3: the driver of another ecosystem that the sidecar tests drive.
 if ! python3 -c 'import psycopg' 2>/dev/null; then
 	echo "hack/deps.sh: installing psycopg from PyPI" >&2
-	python3 -m pip install --quiet --disable-pip-version-check 'psycopg[binary]>=3.2,<4'
+	spec='psycopg[binary]>=3.2,<4'
+	# A distribution's own Python refuses pip installs (PEP 668) unless told otherwise.
+	python3 -m pip install --quiet --disable-pip-version-check "$spec" 2>/dev/null ||
+		python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "$spec"
 fi
