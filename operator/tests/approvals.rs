@@ -11,7 +11,7 @@ use dbwarden_crds::{ApprovalPhase, ApprovalRequest, DecisionKind};
 use dbwarden_testbed::{ADMIN, ALICE, BOB, CAROL, ControlPlane, DAVE, User};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Api;
-use support::{Operator, free_port};
+use support::{Operator, installed};
 
 mod support;
 
@@ -112,17 +112,7 @@ async fn eventually(limit: Duration, mut done: impl AsyncFnMut() -> bool) {
 /// A control plane with the chart installed (webhooks by URL) and the operator running with the
 /// chart's RBAC, plus namespace `payments` and its policy.
 async fn install(operator_args: &[&str]) -> (ControlPlane, Operator) {
-    dbwarden_testbed::init_tracing();
-    let cp = ControlPlane::start().await.unwrap();
-    cp.kubectl_ok(&ADMIN, &["create", "namespace", "payments"])
-        .await
-        .unwrap();
-    let port = free_port();
-    cp.install_dbwarden_chart(port).await.unwrap();
-    let service_account = cp
-        .kubeconfig_impersonating(ControlPlane::DBWARDEN_OPERATOR)
-        .unwrap();
-    let operator = Operator::start_with(&service_account, port, operator_args).await;
+    let (cp, operator) = installed(&["payments"], operator_args).await;
     cp.apply(&ADMIN, POLICY).await.unwrap();
     (cp, operator)
 }

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use dbwarden_testbed::{ADMIN, ControlPlane};
-use support::{Operator, free_port};
+use support::installed;
 
 mod support;
 
@@ -41,16 +41,6 @@ async fn serving_cert(cp: &ControlPlane) -> String {
 
 #[tokio::test]
 async fn certificate_is_renewed_before_it_lapses_and_stays_trusted() {
-    dbwarden_testbed::init_tracing();
-    let cp = ControlPlane::start().await.unwrap();
-    cp.kubectl_ok(&ADMIN, &["create", "namespace", "payments"])
-        .await
-        .unwrap();
-    let port = free_port();
-    cp.install_dbwarden_chart(port).await.unwrap();
-    let service_account = cp
-        .kubeconfig_impersonating(ControlPlane::DBWARDEN_OPERATOR)
-        .unwrap();
     // Valid 40 s, renewed 30 s before it lapses: due 10 s after it is made.
     let flags = [
         "--webhook-cert-validity",
@@ -60,7 +50,7 @@ async fn certificate_is_renewed_before_it_lapses_and_stays_trusted() {
         "--webhook-cert-check-interval",
         "1s",
     ];
-    let _operator = Operator::start_with(&service_account, port, &flags).await;
+    let (cp, _operator) = installed(&["payments"], &flags).await;
     let first = serving_cert(&cp).await;
 
     let start = Instant::now();

@@ -12,7 +12,7 @@ use std::time::Duration;
 use dbwarden_testbed::{ADMIN, ControlPlane};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use support::{Operator, free_port};
+use support::installed;
 
 mod support;
 
@@ -82,19 +82,7 @@ fn sidecars(pod: &Pod) -> usize {
 
 #[tokio::test]
 async fn operator_injects_annotated_pods_and_refuses_invalid_policies() {
-    dbwarden_testbed::init_tracing();
-    let cp = ControlPlane::start().await.unwrap();
-    for namespace in ["payments", "reporting"] {
-        cp.kubectl_ok(&ADMIN, &["create", "namespace", namespace])
-            .await
-            .unwrap();
-    }
-    let port = free_port();
-    cp.install_dbwarden_chart(port).await.unwrap();
-    let service_account = cp
-        .kubeconfig_impersonating(ControlPlane::DBWARDEN_OPERATOR)
-        .unwrap();
-    let _operator = Operator::start(&service_account, port).await;
+    let (cp, _operator) = installed(&["payments", "reporting"], &[]).await;
 
     // The operator stored its certificate and handed its CA to the API server.
     let bundle = cp

@@ -86,6 +86,30 @@ impl Operator {
     }
 }
 
+/// A control plane with `namespaces` created, the dbwarden chart installed with its webhooks
+/// called by URL, and the operator running as the chart's ServiceAccount (exactly its RBAC)
+/// with `operator_args`.
+pub async fn installed(
+    namespaces: &[&str],
+    operator_args: &[&str],
+) -> (dbwarden_testbed::ControlPlane, Operator) {
+    use dbwarden_testbed::{ADMIN, ControlPlane};
+    dbwarden_testbed::init_tracing();
+    let cp = ControlPlane::start().await.unwrap();
+    for namespace in namespaces {
+        cp.kubectl_ok(&ADMIN, &["create", "namespace", namespace])
+            .await
+            .unwrap();
+    }
+    let port = free_port();
+    cp.install_dbwarden_chart(port).await.unwrap();
+    let service_account = cp
+        .kubeconfig_impersonating(ControlPlane::DBWARDEN_OPERATOR)
+        .unwrap();
+    let operator = Operator::start_with(&service_account, port, operator_args).await;
+    (cp, operator)
+}
+
 /// A plain HTTP GET on 127.0.0.1, returning the whole response.
 pub async fn http_get(port: u16, path: &str) -> Option<String> {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
