@@ -4,8 +4,11 @@
 //! (decode each message, ask the [`hook`]) -> [`backend`] (the real database, with
 //! credentials the client never sees) -> rows back through the row hook -> client.
 //! [`protocol`] holds the wire messages; [`proxy`] runs listeners and shutdown.
+//! [`enforce`] applies policies; [`cluster`] is the sidecar as injected into a pod (policies
+//! watched from the API server).
 
 pub mod backend;
+pub mod cluster;
 pub mod config;
 pub mod enforce;
 pub mod frontend;

@@ -1,20 +1,31 @@
 //! `dbwarden-sidecar`: the proxy process.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
+use dbwarden_sidecar::cluster::{self, PodEnv};
 use dbwarden_sidecar::enforce::{EnforcingHooks, RELOAD_INTERVAL};
-use dbwarden_sidecar::{Config, Sidecar};
+use dbwarden_sidecar::{Config, Sidecar, SidecarHandle};
 
 /// The dbwarden sidecar: a PostgreSQL proxy that governs every statement.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
     /// Standalone configuration file (YAML): listeners, upstreams, limits, health port.
-    #[arg(long, env = "DBWARDEN_CONFIG")]
-    config: PathBuf,
+    #[arg(
+        long,
+        env = "DBWARDEN_CONFIG",
+        required_unless_present = "kubernetes",
+        conflicts_with = "kubernetes"
+    )]
+    config: Option<PathBuf>,
+    /// Run as the operator injects the sidecar: identity and listeners from the pod's
+    /// environment (`DBWARDEN_*`), policies watched from the API server (in-cluster
+    /// credentials, or `KUBECONFIG`).
+    #[arg(long)]
+    kubernetes: bool,
     /// Runtime threads. One (the default) runs everything on a single thread, like pgbouncer:
     /// a sidecar serves one pod, and one core relays far more than one pod's database traffic
     /// without cross-thread wake-ups. Raise it for very busy workloads.
@@ -57,15 +68,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
-    let config =
-        Config::load(&args.config).with_context(|| format!("loading {}", args.config.display()))?;
-    let mut sidecar = Sidecar::new(config.clone());
-    // With `policies:`, every file must load and compile or the sidecar does not start.
-    if let Some(hooks) = EnforcingHooks::from_config(&config).context("loading policies")? {
-        hooks.spawn_reloader(RELOAD_INTERVAL);
-        sidecar = sidecar.with_hooks(Arc::new(hooks));
-    }
-    let handle = sidecar.start().await.context("starting the sidecar")?;
+    let (handle, watch) = match &args.config {
+        Some(path) => (standalone(path).await?, None),
+        None => {
+            let env = PodEnv::from_env()?;
+            let client = kube::Client::try_default()
+                .await
+                .context("connecting to the Kubernetes API server")?;
+            let started = cluster::start(env, client).await?;
+            (started.handle, Some(started.watch))
+        }
+    };
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
@@ -75,5 +88,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     tracing::info!("shutting down");
     handle.shutdown().await;
+    if let Some(watch) = watch {
+        watch.abort();
+    }
     Ok(())
+}
+
+/// Starts from a configuration file. With `policies:`, every file must load and compile or the
+/// sidecar does not start.
+async fn standalone(path: &Path) -> anyhow::Result<SidecarHandle> {
+    let config = Config::load(path).with_context(|| format!("loading {}", path.display()))?;
+    let mut sidecar = Sidecar::new(config.clone());
+    if let Some(hooks) = EnforcingHooks::from_config(&config).context("loading policies")? {
+        hooks.spawn_reloader(RELOAD_INTERVAL);
+        sidecar = sidecar.with_hooks(Arc::new(hooks));
+    }
+    sidecar.start().await.context("starting the sidecar")
 }

@@ -159,6 +159,9 @@ pub struct CredentialsConfig {
     /// Environment variable holding the role name.
     #[serde(default)]
     pub username_env: Option<String>,
+    /// File holding the role name (trailing newline ignored), e.g. a mounted Secret.
+    #[serde(default)]
+    pub username_file: Option<PathBuf>,
     /// File holding the password (trailing newline ignored), e.g. a mounted Secret.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
@@ -201,28 +204,21 @@ pub struct Credentials {
 impl CredentialsConfig {
     /// Reads the credentials from their file or environment; `field` names this block in errors.
     pub fn resolve(&self, field: &str) -> Result<Credentials, ConfigError> {
-        let username = match (&self.username, &self.username_env) {
-            (Some(u), None) => u.clone(),
-            (None, Some(var)) => std::env::var(var)
+        let username = match (&self.username, &self.username_env, &self.username_file) {
+            (Some(u), None, None) => u.clone(),
+            (None, Some(var), None) => std::env::var(var)
                 .map_err(|e| invalid(format!("{field}.username_env"), var, e.to_string()))?,
+            (None, None, Some(path)) => read_secret_file(path, &format!("{field}.username_file"))?,
             _ => {
                 return Err(invalid(
                     field,
                     "username",
-                    "set exactly one of username and username_env",
+                    "set exactly one of username, username_env and username_file",
                 ));
             }
         };
         let password = match (&self.password_file, &self.password_env) {
-            (Some(path), None) => std::fs::read_to_string(path)
-                .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
-                .map_err(|e| {
-                    invalid(
-                        format!("{field}.password_file"),
-                        path.display(),
-                        e.to_string(),
-                    )
-                })?,
+            (Some(path), None) => read_secret_file(path, &format!("{field}.password_file"))?,
             (None, Some(var)) => std::env::var(var)
                 .map_err(|e| invalid(format!("{field}.password_env"), var, e.to_string()))?,
             _ => {
@@ -245,6 +241,13 @@ impl CredentialsConfig {
             password: Secret(password),
         })
     }
+}
+
+/// Reads a one-line secret file (a mounted Secret key), without its trailing newline.
+fn read_secret_file(path: &std::path::Path, field: &str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
+        .map_err(|e| invalid(field, path.display(), e.to_string()))
 }
 
 /// Certificate and key the sidecar presents to clients that ask for TLS.

@@ -34,14 +34,14 @@ impl SessionEnforcer {
         let set = self.inner.policies.load();
         let policies = set.for_database(&self.database);
         if policies.is_empty() {
-            return self.deny(
-                format!(
+            let message = match set.refusal(&self.database) {
+                Some(why) => why.to_owned(),
+                None => format!(
                     "no dbwarden policy governs database {:?}: every statement is refused",
                     self.database
                 ),
-                None,
-                "no_policy",
-            );
+            };
+            return self.deny(message, None, "no_policy");
         }
         let analysis = match self.inner.cache.analyze(sql) {
             Ok(analysis) => analysis,

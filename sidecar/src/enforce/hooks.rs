@@ -92,7 +92,27 @@ impl EnforcingHooks {
         if set.is_empty() {
             tracing::warn!("no policy is loaded: every statement will be refused");
         }
-        Ok(Self {
+        Ok(Self::build(set, service_account, pod, files, seen))
+    }
+
+    /// Hooks whose policies come from elsewhere (the API server): they start with `set` and
+    /// change only through [`Self::replace`].
+    pub fn with_policies(
+        set: PolicySet,
+        service_account: ServiceAccount,
+        pod: Option<String>,
+    ) -> Self {
+        Self::build(set, service_account, pod, Vec::new(), Vec::new())
+    }
+
+    fn build(
+        set: PolicySet,
+        service_account: ServiceAccount,
+        pod: Option<String>,
+        files: Vec<PathBuf>,
+        seen: Vec<Option<Stamp>>,
+    ) -> Self {
+        Self {
             inner: Arc::new(Inner {
                 policies: ArcSwap::from_pointee(set),
                 cache: AnalysisCache::with_config(
@@ -105,7 +125,12 @@ impl EnforcingHooks {
                 files,
                 seen: Mutex::new(seen),
             }),
-        })
+        }
+    }
+
+    /// Puts `set` in force for every statement checked from now on.
+    pub fn replace(&self, set: PolicySet) {
+        self.inner.policies.store(Arc::new(set));
     }
 
     /// The policy set in force now.

@@ -20,11 +20,33 @@ pub const KIND: &str = "DatabaseAccessPolicy";
 #[derive(Debug, Default)]
 pub struct PolicySet {
     by_database: HashMap<String, Vec<Arc<CompiledPolicy>>>,
+    /// Databases refused whole because a policy for them could not be compiled (and no earlier
+    /// version of it is known): leaving it out would loosen the rules, so nothing runs.
+    broken: HashMap<String, String>,
 }
 
 impl PolicySet {
-    /// The policies that apply to `database` (empty: every statement is refused).
+    /// Adds a compiled policy for `database`.
+    pub fn insert(&mut self, database: String, policy: Arc<CompiledPolicy>) {
+        self.by_database.entry(database).or_default().push(policy);
+    }
+
+    /// Refuses every statement on `database`; `why` is told to clients.
+    pub fn refuse(&mut self, database: String, why: String) {
+        self.broken.insert(database, why);
+    }
+
+    /// Why every statement on `database` is refused, when a policy for it is broken.
+    pub fn refusal(&self, database: &str) -> Option<&str> {
+        self.broken.get(database).map(String::as_str)
+    }
+
+    /// The policies that apply to `database` (empty: every statement is refused, as it is
+    /// for a database with a broken policy).
     pub fn for_database(&self, database: &str) -> &[Arc<CompiledPolicy>] {
+        if self.broken.contains_key(database) {
+            return &[];
+        }
         self.by_database.get(database).map_or(&[], Vec::as_slice)
     }
 
@@ -74,10 +96,7 @@ pub fn load_all(paths: &[PathBuf], default_namespace: &str) -> Result<PolicySet,
     let mut set = PolicySet::default();
     for path in paths {
         let (database, policy) = load_file(path, default_namespace)?;
-        set.by_database
-            .entry(database)
-            .or_default()
-            .push(Arc::new(policy));
+        set.insert(database, Arc::new(policy));
     }
     Ok(set)
 }
@@ -114,22 +133,6 @@ pub fn load_file(
     let mut resource: DatabaseAccessPolicy = serde_yaml::from_str(&text).map_err(parse_error)?;
     if resource
         .metadata
-        .name
-        .as_deref()
-        .unwrap_or_default()
-        .is_empty()
-    {
-        return Err(EnforceError::NoName {
-            path: path.to_owned(),
-        });
-    }
-    if resource.spec.masking.is_some() {
-        return Err(EnforceError::Masking {
-            path: path.to_owned(),
-        });
-    }
-    if resource
-        .metadata
         .namespace
         .as_deref()
         .unwrap_or_default()
@@ -137,12 +140,65 @@ pub fn load_file(
     {
         resource.metadata.namespace = Some(default_namespace.to_owned());
     }
-    let policy =
-        CompiledPolicy::from_resource(&resource).map_err(|error| EnforceError::Compile {
-            path: path.to_owned(),
-            error,
-        })?;
+    compile_resource(&resource).map_err(|error| error.at(path))
+}
+
+/// Compiles one policy object (from a file or the API server): its database name and the
+/// compiled policy. Errors name the policy; [`CompileFailure::at`] adds a file.
+pub fn compile_resource(
+    resource: &DatabaseAccessPolicy,
+) -> Result<(String, CompiledPolicy), CompileFailure> {
+    if resource
+        .metadata
+        .name
+        .as_deref()
+        .unwrap_or_default()
+        .is_empty()
+    {
+        return Err(CompileFailure::NoName);
+    }
+    if resource.spec.masking.is_some() {
+        return Err(CompileFailure::Masking);
+    }
+    let policy = CompiledPolicy::from_resource(resource).map_err(CompileFailure::Compile)?;
     Ok((resource.spec.database.name.clone(), policy))
+}
+
+/// Why a policy object could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileFailure {
+    /// `metadata.name` is missing.
+    #[error("metadata.name is required")]
+    NoName,
+    /// The policy engine refused it (the message names the field).
+    #[error(transparent)]
+    Compile(dbwarden_policy::CompileError),
+    /// It masks results, which this build cannot enforce.
+    #[error(
+        "masking is not yet enforced by dbwarden-sidecar; remove spec.masking or wait for the masking release"
+    )]
+    Masking,
+}
+
+impl CompileFailure {
+    /// The same failure, attributed to `path`.
+    pub fn at(self, path: &Path) -> EnforceError {
+        let path = path.to_owned();
+        match self {
+            Self::NoName => EnforceError::NoName { path },
+            Self::Compile(error) => EnforceError::Compile { path, error },
+            Self::Masking => EnforceError::Masking { path },
+        }
+    }
+
+    /// A bounded label for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::NoName => "no_name",
+            Self::Compile(error) => error.label(),
+            Self::Masking => "masking_unsupported",
+        }
+    }
 }
 
 #[cfg(test)]

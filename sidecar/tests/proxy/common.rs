@@ -135,6 +135,7 @@ pub async fn proxy(
                 credentials: CredentialsConfig {
                     username: Some(setup.user.name.into()),
                     username_env: None,
+                    username_file: None,
                     password_file: Some(password_file),
                     password_env: None,
                 },

@@ -348,6 +348,7 @@ async fn upstream_authentication_uses_channel_binding_over_tls() -> TestResult {
             credentials: CredentialsConfig {
                 username: None,
                 username_env: None,
+                username_file: None,
                 password_file: None,
                 password_env: None,
             },
