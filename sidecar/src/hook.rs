@@ -12,7 +12,9 @@
 //! ReadyForQuery, exactly as a server behaves after an error.
 
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 
 use bytes::BytesMut;
 
@@ -97,12 +99,34 @@ impl Denial {
 }
 
 /// The decision on one statement.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Verdict {
     /// Forward it.
     Allow,
     /// Refuse it with SQLSTATE 42501.
     Deny(Denial),
+    /// Decide later (a statement waiting for a person's approval): the session awaits the
+    /// future before forwarding or refusing. Meanwhile the client's messages stay unread-on
+    /// (but a disconnect is noticed), and a CancelRequest for the session ends the wait with a
+    /// refusal; either way the future is dropped and the statement never runs.
+    Hold(Hold),
+}
+
+impl Verdict {
+    /// True for [`Verdict::Allow`].
+    pub fn is_allow(&self) -> bool {
+        matches!(self, Self::Allow)
+    }
+}
+
+/// The pending decision of a [`Verdict::Hold`]; it resolves to `Allow` or `Deny` (a nested
+/// `Hold` is taken as a refusal).
+pub struct Hold(pub Pin<Box<dyn Future<Output = Verdict> + Send + 'static>>);
+
+impl fmt::Debug for Hold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Hold(..)")
+    }
 }
 
 /// What to do with one DataRow.

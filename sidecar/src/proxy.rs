@@ -379,6 +379,7 @@ async fn session(client: ClientStartup, peer: SocketAddr, ctx: &ListenerCtx, sha
         limits: shared.limits.codec(),
         idle_timeout: shared.limits.idle_timeout(),
         shutdown: shared.shutdown.clone(),
+        cancel: registration.cancelled.clone(),
     };
     match relay.run().await {
         Ok(end) => tracing::info!(listener = %ctx.name, %peer, ?end, "session ended"),

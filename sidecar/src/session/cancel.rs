@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use tokio::sync::Notify;
+
 use crate::backend::UpstreamTarget;
 use crate::protocol::startup::CancelRequest;
 
@@ -17,6 +19,8 @@ struct Entry {
     secret: u32,
     upstream: CancelRequest,
     target: Arc<UpstreamTarget>,
+    /// Wakes the session's held statement, if any (it never reached the database).
+    held: Arc<Notify>,
 }
 
 /// A registered session; removes itself from the registry on drop.
@@ -25,6 +29,8 @@ pub struct Registration {
     registry: Arc<CancelRegistry>,
     /// The key handed to the client in BackendKeyData.
     pub key: CancelRequest,
+    /// Notified when a CancelRequest with this key arrives.
+    pub cancelled: Arc<Notify>,
 }
 
 impl Drop for Registration {
@@ -58,25 +64,33 @@ impl CancelRegistry {
             pid = pid.wrapping_add(random_u32() | 1);
         }
         let secret = random_u32();
+        let cancelled = Arc::new(Notify::new());
         map.insert(
             pid,
             Entry {
                 secret,
                 upstream,
                 target,
+                held: cancelled.clone(),
             },
         );
         Registration {
             registry: self.clone(),
             key: CancelRequest { pid, secret },
+            cancelled,
         }
     }
 
-    /// Finds the upstream for a client's cancel request; `None` unless pid and secret match.
+    /// Finds the upstream for a client's cancel request and wakes the session's held statement,
+    /// if any; `None` unless pid and secret match.
     pub fn lookup(&self, key: CancelRequest) -> Option<(Arc<UpstreamTarget>, CancelRequest)> {
         let map = self.lock();
         let entry = map.get(&key.pid)?;
-        (entry.secret == key.secret).then(|| (entry.target.clone(), entry.upstream))
+        if entry.secret != key.secret {
+            return None;
+        }
+        entry.held.notify_waiters();
+        Some((entry.target.clone(), entry.upstream))
     }
 
     /// Number of live sessions.

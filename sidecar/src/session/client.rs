@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::{Denied, Progress, SessionEnd, SessionError};
-use crate::hook::{Denial, Statement, StatementHook, Verdict};
+use crate::hook::{Denial, Hold, Statement, StatementHook, Verdict};
 use crate::net::{fill, reclaim};
 use crate::protocol::backend::{self, INSUFFICIENT_PRIVILEGE, Severity};
 use crate::protocol::codec::peek_header;
@@ -36,7 +36,21 @@ enum Action {
     Deny { denial: Denial, ready: bool },
     /// Forward it and end the session.
     Terminate,
+    /// Wait for the hook's later verdict, then forward or deny.
+    Hold { hold: Hold, ready: bool },
 }
+
+/// How a hold ended.
+enum Held {
+    /// The hook decided (or the client cancelled: a refusal).
+    Verdict(Verdict),
+    /// The session ends without the statement.
+    End(SessionEnd),
+}
+
+/// While a statement is held, the client's further input is read (to notice a disconnect) up
+/// to this many buffered bytes; beyond, reading pauses until the verdict.
+const HOLD_READ_LIMIT: usize = 1024 * 1024;
 
 /// What the client pump knows about COPY FROM STDIN.
 #[derive(Debug, Default)]
@@ -50,6 +64,8 @@ pub(super) struct CopyTracking {
 
 pub(super) struct Pump {
     pub buf: BytesMut,
+    /// Notified when the client sends a CancelRequest for this session.
+    pub cancel: Arc<Notify>,
     pub copy: CopyTracking,
     pub checker: Checker,
     pub max_message: usize,
@@ -70,7 +86,7 @@ impl Pump {
         W: AsyncWrite + Unpin,
     {
         loop {
-            if let Some(end) = self.drain(upstream).await? {
+            if let Some(end) = self.drain(client, upstream).await? {
                 return Ok(end);
             }
             match self.wait_for_client(client).await? {
@@ -126,10 +142,15 @@ impl Pump {
 
     /// Handles every complete message in the buffer, writing runs of forwarded frames
     /// straight from the buffer (no copy).
-    async fn drain<W: AsyncWrite + Unpin>(
+    async fn drain<R, W>(
         &mut self,
+        client: &mut R,
         upstream: &mut W,
-    ) -> Result<Option<SessionEnd>, SessionError> {
+    ) -> Result<Option<SessionEnd>, SessionError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
         let mut pos = 0;
         let mut run_start = 0;
         let mut end = None;
@@ -145,11 +166,30 @@ impl Pump {
             let body = &self.buf[pos + 5..pos + len];
             let message =
                 FrontendMessage::decode(tag, body).map_err(SessionError::ClientProtocol)?;
-            let action = self.checker.decide(message)?;
+            let action = match self.checker.decide(message)? {
+                Action::Hold { hold, ready } => {
+                    // Everything before the held statement goes now; it waits alone.
+                    write(upstream, &self.buf[run_start..pos]).await?;
+                    run_start = pos;
+                    match self.hold(client, hold, pos + len).await? {
+                        Held::Verdict(Verdict::Allow) => Action::Forward,
+                        Held::Verdict(Verdict::Deny(denial)) => Action::Deny { denial, ready },
+                        Held::Verdict(Verdict::Hold(_)) => Action::Deny {
+                            denial: Denial::new("dbwarden: the statement's decision never came"),
+                            ready,
+                        },
+                        Held::End(end) => {
+                            self.buf.clear();
+                            return Ok(Some(end));
+                        }
+                    }
+                }
+                action => action,
+            };
             match action {
                 Action::Forward => self.account(tag),
                 Action::Terminate => end = Some(SessionEnd::Terminated),
-                Action::Skip | Action::Deny { .. } => {
+                Action::Skip | Action::Deny { .. } | Action::Hold { .. } => {
                     write(upstream, &self.buf[run_start..pos]).await?;
                     run_start = pos + len;
                 }
@@ -166,6 +206,64 @@ impl Pump {
             self.buf.clear();
         }
         Ok(end)
+    }
+
+    /// Waits for a held statement's verdict while watching the client: a disconnect or a
+    /// graceful shutdown ends the session (the statement never runs), a CancelRequest refuses
+    /// the statement. Pipelined input that arrives meanwhile is kept for after the verdict.
+    async fn hold<R: AsyncRead + Unpin>(
+        &mut self,
+        client: &mut R,
+        hold: Hold,
+        after: usize,
+    ) -> Result<Held, SessionError> {
+        let mut wait = hold.0;
+        tracing::info!("statement held for a decision");
+        loop {
+            // A Terminate sent behind the held statement is a goodbye like a closed socket.
+            if self.terminated_after(after) {
+                tracing::info!("client said goodbye while its statement was held; it will not run");
+                return Ok(Held::End(SessionEnd::Terminated));
+            }
+            let can_read = self.buf.len() < HOLD_READ_LIMIT;
+            tokio::select! {
+                verdict = &mut wait => return Ok(Held::Verdict(verdict)),
+                () = self.cancel.notified() => {
+                    tracing::info!("held statement cancelled by the client");
+                    return Ok(Held::Verdict(Verdict::Deny(Denial::new(
+                        "canceling statement due to user request; it will not run (an approval \
+                         request already filed stays for the approvers to see)",
+                    ))));
+                }
+                read = fill(client, &mut self.buf), if can_read => match read {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::info!("client left while its statement was held; it will not run");
+                        return Ok(Held::End(SessionEnd::ClientClosed));
+                    }
+                    Err(e) => return Err(SessionError::ClientIo(e)),
+                },
+                changed = self.shutdown.changed() => {
+                    if changed.is_err() || *self.shutdown.borrow() {
+                        return Ok(Held::End(SessionEnd::Shutdown));
+                    }
+                }
+            }
+        }
+    }
+
+    /// True when the complete frames buffered from `from` on include a Terminate.
+    fn terminated_after(&self, mut from: usize) -> bool {
+        while let Ok(Some((tag, len))) = peek_header(&self.buf[from..], self.max_message) {
+            if self.buf.len() - from < len {
+                return false;
+            }
+            if tag == b'X' {
+                return true;
+            }
+            from += len;
+        }
+        false
     }
 
     /// Counts the ReadyForQuery messages a forwarded message will produce.
@@ -285,7 +383,8 @@ impl Checker {
                     denial,
                     ready: true,
                 },
-                _ => Action::Forward,
+                Some(Verdict::Hold(hold)) => Action::Hold { hold, ready: true },
+                Some(Verdict::Allow) | None => Action::Forward,
             },
             _ => Action::Forward,
         })
@@ -312,6 +411,7 @@ impl Checker {
         match hook.check(statement) {
             Verdict::Allow => Action::Forward,
             Verdict::Deny(denial) => Action::Deny { denial, ready },
+            Verdict::Hold(hold) => Action::Hold { hold, ready },
         }
     }
 }

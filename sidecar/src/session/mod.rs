@@ -127,6 +127,8 @@ pub struct Relay {
     pub idle_timeout: Option<Duration>,
     /// Flips to true at graceful shutdown.
     pub shutdown: watch::Receiver<bool>,
+    /// Notified when the client cancels (see [`cancel::CancelRegistry`]); ends a held statement.
+    pub cancel: Arc<tokio::sync::Notify>,
 }
 
 impl Relay {
@@ -149,6 +151,7 @@ impl Relay {
 
         let mut to_server = client::Pump {
             buf: client_buf,
+            cancel: self.cancel,
             checker: client::Checker {
                 hook: hooks.statements,
                 discarding: false,

@@ -6,6 +6,7 @@ mod common;
 mod drivers;
 mod enforce;
 mod extended;
+mod hold;
 mod hooks;
 mod hostile;
 mod lifecycle;

@@ -1,0 +1,168 @@
+//! Held statements (`Verdict::Hold`, how approvals wait): nothing reaches the database until
+//! the verdict; a refusal, a cancel or a disconnect means the statement never runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dbwarden_sidecar::hook::{
+    Denial, Hold, HookFactory, SessionHooks, SessionInfo, Statement, StatementHook, Verdict,
+};
+use dbwarden_testbed::{APP, Postgres};
+use tokio::sync::watch;
+
+use bytes::BytesMut;
+use postgres_protocol::message::frontend as fe;
+
+use crate::common::{Proxy, Raw, Setup, TestResult, proxy, start_pg};
+
+/// Holds every statement containing `/* hold */` until the test sends a verdict.
+#[derive(Debug)]
+struct Gate(watch::Receiver<Option<bool>>);
+
+struct GateSession(watch::Receiver<Option<bool>>);
+
+impl HookFactory for Gate {
+    fn open(&self, _session: &SessionInfo) -> SessionHooks {
+        SessionHooks {
+            statements: Some(Box::new(GateSession(self.0.clone()))),
+            rows: None,
+        }
+    }
+}
+
+impl StatementHook for GateSession {
+    fn check(&mut self, statement: Statement<'_>) -> Verdict {
+        let sql = match statement {
+            Statement::Query { sql } | Statement::Parse { sql, .. } => sql,
+            Statement::FunctionCall { .. } => return Verdict::Allow,
+        };
+        if !sql.contains("/* hold */") {
+            return Verdict::Allow;
+        }
+        let mut gate = self.0.clone();
+        Verdict::Hold(Hold(Box::pin(async move {
+            match gate.wait_for(Option::is_some).await.map(|v| *v) {
+                Ok(Some(true)) => Verdict::Allow,
+                _ => Verdict::Deny(Denial::new("approver bob denied it")),
+            }
+        })))
+    }
+}
+
+async fn gated(
+    pg: &Postgres,
+) -> Result<(Proxy, watch::Sender<Option<bool>>), Box<dyn std::error::Error + Send + Sync>> {
+    let (tx, rx) = watch::channel(None);
+    let setup = Setup {
+        hooks: Some(Arc::new(Gate(rx)) as Arc<dyn HookFactory>),
+        ..Setup::default()
+    };
+    Ok((proxy(pg, setup).await?, tx))
+}
+
+async fn rows(pg: &Postgres, table: &str) -> Result<i64, Box<dyn std::error::Error + Send + Sync>> {
+    let out = pg
+        .psql(&APP, &format!("SELECT count(*) FROM {table}"))
+        .await?
+        .ok("count")?;
+    Ok(out.trim().parse()?)
+}
+
+async fn table(pg: &Postgres, name: &str) -> TestResult {
+    pg.psql(&APP, &format!("CREATE TABLE {name} (id int)"))
+        .await?
+        .ok("create")?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_held_statement_runs_only_after_the_verdict_and_the_session_goes_on() -> TestResult {
+    let pg = start_pg().await?;
+    table(&pg, "held_allow").await?;
+    let (p, gate) = gated(&pg).await?;
+    let client = Arc::new(p.connect().await?);
+    let held = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .simple_query("/* hold */ INSERT INTO held_allow VALUES (1)")
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rows(&pg, "held_allow").await?, 0, "ran before the verdict");
+    assert!(!held.is_finished());
+    gate.send(Some(true))?;
+    held.await??;
+    assert_eq!(rows(&pg, "held_allow").await?, 1);
+    let after = client.query_one("SELECT 1", &[]).await?;
+    assert_eq!(after.get::<_, i32>(0), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_refused_hold_reaches_the_client_as_an_error() -> TestResult {
+    let pg = start_pg().await?;
+    table(&pg, "held_deny").await?;
+    let (p, gate) = gated(&pg).await?;
+    let client = p.connect().await?;
+    let (result, ()) = tokio::join!(
+        client.execute("/* hold */ INSERT INTO held_deny VALUES (1)", &[]),
+        async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let _ = gate.send(Some(false));
+        }
+    );
+    let error = result.err().ok_or("not refused")?;
+    let db = error.as_db_error().ok_or("not a server error")?;
+    assert_eq!(db.code().code(), "42501");
+    assert!(db.message().contains("bob denied"), "{}", db.message());
+    assert_eq!(rows(&pg, "held_deny").await?, 0);
+    client.simple_query("SELECT 1").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cancel_or_a_disconnect_while_held_means_it_never_runs() -> TestResult {
+    let pg = start_pg().await?;
+    table(&pg, "held_gone").await?;
+    let (p, gate) = gated(&pg).await?;
+
+    // Cancel: the client's CancelRequest ends the wait with an error; the session goes on.
+    let client = p.connect().await?;
+    let cancel = client.cancel_token();
+    let (result, ()) = tokio::join!(
+        client.simple_query("/* hold */ INSERT INTO held_gone VALUES (1)"),
+        async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
+        }
+    );
+    let error = result.err().ok_or("not cancelled")?;
+    let message = error.as_db_error().ok_or("not a server error")?.message();
+    assert!(message.contains("canceling statement"), "{message}");
+    client.simple_query("SELECT 1").await?;
+
+    // Disconnect, and Terminate: the client goes away while held; a later approval finds
+    // nobody to run for.
+    let mut query = BytesMut::new();
+    fe::query("/* hold */ INSERT INTO held_gone VALUES (2)", &mut query)?;
+    let mut leaver = Raw::session(p.addr).await?;
+    leaver.send(&query).await?;
+    let mut goodbye = Raw::session(p.addr).await?;
+    goodbye.send(&query).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(leaver);
+    let mut terminate = BytesMut::new();
+    fe::terminate(&mut terminate);
+    goodbye.send(&terminate).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gate.send(Some(true))?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        rows(&pg, "held_gone").await?,
+        0,
+        "a held statement ran after all"
+    );
+    Ok(())
+}
