@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use dbwarden_sidecar::enforce::{EnforcingHooks, RELOAD_INTERVAL};
+use dbwarden_sidecar::identity::PolicyIdentity;
 use dbwarden_sidecar::{Config, Sidecar};
 
 /// The dbwarden sidecar: a PostgreSQL proxy that governs every statement.
@@ -63,7 +64,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // With `policies:`, every file must load and compile or the sidecar does not start.
     if let Some(hooks) = EnforcingHooks::from_config(&config).context("loading policies")? {
         hooks.spawn_reloader(RELOAD_INTERVAL);
-        sidecar = sidecar.with_hooks(Arc::new(hooks));
+        // End-user tokens are verified by the policies' spec.identity, kept in step on reload.
+        let identity = Arc::new(PolicyIdentity::from_config(&config));
+        hooks.attach_identity(Arc::clone(&identity));
+        sidecar = sidecar.with_hooks(Arc::new(hooks)).with_identity(identity);
     }
     let handle = sidecar.start().await.context("starting the sidecar")?;
 

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use dbwarden_crds::DatabaseAccessPolicy;
+use dbwarden_crds::policy::Identity;
 use dbwarden_policy::CompiledPolicy;
 use serde::Deserialize;
 
 use super::EnforceError;
+use crate::identity::IdentitySpec;
 
 /// The only `apiVersion` accepted.
 pub const API_VERSION: &str = "dbwarden.io/v1alpha1";
@@ -20,6 +22,8 @@ pub const KIND: &str = "DatabaseAccessPolicy";
 #[derive(Debug, Default)]
 pub struct PolicySet {
     by_database: HashMap<String, Vec<Arc<CompiledPolicy>>>,
+    /// Every policy's `spec.identity`, for the identity hook.
+    identities: Vec<IdentitySpec>,
 }
 
 impl PolicySet {
@@ -36,6 +40,11 @@ impl PolicySet {
     /// True when no policy is loaded.
     pub fn is_empty(&self) -> bool {
         self.by_database.is_empty()
+    }
+
+    /// Each policy's database and `spec.identity`, in file order.
+    pub fn identities(&self) -> &[IdentitySpec] {
+        &self.identities
     }
 
     /// The databases some policy governs.
@@ -73,7 +82,12 @@ pub fn stamps(paths: &[PathBuf]) -> Vec<Option<Stamp>> {
 pub fn load_all(paths: &[PathBuf], default_namespace: &str) -> Result<PolicySet, EnforceError> {
     let mut set = PolicySet::default();
     for path in paths {
-        let (database, policy) = load_file(path, default_namespace)?;
+        let (database, policy, identity) = load_file(path, default_namespace)?;
+        set.identities.push(IdentitySpec {
+            policy: policy.name().to_owned(),
+            database: database.clone(),
+            identity,
+        });
         set.by_database
             .entry(database)
             .or_default()
@@ -91,11 +105,11 @@ struct TypeMeta {
     kind: String,
 }
 
-/// Loads one file: its database name and its compiled policy.
+/// Loads one file: its database name, its compiled policy and its `spec.identity`.
 pub fn load_file(
     path: &Path,
     default_namespace: &str,
-) -> Result<(String, CompiledPolicy), EnforceError> {
+) -> Result<(String, CompiledPolicy, Option<Identity>), EnforceError> {
     let text = std::fs::read_to_string(path).map_err(|source| EnforceError::Read {
         path: path.to_owned(),
         source,
@@ -142,7 +156,11 @@ pub fn load_file(
             path: path.to_owned(),
             error,
         })?;
-    Ok((resource.spec.database.name.clone(), policy))
+    Ok((
+        resource.spec.database.name.clone(),
+        policy,
+        resource.spec.identity.clone(),
+    ))
 }
 
 #[cfg(test)]

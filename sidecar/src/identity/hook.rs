@@ -11,8 +11,12 @@ use dbwarden_crds::policy::{Identity as IdentitySettings, Jwt};
 use super::error::TokenError;
 use super::verifier::{JwtVerifier, unverified_issuer};
 use super::{EndUser, MAX_TOKEN_BYTES};
+use crate::config::Config;
 use crate::frontend::{AuthRequest, BoxFuture, IdentityHook};
 use crate::hook::{Denial, Identity};
+
+/// The environment variable naming extra PEM roots for JWKS fetches.
+pub const CA_FILE_ENV: &str = "DBWARDEN_JWKS_CA_FILE";
 
 /// One policy's identity settings, as the policy loaders report them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +64,24 @@ impl PolicyIdentity {
             ca_file,
             by_database: ArcSwap::from_pointee(HashMap::new()),
         }
+    }
+
+    /// The hook for a standalone `config`: the workload is `identity.service_account`, the
+    /// JWKS CA file `identity.jwks_ca_file`, else the environment's `DBWARDEN_JWKS_CA_FILE`
+    /// (how the injected sidecar gets it).
+    pub fn from_config(config: &Config) -> Self {
+        let identity = config.identity.as_ref();
+        let ca_file = identity
+            .and_then(|i| i.jwks_ca_file.clone())
+            .or_else(|| std::env::var_os(CA_FILE_ENV).map(PathBuf::from));
+        Self::new(
+            identity.map_or("workload", |i| i.service_account.as_str()),
+            config
+                .listeners
+                .iter()
+                .map(|l| (l.name.clone(), l.upstream.database.clone())),
+            ca_file,
+        )
     }
 
     /// Replaces the policies' identity settings. Verifiers whose settings did not change are

@@ -17,7 +17,7 @@ mod jwks;
 mod verifier;
 
 pub use error::{TokenError, VerifierError};
-pub use hook::{IdentitySpec, PolicyIdentity};
+pub use hook::{CA_FILE_ENV, IdentitySpec, PolicyIdentity};
 pub use verifier::{JwtVerifier, Timing};
 
 use std::time::Duration;

@@ -8,6 +8,8 @@ mod enforce;
 mod extended;
 mod hooks;
 mod hostile;
+mod jwt;
+mod jwt_support;
 mod lifecycle;
 mod programs;
 mod psycopg;
