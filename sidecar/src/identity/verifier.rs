@@ -242,7 +242,12 @@ impl Inner {
 
     fn refresh_if_old(self: &Arc<Self>) {
         let old = lock(&self.fetched).is_none_or(|t| t.elapsed() >= self.timing.refresh_every);
-        if old && let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        // No task per connection while the issuer is down: only when a fetch may start.
+        let due = lock(&self.attempted).is_none_or(|t| t.elapsed() >= self.timing.min_interval);
+        if old
+            && due
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
             let inner = Arc::clone(self);
             runtime.spawn(async move { inner.refresh().await });
         }
