@@ -14,6 +14,7 @@ pub mod enforce;
 pub mod frontend;
 pub mod health;
 pub mod hook;
+pub mod identity;
 pub mod net;
 pub mod protocol;
 pub mod proxy;

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use dbwarden_sidecar::cluster::{self, PodEnv};
 use dbwarden_sidecar::enforce::{EnforcingHooks, RELOAD_INTERVAL};
+use dbwarden_sidecar::identity::PolicyIdentity;
 use dbwarden_sidecar::{Config, Sidecar, SidecarHandle};
 
 /// The dbwarden sidecar: a PostgreSQL proxy that governs every statement.
@@ -101,7 +102,10 @@ async fn standalone(path: &Path) -> anyhow::Result<SidecarHandle> {
     let mut sidecar = Sidecar::new(config.clone());
     if let Some(hooks) = EnforcingHooks::from_config(&config).context("loading policies")? {
         hooks.spawn_reloader(RELOAD_INTERVAL);
-        sidecar = sidecar.with_hooks(Arc::new(hooks));
+        // End-user tokens are verified by the policies' spec.identity, kept in step on reload.
+        let identity = Arc::new(PolicyIdentity::from_config(&config));
+        hooks.attach_identity(Arc::clone(&identity));
+        sidecar = sidecar.with_hooks(Arc::new(hooks)).with_identity(identity);
     }
     sidecar.start().await.context("starting the sidecar")
 }

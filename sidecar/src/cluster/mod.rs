@@ -17,6 +17,7 @@ pub mod labels;
 pub mod listeners;
 pub mod policies;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use dbwarden_crds::DatabaseAccessPolicy;
@@ -26,7 +27,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::enforce::{EnforcingHooks, PolicySet};
-use crate::frontend::WorkloadIdentity;
+use crate::identity::{CA_FILE_ENV, PolicyIdentity};
 use crate::{Sidecar, SidecarHandle, StartError};
 
 pub use env::{EnvError, PodEnv};
@@ -87,10 +88,20 @@ pub async fn start(env: PodEnv, client: kube::Client) -> Result<ClusterSidecar, 
         watch.abort();
         return Err(ClusterError::NoListeners(env.policies.clone()));
     }
+    // End-user tokens are verified per the policies' spec.identity, kept in step by the watch.
     let workload = format!("{}/{}", env.namespace, env.service_account);
+    let identity = Arc::new(PolicyIdentity::new(
+        workload,
+        config
+            .listeners
+            .iter()
+            .map(|l| (l.name.clone(), l.upstream.database.clone())),
+        std::env::var_os(CA_FILE_ENV).map(PathBuf::from),
+    ));
+    hooks.attach_identity(identity.clone());
     let handle = Sidecar::new(config)
         .with_hooks(Arc::new(hooks))
-        .with_identity(Arc::new(WorkloadIdentity { workload }))
+        .with_identity(identity)
         .start()
         .await?;
     Ok(ClusterSidecar { handle, watch })

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use dbwarden_crds::DatabaseAccessPolicy;
+use dbwarden_crds::policy::Identity;
 use dbwarden_policy::CompiledPolicy;
 use futures::StreamExt;
 use kube::core::{Selector, SelectorExt};
@@ -21,13 +22,21 @@ use tokio::sync::oneshot;
 use crate::enforce::load::compile_resource;
 use crate::enforce::{EnforcingHooks, PolicySet};
 
+/// One policy as put in force: its database, the compiled rules and its `spec.identity`.
+#[derive(Debug, Clone)]
+struct Compiled {
+    database: String,
+    policy: Arc<CompiledPolicy>,
+    identity: Option<Identity>,
+}
+
 /// The namespace's policies and what was last compiled from each.
 #[derive(Debug)]
 pub struct Selection {
     labels: BTreeMap<String, String>,
     objects: BTreeMap<String, DatabaseAccessPolicy>,
-    /// By policy name: the database and the last version that compiled.
-    last_good: HashMap<String, (String, Arc<CompiledPolicy>)>,
+    /// By policy name: the last version that compiled.
+    last_good: HashMap<String, Compiled>,
 }
 
 impl Selection {
@@ -75,20 +84,19 @@ impl Selection {
             if !self.selects(object) {
                 continue;
             }
-            match compile_resource(object) {
-                Ok((database, policy)) => {
-                    let policy = Arc::new(policy);
-                    set.insert(database.clone(), policy.clone());
-                    kept.insert(name.clone(), (database, policy));
-                }
+            let compiled = match compile_resource(object) {
+                Ok((database, policy)) => Compiled {
+                    database,
+                    policy: Arc::new(policy),
+                    identity: object.spec.identity.clone(),
+                },
                 Err(error) => match self.last_good.get(name) {
-                    Some((database, policy)) => {
+                    Some(last) => {
                         tracing::error!(
                             policy = %name, error = %error, label = error.label(),
                             "policy update cannot be enforced: its last good version stays in force"
                         );
-                        set.insert(database.clone(), policy.clone());
-                        kept.insert(name.clone(), (database.clone(), policy.clone()));
+                        last.clone()
                     }
                     None => {
                         let database = object.spec.database.name.clone();
@@ -102,9 +110,16 @@ impl Selection {
                                 "dbwarden policy {name} cannot be enforced ({error}); every statement on this database is refused until it is fixed"
                             ),
                         );
+                        continue;
                     }
                 },
-            }
+            };
+            set.insert(
+                compiled.database.clone(),
+                compiled.policy.clone(),
+                compiled.identity.clone(),
+            );
+            kept.insert(name.clone(), compiled);
         }
         self.last_good = kept;
         set

@@ -16,6 +16,10 @@ pub struct WorkloadIdentityConfig {
     /// The pod's name, for logs.
     #[serde(default)]
     pub pod: Option<String>,
+    /// Extra PEM CA certificates trusted for `identity.jwt.jwksUri` fetches, beside the
+    /// webpki roots (an issuer behind a private CA).
+    #[serde(default)]
+    pub jwks_ca_file: Option<PathBuf>,
 }
 
 impl WorkloadIdentityConfig {
@@ -45,6 +49,17 @@ pub(super) fn validate(
         identity.service_account_parts()?;
         if identity.pod.as_deref() == Some("") {
             return Err(invalid("identity.pod", "", "must not be empty when set"));
+        }
+        if identity
+            .jwks_ca_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(invalid(
+                "identity.jwks_ca_file",
+                "",
+                "must not be empty when set",
+            ));
         }
     }
     let Some(policies) = policies else {

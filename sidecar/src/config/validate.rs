@@ -204,6 +204,10 @@ mod tests {
                 format!("{BASE}identity: {{serviceAccount: shop/api, colour: red}}"),
                 "colour",
             ),
+            (
+                format!("{BASE}identity: {{serviceAccount: shop/api, jwks_ca_file: ''}}"),
+                "identity.jwks_ca_file",
+            ),
         ] {
             let err = parse(&yaml).unwrap_err();
             assert!(err.contains(needle), "{err} should name {needle}");
@@ -213,12 +217,16 @@ mod tests {
     #[test]
     fn accepts_policies_with_an_identity() {
         let c = parse(&format!(
-            "{BASE}policies: [/etc/p.yaml]\nidentity: {{serviceAccount: shop/api, pod: api-0}}"
+            "{BASE}policies: [/etc/p.yaml]\nidentity: {{serviceAccount: shop/api, pod: api-0, jwks_ca_file: /ca.pem}}"
         ))
         .unwrap();
         assert_eq!(c.policies.unwrap().len(), 1);
         let identity = c.identity.unwrap();
         assert_eq!(identity.service_account_parts().unwrap(), ("shop", "api"));
+        assert_eq!(
+            identity.jwks_ca_file.unwrap(),
+            std::path::Path::new("/ca.pem")
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use dbwarden_policy::analyze::{AnalysisCache, AnalyzeConfig};
 use dbwarden_policy::{EndUser, Identity, ServiceAccount};
 
@@ -14,6 +14,7 @@ use super::check::SessionEnforcer;
 use super::load::{PolicySet, Stamp, load_all, stamps};
 use crate::config::{Config, ConfigError};
 use crate::hook::{Denial, HookFactory, SessionHooks, SessionInfo};
+use crate::identity::PolicyIdentity;
 
 /// How often the policy files are examined for changes.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
@@ -33,6 +34,8 @@ pub(super) struct Inner {
     files: Vec<PathBuf>,
     /// The files' stamps when last read, successfully or not.
     seen: Mutex<Vec<Option<Stamp>>>,
+    /// The identity hook kept in step with the policies' `spec.identity`, if attached.
+    identity: ArcSwapOption<PolicyIdentity>,
 }
 
 /// The [`HookFactory`] that enforces the configured policies (see [`crate::enforce`]).
@@ -124,12 +127,16 @@ impl EnforcingHooks {
                 pod,
                 files,
                 seen: Mutex::new(seen),
+                identity: ArcSwapOption::empty(),
             }),
         }
     }
 
-    /// Puts `set` in force for every statement checked from now on.
+    /// Puts `set` in force for every statement checked (and every token verified) from now on.
     pub fn replace(&self, set: PolicySet) {
+        if let Some(identity) = self.inner.identity.load().as_ref() {
+            identity.update(set.identities());
+        }
         self.inner.policies.store(Arc::new(set));
     }
 
@@ -142,6 +149,12 @@ impl EnforcingHooks {
     /// file compiles. Returns true when a new set was swapped in.
     pub fn reload_if_changed(&self) -> bool {
         self.inner.reload_if_changed()
+    }
+
+    /// Keeps `identity` in step with the policies' `spec.identity`, now and on every reload.
+    pub fn attach_identity(&self, identity: Arc<PolicyIdentity>) {
+        identity.update(self.current().identities());
+        self.inner.identity.store(Some(identity));
     }
 
     /// Polls the files every `every` on the current tokio runtime until the hooks are dropped.
@@ -174,6 +187,9 @@ impl Inner {
         match load_all(&self.files, &self.service_account.namespace) {
             Ok(set) => {
                 tracing::info!(policies = set.len(), "policies reloaded");
+                if let Some(identity) = self.identity.load().as_ref() {
+                    identity.update(set.identities());
+                }
                 self.policies.store(Arc::new(set));
                 true
             }

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use dbwarden_crds::DatabaseAccessPolicy;
+use dbwarden_crds::policy::Identity;
 use dbwarden_policy::CompiledPolicy;
 use serde::Deserialize;
 
 use super::EnforceError;
+use crate::identity::IdentitySpec;
 
 /// The only `apiVersion` accepted.
 pub const API_VERSION: &str = "dbwarden.io/v1alpha1";
@@ -23,11 +25,23 @@ pub struct PolicySet {
     /// Databases refused whole because a policy for them could not be compiled (and no earlier
     /// version of it is known): leaving it out would loosen the rules, so nothing runs.
     broken: HashMap<String, String>,
+    /// Every policy's `spec.identity`, for the identity hook.
+    identities: Vec<IdentitySpec>,
 }
 
 impl PolicySet {
-    /// Adds a compiled policy for `database`.
-    pub fn insert(&mut self, database: String, policy: Arc<CompiledPolicy>) {
+    /// Adds a compiled policy for `database`, with its `spec.identity`.
+    pub fn insert(
+        &mut self,
+        database: String,
+        policy: Arc<CompiledPolicy>,
+        identity: Option<dbwarden_crds::policy::Identity>,
+    ) {
+        self.identities.push(IdentitySpec {
+            policy: policy.name().to_owned(),
+            database: database.clone(),
+            identity,
+        });
         self.by_database.entry(database).or_default().push(policy);
     }
 
@@ -58,6 +72,11 @@ impl PolicySet {
     /// True when no policy is loaded.
     pub fn is_empty(&self) -> bool {
         self.by_database.is_empty()
+    }
+
+    /// Each policy's database and `spec.identity`, in file order.
+    pub fn identities(&self) -> &[IdentitySpec] {
+        &self.identities
     }
 
     /// The databases some policy governs.
@@ -95,8 +114,8 @@ pub fn stamps(paths: &[PathBuf]) -> Vec<Option<Stamp>> {
 pub fn load_all(paths: &[PathBuf], default_namespace: &str) -> Result<PolicySet, EnforceError> {
     let mut set = PolicySet::default();
     for path in paths {
-        let (database, policy) = load_file(path, default_namespace)?;
-        set.insert(database, Arc::new(policy));
+        let (database, policy, identity) = load_file(path, default_namespace)?;
+        set.insert(database, Arc::new(policy), identity);
     }
     Ok(set)
 }
@@ -110,11 +129,11 @@ struct TypeMeta {
     kind: String,
 }
 
-/// Loads one file: its database name and its compiled policy.
+/// Loads one file: its database name, its compiled policy and its `spec.identity`.
 pub fn load_file(
     path: &Path,
     default_namespace: &str,
-) -> Result<(String, CompiledPolicy), EnforceError> {
+) -> Result<(String, CompiledPolicy, Option<Identity>), EnforceError> {
     let text = std::fs::read_to_string(path).map_err(|source| EnforceError::Read {
         path: path.to_owned(),
         source,
@@ -140,7 +159,8 @@ pub fn load_file(
     {
         resource.metadata.namespace = Some(default_namespace.to_owned());
     }
-    compile_resource(&resource).map_err(|error| error.at(path))
+    let (database, policy) = compile_resource(&resource).map_err(|error| error.at(path))?;
+    Ok((database, policy, resource.spec.identity.clone()))
 }
 
 /// Compiles one policy object (from a file or the API server): its database name and the

@@ -9,6 +9,8 @@ mod extended;
 mod hold;
 mod hooks;
 mod hostile;
+mod jwt;
+mod jwt_support;
 mod lifecycle;
 mod programs;
 mod psycopg;
