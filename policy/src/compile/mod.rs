@@ -12,7 +12,7 @@ pub(crate) mod ops;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dbwarden_crds::policy::{ApprovalMode, OnMaxRows, Unparseable};
+use dbwarden_crds::policy::{ApprovalMode, OnMaxRows, StatementText, Unparseable};
 use dbwarden_crds::{DatabaseAccessPolicy, DatabaseAccessPolicySpec, ValidationError};
 
 use crate::identity::SubjectSet;
@@ -128,6 +128,8 @@ pub(crate) struct CompiledApproval {
 pub struct CompiledPolicy {
     pub(crate) name: Arc<str>,
     pub(crate) environment: String,
+    pub(crate) database: String,
+    pub(crate) statement_text: StatementText,
     pub(crate) rules: Vec<CompiledRule>,
     pub(crate) guardrails: CompiledGuardrails,
     pub(crate) approvals: Vec<CompiledApproval>,
@@ -239,6 +241,11 @@ impl CompiledPolicy {
         Ok(Self {
             name: Arc::from(policy.as_str()),
             environment: spec.database.environment.clone(),
+            database: format!("{}/{}", spec.database.host, spec.database.name),
+            statement_text: spec
+                .audit
+                .as_ref()
+                .map_or_else(StatementText::default, |a| a.statement_text),
             rules,
             guardrails,
             approvals,
@@ -257,6 +264,17 @@ impl CompiledPolicy {
     /// `namespace/name` of the policy.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The governed database as `host/name` (as approval requests name it).
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// How much statement text audit events and approval requests may carry
+    /// (`spec.audit.statementText`; literals redacted by default).
+    pub fn statement_text(&self) -> StatementText {
+        self.statement_text
     }
 
     /// The database's environment (`spec.database.environment`).

@@ -6,12 +6,14 @@
 //! - [`policies`]: a watch on the namespace's `DatabaseAccessPolicy` objects, compiled into
 //!   the policies in force (last good version kept; deny until the first list).
 //! - [`listeners`]: listeners and upstreams derived from the admitted policies.
+//! - [`approvals`]: statements that need approval become `ApprovalRequest` objects.
 //!
 //! Start-up order: nothing listens (so `/readyz` fails and the app waits) until the first
 //! complete list of policies is in force; then the listeners open. The set of listeners is
 //! fixed for the pod's life (ports were fixed at admission); policy content follows the API
 //! server live.
 
+pub mod approvals;
 pub mod env;
 pub mod labels;
 pub mod listeners;
@@ -66,6 +68,10 @@ pub async fn start(env: PodEnv, client: kube::Client) -> Result<ClusterSidecar, 
         ServiceAccount::new(&env.namespace, &env.service_account),
         Some(env.pod.clone()),
     );
+    hooks.attach_approvals(Arc::new(approvals::KubeApprovals::new(
+        client.clone(),
+        &env.namespace,
+    )));
     let api: Api<DatabaseAccessPolicy> = Api::namespaced(client, &env.namespace);
     let (first_tx, first_rx) = oneshot::channel();
     tracing::info!(

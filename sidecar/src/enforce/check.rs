@@ -3,8 +3,11 @@
 
 use std::sync::Arc;
 
-use dbwarden_policy::decide::Observed;
+use dbwarden_crds::policy::StatementText;
+use dbwarden_policy::decide::{ApprovalNeeded, Observed};
 use dbwarden_policy::{CompiledPolicy, Decision, Identity};
+
+use super::approval::{ApprovalAsk, leading_reason, set_reason};
 
 use super::hooks::Inner;
 use crate::hook::{Denial, Statement, StatementHook, Verdict};
@@ -14,6 +17,15 @@ pub(super) struct SessionEnforcer {
     inner: Arc<Inner>,
     database: String,
     identity: Identity,
+    /// The session's `SET dbwarden.reason`, for approval requests.
+    reason: Option<String>,
+}
+
+/// A statement an approval rule matched, waiting to be handed to the desk.
+struct Pending {
+    policy: Arc<CompiledPolicy>,
+    needed: ApprovalNeeded,
+    index: usize,
 }
 
 impl SessionEnforcer {
@@ -22,6 +34,7 @@ impl SessionEnforcer {
             inner,
             database,
             identity,
+            reason: None,
         }
     }
 
@@ -30,7 +43,10 @@ impl SessionEnforcer {
         Verdict::Deny(Denial { message, detail })
     }
 
-    fn check_sql(&self, sql: &str) -> Verdict {
+    fn check_sql(&mut self, sql: &str) -> Verdict {
+        if let Some(reason) = set_reason(sql) {
+            self.reason = reason;
+        }
         let set = self.inner.policies.load();
         let policies = set.for_database(&self.database);
         if policies.is_empty() {
@@ -43,12 +59,14 @@ impl SessionEnforcer {
             };
             return self.deny(message, None, "no_policy");
         }
+        let mut pending = None;
         let analysis = match self.inner.cache.analyze(sql) {
             Ok(analysis) => analysis,
             Err(error) => {
                 for policy in policies {
                     let decision = policy.decide_unparsed(&self.identity, &error);
-                    if let Some(verdict) = self.refusal(policy, &decision, None, 0, 1) {
+                    if let Some(verdict) = self.refusal(policy, &decision, None, 0, 1, &mut pending)
+                    {
                         return verdict;
                     }
                 }
@@ -63,24 +81,92 @@ impl SessionEnforcer {
                     .statements
                     .get(index)
                     .map(|s| s.fingerprint.hash.as_str());
-                if let Some(verdict) = self.refusal(policy, decision, fingerprint, index, count) {
+                if let Some(verdict) =
+                    self.refusal(policy, decision, fingerprint, index, count, &mut pending)
+                {
                     return verdict;
                 }
             }
+        }
+        if let Some(pending) = pending {
+            let statement = match pending.policy.statement_text() {
+                StatementText::Full => Some(sql.to_owned()),
+                StatementText::Redacted => analysis
+                    .statements
+                    .get(pending.index)
+                    .map(|s| s.fingerprint.normalized.clone()),
+                StatementText::None => None,
+            };
+            return self.ask(pending, statement, sql, count);
         }
         tracing::debug!(database = %self.database, statements = count, "statement allowed");
         Verdict::Allow
     }
 
+    /// Hands a statement that needs approval to the desk (held or refused there), or refuses it
+    /// here when it cannot be asked for.
+    fn ask(&self, pending: Pending, statement: Option<String>, sql: &str, count: usize) -> Verdict {
+        let policy = &pending.policy;
+        let rule = &*pending.needed.rule;
+        let Some(desk) = self.inner.approvals.get() else {
+            return self.deny(
+                format!(
+                    "statement needs approval (rule {rule:?} of policy {}); approvals need the sidecar in Kubernetes mode",
+                    policy.name()
+                ),
+                None,
+                "approval_unavailable",
+            );
+        };
+        if count > 1 {
+            return self.deny(
+                format!(
+                    "statement needs approval (rule {rule:?} of policy {}); send it on its own, not in a string of {count} statements",
+                    policy.name()
+                ),
+                None,
+                "approval_multi_statement",
+            );
+        }
+        let reason = leading_reason(sql).or_else(|| self.reason.clone());
+        if pending.needed.require_reason && reason.is_none() {
+            return self.deny(
+                format!(
+                    "statement needs approval (rule {rule:?} of policy {}) and the rule requires a reason: start the statement with /* reason: ... */ or run SET dbwarden.reason = '...' first",
+                    policy.name()
+                ),
+                None,
+                "approval_reason_missing",
+            );
+        }
+        tracing::info!(
+            policy = policy.name(), rule, fingerprint = %pending.needed.fingerprint,
+            identity = %self.identity, mode = ?pending.needed.mode,
+            "statement needs approval"
+        );
+        Verdict::Hold(desk.submit(ApprovalAsk {
+            policy: policy.name().to_owned(),
+            database: policy.database().to_owned(),
+            environment: policy.environment().to_owned(),
+            needed: pending.needed,
+            identity: self.identity.clone(),
+            statement,
+            reason,
+        }))
+    }
+
     /// The verdict when `decision` refuses statement `index` of `count`; logs observe-only
     /// outcomes. `None` when the statement may run.
+    /// A statement an approval rule matched is noted in `pending` (only one per string: a
+    /// second one is refused), to be asked for once no policy refuses the string outright.
     fn refusal(
         &self,
-        policy: &CompiledPolicy,
+        policy: &Arc<CompiledPolicy>,
         decision: &Decision,
         fingerprint: Option<&str>,
         index: usize,
         count: usize,
+        pending: &mut Option<Pending>,
     ) -> Option<Verdict> {
         let detail = (count > 1).then(|| {
             format!(
@@ -118,19 +204,23 @@ impl SessionEnforcer {
                 }))
             }
             Decision::NeedsApproval(needed) => {
-                tracing::info!(
-                    policy = policy.name(), rule = &*needed.rule, fingerprint,
-                    identity = %self.identity,
-                    "statement refused: needs approval, unavailable in standalone mode"
-                );
-                Some(Verdict::Deny(Denial {
-                    message: format!(
-                        "statement needs approval (rule {:?} of policy {}); approvals are not available in standalone mode yet",
-                        &*needed.rule,
-                        policy.name()
-                    ),
-                    detail,
-                }))
+                if pending.is_some() {
+                    return Some(self.deny(
+                        format!(
+                            "statement needs approval under more than one rule or policy (rule {:?} of policy {}); split it so each needs one approval",
+                            &*needed.rule,
+                            policy.name()
+                        ),
+                        detail,
+                        "approval_ambiguous",
+                    ));
+                }
+                *pending = Some(Pending {
+                    policy: policy.clone(),
+                    needed: needed.clone(),
+                    index,
+                });
+                None
             }
         }
     }

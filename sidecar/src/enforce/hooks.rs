@@ -2,7 +2,7 @@
 //! identity, and the reload of changed files.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -10,6 +10,7 @@ use dbwarden_policy::analyze::{AnalysisCache, AnalyzeConfig};
 use dbwarden_policy::{EndUser, Identity, ServiceAccount};
 
 use super::EnforceError;
+use super::approval::ApprovalDesk;
 use super::check::SessionEnforcer;
 use super::load::{PolicySet, Stamp, load_all, stamps};
 use crate::config::{Config, ConfigError};
@@ -36,6 +37,8 @@ pub(super) struct Inner {
     seen: Mutex<Vec<Option<Stamp>>>,
     /// The identity hook kept in step with the policies' `spec.identity`, if attached.
     identity: ArcSwapOption<PolicyIdentity>,
+    /// Where statements that need approval go (Kubernetes mode); unset: they are refused.
+    pub(super) approvals: OnceLock<Arc<dyn ApprovalDesk>>,
 }
 
 /// The [`HookFactory`] that enforces the configured policies (see [`crate::enforce`]).
@@ -128,6 +131,7 @@ impl EnforcingHooks {
                 files,
                 seen: Mutex::new(seen),
                 identity: ArcSwapOption::empty(),
+                approvals: OnceLock::new(),
             }),
         }
     }
@@ -155,6 +159,13 @@ impl EnforcingHooks {
     pub fn attach_identity(&self, identity: Arc<PolicyIdentity>) {
         identity.update(self.current().identities());
         self.inner.identity.store(Some(identity));
+    }
+
+    /// Sends statements that need approval to `desk` (once; later calls are ignored).
+    pub fn attach_approvals(&self, desk: Arc<dyn ApprovalDesk>) {
+        if self.inner.approvals.set(desk).is_err() {
+            tracing::warn!("an approval desk is already attached; keeping the first");
+        }
     }
 
     /// Polls the files every `every` on the current tokio runtime until the hooks are dropped.

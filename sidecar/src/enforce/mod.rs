@@ -17,17 +17,20 @@
 //! - A file that cannot be read, parsed or compiled stops the sidecar at start-up; on reload the
 //!   last good set stays in force and the error is logged (never a fall back to allow).
 //! - `spec.masking` is refused at load: this build does not mask results yet.
-//! - Statements that need an approval are refused (approvals are not available standalone).
+//! - Statements that need an approval are refused in standalone mode; in Kubernetes mode they go
+//!   to the [`ApprovalDesk`] (see [`approval`]).
 //! - Fast-path FunctionCalls are refused; SQL-level `EXECUTE` is refused by the engine (the
 //!   session does not track SQL-level `PREPARE`).
 //! - `guardrails.observeOnly` is honoured: the statement runs and the refusal is logged.
 
+pub mod approval;
 mod check;
 mod hooks;
 pub mod load;
 
 use std::path::PathBuf;
 
+pub use approval::{ApprovalAsk, ApprovalDesk};
 pub use hooks::{EnforcingHooks, RELOAD_INTERVAL};
 pub use load::PolicySet;
 

@@ -114,7 +114,7 @@ fn approvals_are_refused_and_observe_only_lets_statements_run() {
     }));
     assert_eq!(
         message,
-        "statement needs approval (rule \"deletes\" of policy shop/app-access); approvals are not available in standalone mode yet"
+        "statement needs approval (rule \"deletes\" of policy shop/app-access); approvals need the sidecar in Kubernetes mode"
     );
     let observe = enforcing(dir.path(), &policy("  guardrails: {observeOnly: true}\n"));
     let verdict = session(&observe, "app").check(Statement::Query {

@@ -256,7 +256,12 @@ async fn authenticate(
         })
         .collect();
 
-    let token = match ctx.client_auth {
+    let ask = ctx.client_auth == ClientAuth::Password && ctx.identity.wants_token(ctx.listener);
+    let token = match if ask {
+        ClientAuth::Password
+    } else {
+        ClientAuth::Trust
+    } {
         ClientAuth::Trust => {
             if !out.is_empty() {
                 conn.write(&out, "startup").await?;

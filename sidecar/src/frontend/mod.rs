@@ -96,6 +96,13 @@ pub trait IdentityHook: Send + Sync + fmt::Debug + 'static {
         &'a self,
         request: AuthRequest<'a>,
     ) -> BoxFuture<'a, Result<Identity, Denial>>;
+
+    /// Whether clients of `listener` are asked for a password (an end-user token) at all, with
+    /// `client_auth: password`. When no token could be accepted there, not asking lets drivers
+    /// without a password (libpq cannot send an empty one) connect as the workload.
+    fn wants_token(&self, _listener: &str) -> bool {
+        true
+    }
 }
 
 /// The default: every client is the workload; a token, if sent, is ignored.

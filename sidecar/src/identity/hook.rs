@@ -214,4 +214,13 @@ impl IdentityHook for PolicyIdentity {
     ) -> BoxFuture<'a, Result<Identity, Denial>> {
         Box::pin(self.decide(request))
     }
+
+    /// Only where some policy of the listener's database sets `identity.jwt`.
+    fn wants_token(&self, listener: &str) -> bool {
+        let all = self.by_database.load();
+        self.listeners
+            .get(listener)
+            .and_then(|db| all.get(db))
+            .is_some_and(|entries| entries.iter().any(|e| e.jwt.is_some()))
+    }
 }
