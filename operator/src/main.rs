@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use dbwarden_crds::DatabaseAccessPolicy;
+use dbwarden_operator::approval::notify::Notifier;
 use dbwarden_operator::certs::{self, Bundles, CertPolicy, ReloadableCert, ServingCert};
 use dbwarden_operator::http::{self, Readiness};
 use dbwarden_operator::inject::InjectSettings;
@@ -115,6 +116,11 @@ struct Args {
     #[arg(long, env = "DBWARDEN_APPROVAL_RETENTION", default_value = "7d", value_parser = parse_duration)]
     approval_retention: Duration,
 
+    /// Slack-compatible incoming-webhook URL to announce new approval requests to (a credential:
+    /// set it from a Secret; the chart's `approvals.notifications.webhookSecret` does).
+    #[arg(long, env = "DBWARDEN_APPROVAL_WEBHOOK_URL", hide_env_values = true)]
+    approval_webhook_url: Option<String>,
+
     /// Seconds a leader's Lease holds without renewal before another replica takes over.
     #[arg(long, env = "DBWARDEN_LEASE_DURATION_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=300))]
     lease_duration_seconds: u64,
@@ -143,6 +149,12 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("connecting to the Kubernetes API")?;
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+    let notifier = args
+        .approval_webhook_url
+        .as_deref()
+        .map(|url| Notifier::new(url, metrics.clone()))
+        .transpose()
+        .context("--approval-webhook-url")?;
     let readiness = Readiness::default();
 
     let native_sidecar = match args.native_sidecar {
@@ -251,7 +263,7 @@ async fn main() -> anyhow::Result<()> {
     let (served, webhooks_served, (), (), (), elected, ()) = tokio::join!(
         endpoints,
         webhooks,
-        run_controllers_while_leading(ctx, args.approval_retention, leading),
+        run_controllers_while_leading(ctx, args.approval_retention, notifier, leading),
         async {
             tokio::select! {
                 () = reflect => {}
@@ -291,6 +303,7 @@ async fn whoami(client: &kube::Client) -> anyhow::Result<String> {
 async fn run_controllers_while_leading(
     ctx: Context,
     retention: Duration,
+    notifier: Option<Notifier>,
     mut leading: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
@@ -303,7 +316,12 @@ async fn run_controllers_while_leading(
         };
         tokio::join!(
             policy::run(ctx.clone(), deposed(leading.clone())),
-            approval::controller::run(ctx.clone(), retention, deposed(leading.clone())),
+            approval::controller::run(
+                ctx.clone(),
+                retention,
+                notifier.clone(),
+                deposed(leading.clone())
+            ),
         );
         tracing::info!("controllers stopped");
     }

@@ -13,6 +13,7 @@ pub struct Metrics {
     reconciliations: IntCounterVec,
     failures: IntCounterVec,
     duration: HistogramVec,
+    notifications: IntCounterVec,
 }
 
 impl Metrics {
@@ -41,6 +42,14 @@ impl Metrics {
             .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]),
             &["controller"],
         )?;
+        let notifications = IntCounterVec::new(
+            Opts::new(
+                "dbwarden_operator_approval_notifications_total",
+                "Notifications of new approval requests, by result (sent or failed).",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(notifications.clone()))?;
         registry.register(Box::new(reconciliations.clone()))?;
         registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(duration.clone()))?;
@@ -49,6 +58,7 @@ impl Metrics {
             reconciliations,
             failures,
             duration,
+            notifications,
         })
     }
 
@@ -66,6 +76,12 @@ impl Metrics {
         self.failures
             .with_label_values(&[controller, error.label()])
             .inc();
+    }
+
+    /// Counts a notification of a new approval request.
+    pub fn notification(&self, sent: bool) {
+        let result = if sent { "sent" } else { "failed" };
+        self.notifications.with_label_values(&[result]).inc();
     }
 
     /// Every metric in the Prometheus text format.

@@ -363,3 +363,61 @@ async fn approvals_are_decided_with_kubectl_by_allowed_approvers_only() {
         );
     }
 }
+
+/// A one-route HTTP server that keeps the bodies POSTed to it.
+async fn webhook_receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::sync::{Arc, Mutex};
+    let received: Arc<Mutex<Vec<String>>> = Arc::default();
+    let store = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let store = store.clone();
+            async move {
+                store.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (port, received)
+}
+
+#[tokio::test]
+async fn new_requests_are_announced_to_the_notification_webhook() {
+    let (port, received) = webhook_receiver().await;
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let (cp, operator) = install(&["--approval-webhook-url", &url]).await;
+    cp.apply(
+        &ADMIN,
+        &request("drop-archive", "ddl", "bob", SignedDuration::from_hours(1)),
+    )
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(20), async || {
+        !received.lock().unwrap().is_empty()
+    })
+    .await;
+    let body: serde_json::Value = serde_json::from_str(&received.lock().unwrap()[0]).unwrap();
+    let text = body["text"].as_str().unwrap();
+    assert!(
+        text.contains("bob asks to run ddl on public.archive"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kubectl patch ar drop-archive -n payments --subresource=status"),
+        "{text}"
+    );
+    // Announced once, not at every reconcile; counted in the operator's metrics.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(received.lock().unwrap().len(), 1);
+    let metrics = support::http_get(operator.metrics_port, "/metrics")
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("dbwarden_operator_approval_notifications_total{result=\"sent\"} 1"),
+        "{metrics}"
+    );
+}

@@ -14,6 +14,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
+use super::notify::Notifier;
 use crate::{Context, Error, MANAGER, conditions};
 
 /// The controller's name in metrics and logs.
@@ -24,19 +25,29 @@ pub const DECIDED: &str = "Decided";
 struct Shared {
     ctx: Context,
     retention: Duration,
+    notifier: Option<Notifier>,
 }
 
 /// Runs the controller until `shutdown` completes; decided requests are deleted `retention`
-/// after they were decided.
+/// after they were decided; new requests are announced through `notifier`, if any.
 pub async fn run(
     ctx: Context,
     retention: Duration,
+    notifier: Option<Notifier>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let requests: Api<ApprovalRequest> = Api::all(ctx.client.clone());
     Controller::new(requests, watcher::Config::default())
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, Arc::new(Shared { ctx, retention }))
+        .run(
+            reconcile,
+            error_policy,
+            Arc::new(Shared {
+                ctx,
+                retention,
+                notifier,
+            }),
+        )
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "approval reconcile did not complete");
@@ -122,6 +133,15 @@ async fn reconcile(request: Arc<ApprovalRequest>, shared: Arc<Shared>) -> Result
     if previous.as_ref().map(|c| c.reason.as_str()) != Some(step.reason) {
         publish(ctx, &request, &step).await;
         tracing::info!(request = %name, %namespace, step = step.reason, message = %step.message, "approval request");
+        if let (Some(notifier), ApprovalPhase::Pending) = (&shared.notifier, status.phase) {
+            notifier.notify(
+                format!("{namespace}/{name}"),
+                format!(
+                    "dbwarden: {} in {namespace}. To approve: kubectl patch ar {name} -n {namespace} --subresource=status --type=merge -p '{{\"status\":{{\"phase\":\"Approved\"}}}}' (or \"Denied\")",
+                    step.message
+                ),
+            );
+        }
     }
 
     let next = match status.phase {
