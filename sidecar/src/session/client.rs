@@ -8,11 +8,11 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
-use super::{Denied, Progress, SessionEnd, SessionError};
+use super::{Denied, Expect, Progress, SessionEnd, SessionError};
 use crate::hook::{Denial, Statement, StatementHook, Verdict};
 use crate::net::{fill, reclaim};
 use crate::protocol::backend::{self, INSUFFICIENT_PRIVILEGE, Severity};
-use crate::protocol::codec::peek_header;
+use crate::protocol::codec::{peek_header, put_cstr, put_message};
 use crate::protocol::frontend::FrontendMessage;
 
 /// A Sync message, sent upstream in place of a denied statement.
@@ -55,6 +55,10 @@ pub(super) struct Pump {
     pub max_message: usize,
     pub progress: Arc<Progress>,
     pub denied: mpsc::Sender<Denied>,
+    /// With a row hook: notes for the server pump about each Describe forwarded.
+    pub expect: Option<mpsc::Sender<Expect>>,
+    /// The Describe added before an Execute (reused).
+    pub describe: BytesMut,
     pub idle_timeout: Option<Duration>,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -145,7 +149,21 @@ impl Pump {
             let body = &self.buf[pos + 5..pos + len];
             let message =
                 FrontendMessage::decode(tag, body).map_err(SessionError::ClientProtocol)?;
+            let describe = match self.expect {
+                Some(_) => describe_before(&message, &mut self.describe),
+                None => None,
+            };
             let action = self.checker.decide(message)?;
+            if let (Action::Forward, Some(injected)) = (&action, describe) {
+                if injected {
+                    write(upstream, &self.buf[run_start..pos]).await?;
+                    run_start = pos;
+                }
+                self.expect_describe(injected).await?;
+                if injected {
+                    write(upstream, &self.describe).await?;
+                }
+            }
             match action {
                 Action::Forward => self.account(tag),
                 Action::Terminate => end = Some(SessionEnd::Terminated),
@@ -217,6 +235,18 @@ impl Pump {
                     });
             }
         }
+    }
+
+    /// Tells the server pump a Describe answer is coming (before it can possibly arrive).
+    async fn expect_describe(&mut self, injected: bool) -> Result<(), SessionError> {
+        let Some(expect) = &self.expect else {
+            return Ok(());
+        };
+        let at = self.progress.sent.load(Ordering::Acquire) + 1;
+        expect
+            .send(Expect { at, injected })
+            .await
+            .map_err(|_| SessionError::UpstreamIo(std::io::ErrorKind::BrokenPipe.into()))
     }
 
     /// Sends a Sync in place of the denied message and queues the error for its ReadyForQuery.
@@ -313,6 +343,25 @@ impl Checker {
             Verdict::Allow => Action::Forward,
             Verdict::Deny(denial) => Action::Deny { denial, ready },
         }
+    }
+}
+
+/// For a row hook, every Execute is preceded by a Describe of its portal, so the rows of any
+/// result follow a RowDescription with their real formats. Returns `Some(injected)` for
+/// messages whose RowDescription/NoData answer must be matched: the client's own Describe
+/// (false) and an Execute (true, with the added Describe written to `describe`).
+fn describe_before(message: &FrontendMessage<'_>, describe: &mut BytesMut) -> Option<bool> {
+    match message {
+        FrontendMessage::Describe { .. } => Some(false),
+        FrontendMessage::Execute { portal, .. } => {
+            describe.clear();
+            put_message(describe, b'D', |b| {
+                b.extend_from_slice(b"P");
+                put_cstr(b, portal);
+            });
+            Some(true)
+        }
+        _ => None,
     }
 }
 

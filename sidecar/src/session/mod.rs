@@ -45,6 +45,19 @@ struct Denied {
     ready: bool,
 }
 
+/// Most Describe answers that may be awaited at once (client backpressure beyond).
+const MAX_PENDING_DESCRIBES: usize = 4096;
+
+/// A Describe forwarded while a row hook is installed: its RowDescription or NoData is
+/// matched to this note, in order, within ReadyForQuery cycle `at`.
+#[derive(Debug, Clone, Copy)]
+struct Expect {
+    /// Sequence number of the ReadyForQuery that ends the cycle.
+    at: u64,
+    /// True when the sidecar added the Describe itself: its answer is not the client's.
+    injected: bool,
+}
+
 /// Counters the two pumps share.
 #[derive(Debug, Default)]
 struct Progress {
@@ -146,6 +159,13 @@ impl Relay {
             ..Progress::default()
         });
         let (denied_tx, denied_rx) = mpsc::channel(MAX_PENDING_DENIALS);
+        // Only sessions with a row hook describe portals; the others pay nothing.
+        let (expect_tx, expect_rx) = if hooks.rows.is_some() {
+            let (tx, rx) = mpsc::channel(MAX_PENDING_DESCRIBES);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
 
         let mut to_server = client::Pump {
             buf: client_buf,
@@ -157,6 +177,8 @@ impl Relay {
             max_message: limits.max_message,
             progress: progress.clone(),
             denied: denied_tx,
+            expect: expect_tx,
+            describe: BytesMut::new(),
             idle_timeout: self.idle_timeout,
             shutdown: self.shutdown,
         };
@@ -167,6 +189,11 @@ impl Relay {
             progress: progress.clone(),
             denied: denied_rx,
             next_denial: None,
+            expected: server::Expected {
+                notes: expect_rx,
+                next: None,
+            },
+            resolve_attempts: 0,
             cycle_errored: false,
             discarding: false,
             scratch: BytesMut::new(),
