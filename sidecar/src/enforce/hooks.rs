@@ -10,8 +10,10 @@ use dbwarden_policy::analyze::{AnalysisCache, AnalyzeConfig};
 use dbwarden_policy::{EndUser, Identity, ServiceAccount};
 
 use super::EnforceError;
+use super::catalog::Catalog;
 use super::check::SessionEnforcer;
 use super::load::{PolicySet, Stamp, load_all, stamps};
+use super::mask::SessionMasker;
 use crate::config::{Config, ConfigError};
 use crate::hook::{Denial, HookFactory, SessionHooks, SessionInfo};
 
@@ -33,6 +35,12 @@ pub(super) struct Inner {
     files: Vec<PathBuf>,
     /// The files' stamps when last read, successfully or not.
     seen: Mutex<Vec<Option<Stamp>>>,
+    // --- masking ---
+    /// Where `<secret name>/<key>` files are (hash keys).
+    secrets_dir: Option<PathBuf>,
+    /// Each listener's catalog, by listener name (none: masked results are refused).
+    catalogs: std::collections::HashMap<String, Arc<Catalog>>,
+    // --- end masking ---
 }
 
 /// The [`HookFactory`] that enforces the configured policies (see [`crate::enforce`]).
@@ -57,10 +65,11 @@ impl EnforcingHooks {
                 reason: "policies need the workload's identity".into(),
             })?;
         let (namespace, name) = identity.service_account_parts()?;
-        let hooks = Self::load(
+        let hooks = Self::load_with(
             files.clone(),
             ServiceAccount::new(namespace, name),
             identity.pod.clone(),
+            super::MaskingOptions::from_config(config)?,
         )?;
         let set = hooks.inner.policies.load();
         for listener in &config.listeners {
@@ -75,14 +84,26 @@ impl EnforcingHooks {
         Ok(Some(hooks))
     }
 
-    /// Loads `files` for a workload running as `service_account`.
+    /// Loads `files` for a workload running as `service_account` (no secrets directory and no
+    /// catalog: policies with masking refuse their results).
     pub fn load(
         files: Vec<PathBuf>,
         service_account: ServiceAccount,
         pod: Option<String>,
     ) -> Result<Self, EnforceError> {
+        Self::load_with(files, service_account, pod, super::MaskingOptions::default())
+    }
+
+    /// [`Self::load`] with the secrets directory and the listeners' catalogs.
+    pub fn load_with(
+        files: Vec<PathBuf>,
+        service_account: ServiceAccount,
+        pod: Option<String>,
+        masking: super::MaskingOptions,
+    ) -> Result<Self, EnforceError> {
         let seen = stamps(&files);
-        let set = load_all(&files, &service_account.namespace)?;
+        let secrets_dir = masking.secrets_dir;
+        let set = load_all(&files, &service_account.namespace, secrets_dir.as_deref())?;
         tracing::info!(
             policies = set.len(),
             files = files.len(),
@@ -104,6 +125,8 @@ impl EnforcingHooks {
                 pod,
                 files,
                 seen: Mutex::new(seen),
+                secrets_dir,
+                catalogs: masking.catalogs,
             }),
         })
     }
@@ -146,7 +169,11 @@ impl Inner {
             // Recorded before loading: a broken file is reported once, not every poll.
             *seen = now;
         }
-        match load_all(&self.files, &self.service_account.namespace) {
+        match load_all(
+            &self.files,
+            &self.service_account.namespace,
+            self.secrets_dir.as_deref(),
+        ) {
             Ok(set) => {
                 tracing::info!(policies = set.len(), "policies reloaded");
                 self.policies.store(Arc::new(set));
@@ -159,6 +186,13 @@ impl Inner {
                 );
                 false
             }
+        }
+    }
+
+    /// Forgets every listener's cached catalog (DDL was let through).
+    pub(super) fn invalidate_catalogs(&self) {
+        for catalog in self.catalogs.values() {
+            catalog.invalidate();
         }
     }
 
@@ -187,9 +221,15 @@ impl HookFactory for EnforcingHooks {
             statements: Some(Box::new(SessionEnforcer::new(
                 Arc::clone(&self.inner),
                 session.database.clone(),
-                identity,
+                identity.clone(),
             ))),
-            rows: None,
+            // Always installed: a reload may add masks or maxRows to an open session.
+            rows: Some(Box::new(SessionMasker::new(
+                Arc::clone(&self.inner),
+                session.database.clone(),
+                identity,
+                self.inner.catalogs.get(&session.listener).cloned(),
+            ))),
         }
     }
 

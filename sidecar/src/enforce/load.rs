@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use dbwarden_crds::DatabaseAccessPolicy;
 use dbwarden_policy::CompiledPolicy;
+use dbwarden_policy::mask::{HashEncoding, HashKey};
 use serde::Deserialize;
 
 use super::EnforceError;
@@ -70,10 +71,15 @@ pub fn stamps(paths: &[PathBuf]) -> Vec<Option<Stamp>> {
 /// Loads and compiles every file; the first failure is the error (nothing is half-loaded).
 /// `default_namespace` stands in for a missing `metadata.namespace` (the workload's own, where
 /// `kubectl apply` would have put it).
-pub fn load_all(paths: &[PathBuf], default_namespace: &str) -> Result<PolicySet, EnforceError> {
+/// `secrets_dir` holds the `hash` keys (`<secrets_dir>/<secret name>/<key>`).
+pub fn load_all(
+    paths: &[PathBuf],
+    default_namespace: &str,
+    secrets_dir: Option<&Path>,
+) -> Result<PolicySet, EnforceError> {
     let mut set = PolicySet::default();
     for path in paths {
-        let (database, policy) = load_file(path, default_namespace)?;
+        let (database, policy) = load_file(path, default_namespace, secrets_dir)?;
         set.by_database
             .entry(database)
             .or_default()
@@ -95,6 +101,7 @@ struct TypeMeta {
 pub fn load_file(
     path: &Path,
     default_namespace: &str,
+    secrets_dir: Option<&Path>,
 ) -> Result<(String, CompiledPolicy), EnforceError> {
     let text = std::fs::read_to_string(path).map_err(|source| EnforceError::Read {
         path: path.to_owned(),
@@ -123,11 +130,6 @@ pub fn load_file(
             path: path.to_owned(),
         });
     }
-    if resource.spec.masking.is_some() {
-        return Err(EnforceError::Masking {
-            path: path.to_owned(),
-        });
-    }
     if resource
         .metadata
         .namespace
@@ -137,12 +139,55 @@ pub fn load_file(
     {
         resource.metadata.namespace = Some(default_namespace.to_owned());
     }
-    let policy =
+    let mut policy =
         CompiledPolicy::from_resource(&resource).map_err(|error| EnforceError::Compile {
             path: path.to_owned(),
             error,
         })?;
+    if policy.needs_hash_key() {
+        let secret = resource
+            .spec
+            .masking
+            .as_ref()
+            .and_then(|m| m.hash_key_secret_ref.as_ref());
+        policy = policy.with_hash_key(hash_key(path, secrets_dir, secret)?);
+    }
     Ok((resource.spec.database.name.clone(), policy))
+}
+
+/// Reads the `hash` key from `<secrets_dir>/<secret name>/<key>` (the layout of a Secret
+/// mounted in the pod); its bytes are used as they are, trailing newline included.
+fn hash_key(
+    path: &Path,
+    secrets_dir: Option<&Path>,
+    secret: Option<&dbwarden_crds::SecretKeyRef>,
+) -> Result<HashKey, EnforceError> {
+    let error = |key_file: String, problem: &str| EnforceError::HashKey {
+        path: path.to_owned(),
+        key_file,
+        problem: problem.to_owned(),
+    };
+    let Some(secret) = secret else {
+        return Err(error("(none)".into(), "is not named (hashKeySecretRef is required)"));
+    };
+    let Some(dir) = secrets_dir else {
+        return Err(error(
+            format!("<secrets_dir>/{}/{}", secret.name, secret.key),
+            "cannot be found: secrets_dir is not set in the configuration",
+        ));
+    };
+    // Secret names and keys cannot hold '/' or be '..': refuse rather than leave the directory.
+    let safe = |s: &str| !s.is_empty() && !s.contains('/') && s != "." && s != "..";
+    let file = dir.join(&secret.name).join(&secret.key);
+    let shown = file.display().to_string();
+    if !safe(&secret.name) || !safe(&secret.key) {
+        return Err(error(shown, "is not a valid Secret name and key"));
+    }
+    match std::fs::read(&file) {
+        Ok(bytes) if bytes.is_empty() => Err(error(shown, "is empty")),
+        Ok(bytes) => Ok(HashKey::new(&bytes, HashEncoding::Hex)),
+        Err(e) => Err(error(shown, &format!("cannot be read: {e}"))),
+    }
 }
 
 #[cfg(test)]
@@ -177,7 +222,7 @@ spec:
     fn loads_a_policy_into_its_database_and_the_workload_namespace() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), "p.yaml", POLICY);
-        let set = load_all(&[path], "shop").unwrap();
+        let set = load_all(&[path], "shop", None).unwrap();
         assert_eq!(set.len(), 1);
         assert_eq!(set.for_database("app")[0].name(), "shop/app-access");
         assert!(set.for_database("other").is_empty());
@@ -196,21 +241,17 @@ spec:
                 "colour",
             ),
             (POLICY.replace("api-crud", "Not A Name!"), "rules"),
-            (
-                format!("{POLICY}  masking: {{columns: []}}\n"),
-                "masking is not yet enforced",
-            ),
             (POLICY.replace("{name: app-access}", "{}"), "metadata.name"),
             ("[".to_string(), "not a dbwarden.io"),
         ] {
             let path = write(dir.path(), "bad.yaml", &text);
-            let err = load_all(std::slice::from_ref(&path), "shop")
+            let err = load_all(std::slice::from_ref(&path), "shop", None)
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(&path.display().to_string()), "{err}");
             assert!(err.contains(needle), "{err} should mention {needle}");
         }
-        let err = load_all(&[dir.path().join("missing.yaml")], "shop").unwrap_err();
+        let err = load_all(&[dir.path().join("missing.yaml")], "shop", None).unwrap_err();
         assert!(err.to_string().contains("missing.yaml"), "{err}");
     }
 

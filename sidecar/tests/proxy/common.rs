@@ -148,6 +148,7 @@ pub async fn proxy(
         }),
         policies: None,
         identity: None,
+        secrets_dir: None,
     };
     let mut sidecar = Sidecar::new(config);
     if let Some(hooks) = setup.hooks {
