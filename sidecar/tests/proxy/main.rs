@@ -9,5 +9,6 @@ mod extended;
 mod hooks;
 mod hostile;
 mod lifecycle;
+mod masking;
 mod programs;
 mod psycopg;
