@@ -144,6 +144,18 @@ pub trait RowHook: Send {
     fn resolve(&mut self, _description: &RowDescription<'_>) -> Option<Pending> {
         None
     }
+    /// Like [`Self::row_description`], for the result of an Execute of portal `portal` (a
+    /// session-unique number); `resumed` when that portal already returned rows since its Bind
+    /// (after PortalSuspended), so a row count should carry on. The default treats it as a new
+    /// result.
+    fn portal_description(
+        &mut self,
+        description: &RowDescription<'_>,
+        _portal: u64,
+        _resumed: bool,
+    ) -> Result<(), Denial> {
+        self.row_description(description)
+    }
     // --- end async step ---
     /// A new result set starts with these columns.
     fn row_description(&mut self, description: &RowDescription<'_>) -> Result<(), Denial>;

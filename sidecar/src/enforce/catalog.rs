@@ -237,7 +237,9 @@ fn parse_relations(rows: &[Row]) -> Result<Relations, CatalogError> {
 }
 
 fn text(value: &Option<String>) -> Result<&str, CatalogError> {
-    value.as_deref().ok_or(CatalogError::Malformed("unexpected NULL"))
+    value
+        .as_deref()
+        .ok_or(CatalogError::Malformed("unexpected NULL"))
 }
 
 /// A tiny simple-query client over the sidecar's own protocol codec.

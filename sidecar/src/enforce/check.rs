@@ -60,7 +60,11 @@ impl SessionEnforcer {
         let count = analysis.statements.len();
         // --- masking: DDL may rename columns; forget resolved column sources ---
         if analysis.statements.iter().any(|s| {
-            s.operation.is_ddl() || matches!(s.operation, Operation::Call | Operation::Do | Operation::Other)
+            s.operation.is_ddl()
+                || matches!(
+                    s.operation,
+                    Operation::Call | Operation::Do | Operation::Other
+                )
         }) {
             self.inner.invalidate_catalogs();
         }

@@ -91,7 +91,12 @@ impl EnforcingHooks {
         service_account: ServiceAccount,
         pod: Option<String>,
     ) -> Result<Self, EnforceError> {
-        Self::load_with(files, service_account, pod, super::MaskingOptions::default())
+        Self::load_with(
+            files,
+            service_account,
+            pod,
+            super::MaskingOptions::default(),
+        )
     }
 
     /// [`Self::load`] with the secrets directory and the listeners' catalogs.

@@ -168,7 +168,10 @@ fn hash_key(
         problem: problem.to_owned(),
     };
     let Some(secret) = secret else {
-        return Err(error("(none)".into(), "is not named (hashKeySecretRef is required)"));
+        return Err(error(
+            "(none)".into(),
+            "is not named (hashKeySecretRef is required)",
+        ));
     };
     let Some(dir) = secrets_dir else {
         return Err(error(

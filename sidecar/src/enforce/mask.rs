@@ -10,7 +10,7 @@
 //! relation kind), a plan that cannot be built (no hash key) or an unmaskable value refuses the
 //! result.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::mem;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -43,7 +43,13 @@ struct Current {
     limit: Option<Limit>,
     rows: u64,
     truncated: bool,
+    /// The portal whose Execute this result answers (extended protocol).
+    portal: Option<u64>,
 }
+
+/// Most portals whose row counts are kept for a possible resume (the oldest are forgotten:
+/// a client interleaving more suspended portals than this may fetch past maxRows).
+const MAX_PORTALS: usize = 64;
 
 /// One session's row hook.
 pub(super) struct SessionMasker {
@@ -55,6 +61,8 @@ pub(super) struct SessionMasker {
     /// (used even if the cache was invalidated in between).
     fetched: Arc<Mutex<Relations>>,
     current: Current,
+    /// Row counts of portals that may resume: `(rows, truncated)`.
+    portals: BTreeMap<u64, (u64, bool)>,
     /// Reused buffers: the masked value so far, and the next plan's output.
     value: Vec<u8>,
     spare: Vec<u8>,
@@ -74,6 +82,7 @@ impl SessionMasker {
             catalog,
             fetched: Arc::new(Mutex::new(HashMap::new())),
             current: Current::default(),
+            portals: BTreeMap::new(),
             value: Vec::new(),
             spare: Vec::new(),
         }
@@ -111,7 +120,9 @@ impl SessionMasker {
                 return Err(unresolved("a relation could not be found in the catalog"));
             };
             if !matches!(relation.kind, b'r' | b'p' | b'v' | b'm' | b'f') {
-                return Err(unresolved("a column comes from an unsupported kind of relation"));
+                return Err(unresolved(
+                    "a column comes from an unsupported kind of relation",
+                ));
             }
             if relation.column(field.column).is_none() {
                 return Err(unresolved("a column could not be found in the catalog"));
@@ -260,6 +271,14 @@ impl RowHook for SessionMasker {
     }
 
     fn row_description(&mut self, description: &RowDescription<'_>) -> Result<(), Denial> {
+        if let Some(portal) = self.current.portal {
+            // Keep the count of the portal that may resume; forget the oldest past the bound.
+            if self.portals.len() >= MAX_PORTALS {
+                self.portals.pop_first();
+            }
+            self.portals
+                .insert(portal, (self.current.rows, self.current.truncated));
+        }
         self.current = Current::default();
         let set = self.inner.policies.load_full();
         let policies = set.for_database(&self.database);
@@ -303,7 +322,11 @@ impl RowHook for SessionMasker {
             }
             for policy in policies {
                 let plan = policy.mask_plan(&self.identity, &columns).map_err(|e| {
-                    tracing::warn!(policy = policy.name(), cause = e.label(), "no mask plan: result refused");
+                    tracing::warn!(
+                        policy = policy.name(),
+                        cause = e.label(),
+                        "no mask plan: result refused"
+                    );
                     Denial::new(format!("dbwarden: {e}; the result is refused"))
                 })?;
                 if !plan.is_passthrough() {
@@ -316,6 +339,25 @@ impl RowHook for SessionMasker {
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
         self.current.described = true;
+        Ok(())
+    }
+
+    fn portal_description(
+        &mut self,
+        description: &RowDescription<'_>,
+        portal: u64,
+        resumed: bool,
+    ) -> Result<(), Denial> {
+        // Row counts are per portal: one fetched in chunks counts on towards maxRows, even when
+        // other results came in between.
+        self.row_description(description)?;
+        if let Some((rows, truncated)) = self.portals.remove(&portal)
+            && resumed
+        {
+            self.current.rows = rows;
+            self.current.truncated = truncated;
+        }
+        self.current.portal = Some(portal);
         Ok(())
     }
 

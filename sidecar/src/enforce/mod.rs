@@ -87,9 +87,7 @@ pub enum EnforceError {
         error: dbwarden_policy::CompileError,
     },
     /// The `hash` strategy's key file is missing, unreadable or empty.
-    #[error(
-        "policy file {path}: spec.masking.hashKeySecretRef: key file {key_file} {problem}"
-    )]
+    #[error("policy file {path}: spec.masking.hashKeySecretRef: key file {key_file} {problem}")]
     HashKey {
         /// The file.
         path: PathBuf,

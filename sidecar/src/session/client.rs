@@ -13,7 +13,7 @@ use crate::hook::{Denial, Statement, StatementHook, Verdict};
 use crate::net::{fill, reclaim};
 use crate::protocol::backend::{self, INSUFFICIENT_PRIVILEGE, Severity};
 use crate::protocol::codec::{peek_header, put_cstr, put_message};
-use crate::protocol::frontend::FrontendMessage;
+use crate::protocol::frontend::{FrontendMessage, Target};
 
 /// A Sync message, sent upstream in place of a denied statement.
 const SYNC: &[u8] = b"S\0\0\0\x04";
@@ -59,6 +59,8 @@ pub(super) struct Pump {
     pub expect: Option<mpsc::Sender<Expect>>,
     /// The Describe added before an Execute (reused).
     pub describe: BytesMut,
+    /// Portals executed since their Bind.
+    pub executed: Executed,
     pub idle_timeout: Option<Duration>,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -150,16 +152,16 @@ impl Pump {
             let message =
                 FrontendMessage::decode(tag, body).map_err(SessionError::ClientProtocol)?;
             let describe = match self.expect {
-                Some(_) => describe_before(&message, &mut self.describe),
+                Some(_) => describe_before(&message, &mut self.describe, &mut self.executed),
                 None => None,
             };
             let action = self.checker.decide(message)?;
-            if let (Action::Forward, Some(injected)) = (&action, describe) {
+            if let (Action::Forward, Some((injected, portal, resumed))) = (&action, describe) {
                 if injected {
                     write(upstream, &self.buf[run_start..pos]).await?;
                     run_start = pos;
                 }
-                self.expect_describe(injected).await?;
+                self.expect_describe(injected, portal, resumed).await?;
                 if injected {
                     write(upstream, &self.describe).await?;
                 }
@@ -238,13 +240,23 @@ impl Pump {
     }
 
     /// Tells the server pump a Describe answer is coming (before it can possibly arrive).
-    async fn expect_describe(&mut self, injected: bool) -> Result<(), SessionError> {
+    async fn expect_describe(
+        &mut self,
+        injected: bool,
+        portal: u64,
+        resumed: bool,
+    ) -> Result<(), SessionError> {
         let Some(expect) = &self.expect else {
             return Ok(());
         };
         let at = self.progress.sent.load(Ordering::Acquire) + 1;
         expect
-            .send(Expect { at, injected })
+            .send(Expect {
+                at,
+                injected,
+                portal,
+                resumed,
+            })
             .await
             .map_err(|_| SessionError::UpstreamIo(std::io::ErrorKind::BrokenPipe.into()))
     }
@@ -346,20 +358,55 @@ impl Checker {
     }
 }
 
+/// Most portal names remembered as executed (a client holding more open portals gets new
+/// numbers for the oldest again, which the row hook may refuse).
+const MAX_EXECUTED: usize = 1024;
+
+/// Portals executed since their Bind (name -> number), so an Execute resuming one can be
+/// told apart.
+#[derive(Debug, Default)]
+pub(super) struct Executed {
+    portals: std::collections::HashMap<Vec<u8>, u64>,
+    next: u64,
+}
+
 /// For a row hook, every Execute is preceded by a Describe of its portal, so the rows of any
-/// result follow a RowDescription with their real formats. Returns `Some(injected)` for
-/// messages whose RowDescription/NoData answer must be matched: the client's own Describe
-/// (false) and an Execute (true, with the added Describe written to `describe`).
-fn describe_before(message: &FrontendMessage<'_>, describe: &mut BytesMut) -> Option<bool> {
+/// result follow a RowDescription with their real formats. Returns `Some((injected, portal, resumed))`
+/// for messages whose RowDescription/NoData answer must be matched: the client's own Describe
+/// (not injected) and an Execute (injected, with the added Describe written to `describe`).
+fn describe_before(
+    message: &FrontendMessage<'_>,
+    describe: &mut BytesMut,
+    executed: &mut Executed,
+) -> Option<(bool, u64, bool)> {
     match message {
-        FrontendMessage::Describe { .. } => Some(false),
+        FrontendMessage::Describe { .. } => Some((false, 0, false)),
+        FrontendMessage::Bind { portal, .. } => {
+            executed.portals.remove(*portal);
+            None
+        }
+        FrontendMessage::Close {
+            target: Target::Portal,
+            name,
+        } => {
+            executed.portals.remove(*name);
+            None
+        }
         FrontendMessage::Execute { portal, .. } => {
             describe.clear();
             put_message(describe, b'D', |b| {
                 b.extend_from_slice(b"P");
                 put_cstr(b, portal);
             });
-            Some(true)
+            if let Some(number) = executed.portals.get(*portal) {
+                return Some((true, *number, true));
+            }
+            if executed.portals.len() >= MAX_EXECUTED {
+                executed.portals.clear();
+            }
+            executed.next += 1;
+            executed.portals.insert(portal.to_vec(), executed.next);
+            Some((true, executed.next, false))
         }
         _ => None,
     }

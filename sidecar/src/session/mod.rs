@@ -56,6 +56,10 @@ struct Expect {
     at: u64,
     /// True when the sidecar added the Describe itself: its answer is not the client's.
     injected: bool,
+    /// The portal of the Execute it precedes (a session-unique number).
+    portal: u64,
+    /// That Execute resumes a portal that was executed before.
+    resumed: bool,
 }
 
 /// Counters the two pumps share.
@@ -179,6 +183,7 @@ impl Relay {
             denied: denied_tx,
             expect: expect_tx,
             describe: BytesMut::new(),
+            executed: client::Executed::default(),
             idle_timeout: self.idle_timeout,
             shutdown: self.shutdown,
         };

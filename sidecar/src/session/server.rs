@@ -198,16 +198,26 @@ impl Pump {
                 {
                     return Ok(Action::Await(pending));
                 }
-                match hook.row_description(&description) {
-                    Ok(()) if self.expected.injected(&self.progress) => Action::Skip,
-                    Ok(()) => Action::Forward,
-                    Err(denial) => {
-                        self.expected.injected(&self.progress);
-                        Action::Deny(denial)
+                let note = self.expected.take(&self.progress);
+                let described = match note {
+                    Some(n) if n.injected => {
+                        hook.portal_description(&description, n.portal, n.resumed)
                     }
+                    _ => hook.row_description(&description),
+                };
+                match described {
+                    Ok(()) if note.is_some_and(|n| n.injected) => Action::Skip,
+                    Ok(()) => Action::Forward,
+                    Err(denial) => Action::Deny(denial),
                 }
             }
-            b'n' if self.expected.injected(&self.progress) => Action::Skip,
+            b'n' if self
+                .expected
+                .take(&self.progress)
+                .is_some_and(|n| n.injected) =>
+            {
+                Action::Skip
+            }
             b'D' => {
                 let row = DataRow::decode(body).map_err(SessionError::UpstreamProtocol)?;
                 self.scratch.clear();
@@ -230,13 +240,11 @@ pub(super) struct Expected {
 }
 
 impl Expected {
-    /// Whether the RowDescription/NoData at hand answers a Describe the sidecar added (so the
-    /// client must not see it). Answers arrive in the order the Describes were sent; notes of
-    /// cycles already over (an error skipped their Describes) are dropped.
-    fn injected(&mut self, progress: &Progress) -> bool {
-        let Some(notes) = self.notes.as_mut() else {
-            return false;
-        };
+    /// The note of the Describe the RowDescription/NoData at hand answers, if any (`injected`:
+    /// the client must not see it). Answers arrive in the order the Describes were sent; notes
+    /// of cycles already over (an error skipped their Describes) are dropped.
+    fn take(&mut self, progress: &Progress) -> Option<Expect> {
+        let notes = self.notes.as_mut()?;
         let cycle = progress.seen.load(Ordering::Acquire) + 1;
         loop {
             if self.next.is_none() {
@@ -244,12 +252,9 @@ impl Expected {
             }
             match self.next {
                 Some(e) if e.at < cycle => self.next = None,
-                Some(e) if e.at == cycle => {
-                    self.next = None;
-                    return e.injected;
-                }
+                Some(e) if e.at == cycle => return self.next.take(),
                 // A simple Query's result, or a later cycle's note.
-                _ => return false,
+                _ => return None,
             }
         }
     }

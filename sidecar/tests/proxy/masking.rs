@@ -137,7 +137,10 @@ async fn values_are_masked_per_strategy_in_text_and_binary() -> TestResult {
         first,
         format!("1|a***@example.com|*******6789|{card}||call ****")
     );
-    assert!(!out.contains("ada@example.com") && !out.contains("123-45"), "{out}");
+    assert!(
+        !out.contains("ada@example.com") && !out.contains("123-45"),
+        "{out}"
+    );
 
     // tokio-postgres: extended protocol, binary results.
     let client = p.connect().await?;
@@ -158,7 +161,9 @@ async fn values_are_masked_per_strategy_in_text_and_binary() -> TestResult {
     let masked = client
         .prepare("SELECT email, id::text FROM users ORDER BY id")
         .await?;
-    let plain = client.prepare("SELECT id::text, 'x'::text FROM big").await?;
+    let plain = client
+        .prepare("SELECT id::text, 'x'::text FROM big")
+        .await?;
     let _ = client.query(&plain, &[]).await?;
     let rows = client.query(&masked, &[]).await?;
     assert_eq!(rows[1].get::<_, String>(0), "b***@corp.io");
@@ -198,7 +203,10 @@ async fn expressions_over_masked_columns_are_refused() -> TestResult {
         let err = client.simple_query(sql).await.unwrap_err();
         assert_eq!(err.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{sql}");
         let message = err.as_db_error().map(|e| e.message()).unwrap_or_default();
-        assert!(message.contains("a masked column is used"), "{sql}: {message}");
+        assert!(
+            message.contains("a masked column is used"),
+            "{sql}: {message}"
+        );
     }
     // Expressions over columns that are not masked still run.
     let rows = client
@@ -267,9 +275,7 @@ async fn a_missing_hash_key_stops_the_policy_from_loading() -> TestResult {
 }
 
 fn max_rows(on: &str) -> String {
-    policy(&format!(
-        "  guardrails: {{maxRows: 3, onMaxRows: {on}}}\n"
-    ))
+    policy(&format!("  guardrails: {{maxRows: 3, onMaxRows: {on}}}\n"))
 }
 
 #[tokio::test]
@@ -281,7 +287,8 @@ async fn max_rows_errors_or_truncates() -> TestResult {
     let (ok, _, err) = psql(&p, "SELECT id FROM big").await?;
     assert!(!ok);
     assert!(
-        err.contains("policy shop/app-access") && err.contains("guardrails.maxRows: more than 3 rows"),
+        err.contains("policy shop/app-access")
+            && err.contains("guardrails.maxRows: more than 3 rows"),
         "{err}"
     );
     let (ok, out, err) = psql(&p, "SELECT id FROM big WHERE id <= 3 ORDER BY id").await?;
@@ -300,5 +307,60 @@ async fn max_rows_errors_or_truncates() -> TestResult {
     // The session goes on.
     let rows = client.query("SELECT email FROM users", &[]).await?;
     assert_eq!(rows.len(), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_client_sees_only_its_own_messages_under_masking() -> TestResult {
+    let pg = start_pg().await?;
+    users(&pg).await?;
+    let bed = Bed::new(&policy(""))?;
+    let p = proxy(&pg, bed.setup("shop/api")).await?;
+    crate::extended::portals_scenario(&p).await
+}
+
+#[tokio::test]
+async fn max_rows_counts_a_portal_fetched_in_chunks() -> TestResult {
+    use bytes::BytesMut;
+    use postgres_protocol::message::frontend as fe;
+
+    use crate::common::{Raw, tags};
+
+    let pg = start_pg().await?;
+    users(&pg).await?;
+    let bed = Bed::new(&max_rows("error"))?;
+    let p = proxy(&pg, bed.setup("shop/api")).await?;
+    let mut raw = Raw::session(p.addr).await?;
+    let mut out = BytesMut::new();
+    fe::query("BEGIN", &mut out)?;
+    fe::parse("s", "SELECT id FROM big ORDER BY id", [], &mut out)?;
+    fe::bind(
+        "c",
+        "s",
+        Some(0),
+        Vec::<&str>::new(),
+        |_, _| Ok(postgres_protocol::IsNull::No),
+        Some(0),
+        &mut out,
+    )
+    .map_err(|_| "bind")?;
+    fe::execute("c", 2, &mut out)?;
+    fe::sync(&mut out);
+    raw.send(&out).await?;
+    assert_eq!(tags(&raw.until_ready().await?), "C Z");
+    assert_eq!(tags(&raw.until_ready().await?), "1 2 D D s Z");
+    // Another result in between does not reset the portal's count.
+    out.clear();
+    fe::query("SELECT 1", &mut out)?;
+    fe::execute("c", 2, &mut out)?;
+    fe::sync(&mut out);
+    raw.send(&out).await?;
+    assert_eq!(tags(&raw.until_ready().await?), "T D C Z");
+    let msgs = raw.until_ready().await?;
+    assert_eq!(tags(&msgs), "D E Z");
+    assert!(
+        String::from_utf8_lossy(&msgs[1].1).contains("more than 3 rows"),
+        "{msgs:?}"
+    );
     Ok(())
 }
