@@ -100,10 +100,7 @@ spec:
 ";
 
 /// Starts the sidecar binary with `yaml` as its configuration; waits for its listener.
-async fn spawn_sidecar(
-    path: &std::path::Path,
-    yaml: &str,
-) -> Result<(tokio::process::Child, u32)> {
+async fn spawn_sidecar(path: &std::path::Path, yaml: &str) -> Result<(tokio::process::Child, u32)> {
     std::fs::write(path, yaml)?;
     let port: u16 = yaml
         .split("listen: 127.0.0.1:")
@@ -154,7 +151,8 @@ async fn main() -> Result<()> {
         )
     };
     let port = free_port()?;
-    let (mut sidecar, pid) = spawn_sidecar(&dir.path().join("sidecar.yaml"), &listener(port)).await?;
+    let (mut sidecar, pid) =
+        spawn_sidecar(&dir.path().join("sidecar.yaml"), &listener(port)).await?;
     // The same sidecar enforcing a realistic policy: rules, guardrails with maxRows, and one
     // masking rule on a column pgbench does not select, so every row passes the row hook.
     let policy = dir.path().join("policy.yaml");

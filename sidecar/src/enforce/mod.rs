@@ -126,6 +126,10 @@ impl EnforceError {
     }
 }
 
+/// The variable naming the secrets directory when the configuration does not
+/// (`/var/run/dbwarden/secrets` in a pod the operator injected).
+pub const SECRETS_DIR_ENV: &str = "DBWARDEN_SECRETS_DIR";
+
 /// What masking needs beyond the policy files.
 #[derive(Debug, Default)]
 pub struct MaskingOptions {
@@ -136,7 +140,8 @@ pub struct MaskingOptions {
 }
 
 impl MaskingOptions {
-    /// The secrets directory and one catalog per listener of `config`, each reached with the
+    /// The secrets directory (`secrets_dir`, else `DBWARDEN_SECRETS_DIR`) and one catalog per
+    /// listener of `config`, each reached with the
     /// listener's own upstream target (credentials and TLS), connected on first use.
     pub fn from_config(config: &Config) -> Result<Self, EnforceError> {
         let mut catalogs = HashMap::new();
@@ -160,8 +165,13 @@ impl MaskingOptions {
             });
             catalogs.insert(l.name.clone(), Arc::new(Catalog::new(target)));
         }
+        // In a pod the injected container says where the Secrets are mounted.
+        let secrets_dir = config
+            .secrets_dir
+            .clone()
+            .or_else(|| std::env::var_os(SECRETS_DIR_ENV).map(PathBuf::from));
         Ok(Self {
-            secrets_dir: config.secrets_dir.clone(),
+            secrets_dir,
             catalogs,
         })
     }
@@ -169,3 +179,6 @@ impl MaskingOptions {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod mask_tests;
