@@ -25,6 +25,9 @@ use crate::hook::{Denial, Pending, RowAction, RowHook};
 use crate::protocol::backend::{DataRow, RowDescription};
 use crate::protocol::codec::{put_cstr, put_message};
 
+/// A resolved column: its relation and attribute number.
+type Source = (Arc<Relation>, i16);
+
 /// The strictest `maxRows` of the applicable policies.
 #[derive(Debug, Clone)]
 struct Limit {
@@ -105,10 +108,7 @@ impl SessionMasker {
     }
 
     /// The relations behind `description`'s columns, or a denial naming what is missing.
-    fn sources(
-        &self,
-        description: &RowDescription<'_>,
-    ) -> Result<Vec<Option<(Arc<Relation>, i16)>>, Denial> {
+    fn sources(&self, description: &RowDescription<'_>) -> Result<Vec<Option<Source>>, Denial> {
         let mut out = Vec::with_capacity(description.len());
         for field in description.fields() {
             if field.table_oid == 0 || field.column <= 0 {
@@ -181,6 +181,75 @@ impl SessionMasker {
         let len = i32::try_from(out.len() - at).map_err(|_| ())?;
         out[at..at + 4].copy_from_slice(&len.to_be_bytes());
         Ok(changed)
+    }
+
+    /// Builds the state of a new result: limits, and the plans of the policies that mask.
+    fn describe(&mut self, description: &RowDescription<'_>) -> Result<(), Denial> {
+        if let Some(portal) = self.current.portal {
+            // Keep the count of the portal that may resume; forget the oldest past the bound.
+            if self.portals.len() >= MAX_PORTALS {
+                self.portals.pop_first();
+            }
+            self.portals
+                .insert(portal, (self.current.rows, self.current.truncated));
+        }
+        self.current = Current::default();
+        let set = self.inner.policies.load_full();
+        let policies = set.for_database(&self.database);
+        if policies.is_empty() {
+            return Err(Denial::new(format!(
+                "no dbwarden policy governs database {:?}: every result is refused",
+                self.database
+            )));
+        }
+        self.current.limit = policies
+            .iter()
+            .filter_map(|p| {
+                p.max_rows().map(|m| Limit {
+                    rows: m.limit,
+                    on_exceed: m.on_exceed,
+                    policy: p.name().to_owned(),
+                })
+            })
+            .min_by_key(|l| (l.rows, l.on_exceed != OnMaxRows::Error));
+        self.current.columns = description.len();
+        if policies.iter().any(|p| p.masks_for(&self.identity)) {
+            let sources = self.sources(description)?;
+            let mut columns = Vec::with_capacity(sources.len());
+            for (field, source) in description.fields().zip(&sources) {
+                let format = match field.format {
+                    0 => Format::Text,
+                    1 => Format::Binary,
+                    _ => return Err(unresolved("a column has an unknown format code")),
+                };
+                columns.push(ResultColumn {
+                    source: source.as_ref().and_then(|(relation, attnum)| {
+                        Some(ColumnSource {
+                            schema: &relation.schema,
+                            table: &relation.name,
+                            column: relation.column(*attnum)?,
+                        })
+                    }),
+                    type_oid: field.type_oid,
+                    format,
+                });
+            }
+            for policy in policies {
+                let plan = policy.mask_plan(&self.identity, &columns).map_err(|e| {
+                    tracing::warn!(
+                        policy = policy.name(),
+                        cause = e.label(),
+                        "no mask plan: result refused"
+                    );
+                    Denial::new(format!("dbwarden: {e}; the result is refused"))
+                })?;
+                if !plan.is_passthrough() {
+                    self.current.plans.push(plan);
+                }
+            }
+        }
+        self.current.described = true;
+        Ok(())
     }
 
     fn past_limit(&mut self, limit: &Limit, out: &mut BytesMut) -> RowAction {
@@ -271,75 +340,13 @@ impl RowHook for SessionMasker {
     }
 
     fn row_description(&mut self, description: &RowDescription<'_>) -> Result<(), Denial> {
-        if let Some(portal) = self.current.portal {
-            // Keep the count of the portal that may resume; forget the oldest past the bound.
-            if self.portals.len() >= MAX_PORTALS {
-                self.portals.pop_first();
-            }
-            self.portals
-                .insert(portal, (self.current.rows, self.current.truncated));
-        }
-        self.current = Current::default();
-        let set = self.inner.policies.load_full();
-        let policies = set.for_database(&self.database);
-        if policies.is_empty() {
-            return Err(Denial::new(format!(
-                "no dbwarden policy governs database {:?}: every result is refused",
-                self.database
-            )));
-        }
-        self.current.limit = policies
-            .iter()
-            .filter_map(|p| {
-                p.max_rows().map(|m| Limit {
-                    rows: m.limit,
-                    on_exceed: m.on_exceed,
-                    policy: p.name().to_owned(),
-                })
-            })
-            .min_by_key(|l| (l.rows, l.on_exceed != OnMaxRows::Error));
-        self.current.columns = description.len();
-        if policies.iter().any(|p| p.masks_for(&self.identity)) {
-            let sources = self.sources(description)?;
-            let mut columns = Vec::with_capacity(sources.len());
-            for (field, source) in description.fields().zip(&sources) {
-                let format = match field.format {
-                    0 => Format::Text,
-                    1 => Format::Binary,
-                    _ => return Err(unresolved("a column has an unknown format code")),
-                };
-                columns.push(ResultColumn {
-                    source: source.as_ref().and_then(|(relation, attnum)| {
-                        Some(ColumnSource {
-                            schema: &relation.schema,
-                            table: &relation.name,
-                            column: relation.column(*attnum)?,
-                        })
-                    }),
-                    type_oid: field.type_oid,
-                    format,
-                });
-            }
-            for policy in policies {
-                let plan = policy.mask_plan(&self.identity, &columns).map_err(|e| {
-                    tracing::warn!(
-                        policy = policy.name(),
-                        cause = e.label(),
-                        "no mask plan: result refused"
-                    );
-                    Denial::new(format!("dbwarden: {e}; the result is refused"))
-                })?;
-                if !plan.is_passthrough() {
-                    self.current.plans.push(plan);
-                }
-            }
-        }
+        let described = self.describe(description);
+        // What the last look-up fetched served this description only, whatever the outcome.
         self.fetched
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
-        self.current.described = true;
-        Ok(())
+        described
     }
 
     fn portal_description(
