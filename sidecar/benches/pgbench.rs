@@ -60,9 +60,11 @@ async fn measure(port: u16, password: &str, mode: &str, clients: u32, seconds: u
         password,
         &["-S", "-n", "-T", &t, "-c", &c, "-j", &j, "-M", mode],
     )
-    .await?;
+    .await
+    .with_context(|| format!("pgbench -M {mode} -c {clients} on port {port}"))?;
     Ok(Run {
-        tps: field(&out, "tps = ")?,
+        tps: field(&out, "tps = ")
+            .with_context(|| format!("-M {mode} -c {clients} on port {port}"))?,
         latency_ms: field(&out, "latency average = ")?,
     })
 }
