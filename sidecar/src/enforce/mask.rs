@@ -60,8 +60,9 @@ pub(super) struct SessionMasker {
     database: String,
     identity: Identity,
     catalog: Option<Arc<Catalog>>,
-    /// Relations fetched by the last [`Pending`] look-up, for the retried RowDescription
-    /// (used even if the cache was invalidated in between).
+    /// The relations of the RowDescription at hand: cache hits pinned by `resolve` and what
+    /// its [`Pending`] look-up fetched (used even if the cache expires or is invalidated in
+    /// between); emptied by `row_description`.
     fetched: Arc<Mutex<Relations>>,
     current: Current,
     /// Row counts of portals that may resume: `(rows, truncated)`.
@@ -310,15 +311,28 @@ impl RowHook for SessionMasker {
             return None;
         }
         let mut missing: Vec<u32> = Vec::new();
-        for field in description.fields() {
-            if field.table_oid == 0 || field.column <= 0 || missing.contains(&field.table_oid) {
-                continue;
-            }
-            let known = self
-                .relation(field.table_oid)
-                .is_some_and(|r| r.column(field.column).is_some());
-            if !known && missing.len() < MAX_OIDS {
-                missing.push(field.table_oid);
+        {
+            // Cache hits are pinned for this description, so an entry expiring between here and
+            // `row_description` cannot refuse the result.
+            let mut pinned = self.fetched.lock().unwrap_or_else(PoisonError::into_inner);
+            for field in description.fields() {
+                let oid = field.table_oid;
+                if oid == 0 || field.column <= 0 || missing.contains(&oid) {
+                    continue;
+                }
+                if pinned
+                    .get(&oid)
+                    .is_some_and(|r| r.column(field.column).is_some())
+                {
+                    continue;
+                }
+                match catalog.cached(oid) {
+                    Some(r) if r.column(field.column).is_some() => {
+                        pinned.insert(oid, r);
+                    }
+                    _ if missing.len() < MAX_OIDS => missing.push(oid),
+                    _ => {}
+                }
             }
         }
         if missing.is_empty() {
@@ -328,7 +342,10 @@ impl RowHook for SessionMasker {
         Some(Box::pin(async move {
             match catalog.fetch(&missing).await {
                 Ok(found) => {
-                    *fetched.lock().unwrap_or_else(PoisonError::into_inner) = found;
+                    fetched
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .extend(found);
                     Ok(())
                 }
                 Err(error) => {
