@@ -364,3 +364,30 @@ async fn max_rows_counts_a_portal_fetched_in_chunks() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn results_are_refused_while_the_catalog_is_unavailable() -> TestResult {
+    let pg = start_pg().await?;
+    users(&pg).await?;
+    let bed = Bed::new(&policy(""))?;
+    let p = proxy(&pg, bed.setup("shop/api")).await?;
+    let client = p.connect().await?;
+    // The session is open; the catalog connection (opened on first need) cannot be.
+    pg.psql_superuser("ALTER ROLE app CONNECTION LIMIT 1")
+        .await?;
+    let err = client
+        .query("SELECT email FROM users", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE));
+    let message = err.as_db_error().map(|e| e.message()).unwrap_or_default();
+    assert!(message.contains("catalog is unavailable"), "{message}");
+    // The session goes on, and once the catalog is reachable again values come back masked.
+    pg.psql_superuser("ALTER ROLE app CONNECTION LIMIT -1")
+        .await?;
+    let rows = client
+        .query("SELECT email FROM users ORDER BY id", &[])
+        .await?;
+    assert_eq!(rows[0].get::<_, String>(0), "a***@example.com");
+    Ok(())
+}
