@@ -391,3 +391,29 @@ async fn results_are_refused_while_the_catalog_is_unavailable() -> TestResult {
     assert_eq!(rows[0].get::<_, String>(0), "a***@example.com");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_rename_through_the_sidecar_is_seen_at_once() -> TestResult {
+    let pg = start_pg().await?;
+    users(&pg).await?;
+    let text = policy("").replace(
+        "operations: [select, insert, update, delete]",
+        "operations: [select, insert, update, delete, alter]",
+    );
+    let bed = Bed::new(&text)?;
+    let p = proxy(&pg, bed.setup("shop/api")).await?;
+    let (ok, out, err) = psql(&p, "SELECT notes FROM users WHERE id = 2").await?;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "vip");
+    // Another session of the same sidecar renames; no waiting for the cache to expire.
+    let (ok, _, err) = psql(
+        &p,
+        "ALTER TABLE public.users RENAME COLUMN notes TO secret_note",
+    )
+    .await?;
+    assert!(ok, "{err}");
+    let (ok, out, err) = psql(&p, "SELECT secret_note FROM users WHERE id = 2").await?;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "****");
+    Ok(())
+}
