@@ -421,3 +421,45 @@ async fn write<W: AsyncWrite + Unpin>(upstream: &mut W, bytes: &[u8]) -> Result<
         .await
         .map_err(SessionError::UpstreamIo)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn executes_get_a_describe_and_portals_are_numbered_until_rebound() {
+        let mut describe = BytesMut::new();
+        let mut executed = Executed::default();
+        let execute = |portal: &'static [u8]| FrontendMessage::Execute {
+            portal,
+            max_rows: 0,
+        };
+        assert_eq!(
+            describe_before(&execute(b"c"), &mut describe, &mut executed),
+            Some((true, 1, false))
+        );
+        assert_eq!(&describe[..], b"D\0\0\0\x07Pc\0");
+        // Resumed until the next Bind of that name; other portals get their own numbers.
+        assert_eq!(
+            describe_before(&execute(b""), &mut describe, &mut executed),
+            Some((true, 2, false))
+        );
+        assert_eq!(
+            describe_before(&execute(b"c"), &mut describe, &mut executed),
+            Some((true, 1, true))
+        );
+        let bind = FrontendMessage::decode(b'B', b"c\0s\0\0\0\0\0\0\0").unwrap();
+        assert_eq!(describe_before(&bind, &mut describe, &mut executed), None);
+        assert_eq!(
+            describe_before(&execute(b"c"), &mut describe, &mut executed),
+            Some((true, 3, false))
+        );
+        // The client's own Describe is matched but not injected.
+        let own = FrontendMessage::decode(b'D', b"Sx\0").unwrap();
+        assert_eq!(
+            describe_before(&own, &mut describe, &mut executed),
+            Some((false, 0, false))
+        );
+    }
+}
