@@ -1,5 +1,6 @@
 //! pgbench select-only, directly, through pgbouncer (session mode) and through the sidecar,
-//! in one run: TPS, average latency, the ratios, and the sidecar's RSS.
+//! in one run: TPS, average latency, the ratios, and the sidecar's RSS; plus the sidecar
+//! enforcing a realistic policy (rules, guardrails, masking) against the pass-through one.
 //!
 //! `cargo bench -p dbwarden-sidecar --bench pgbench` (BENCH_SECONDS, default 10, per run).
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
@@ -59,9 +60,11 @@ async fn measure(port: u16, password: &str, mode: &str, clients: u32, seconds: u
         password,
         &["-S", "-n", "-T", &t, "-c", &c, "-j", &j, "-M", mode],
     )
-    .await?;
+    .await
+    .with_context(|| format!("pgbench -M {mode} -c {clients} on port {port}"))?;
     Ok(Run {
-        tps: field(&out, "tps = ")?,
+        tps: field(&out, "tps = ")
+            .with_context(|| format!("-M {mode} -c {clients} on port {port}"))?,
         latency_ms: field(&out, "latency average = ")?,
     })
 }
@@ -80,6 +83,53 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
+/// The enforcing row's policy: what a real deployment would run in front of pgbench's tables.
+const POLICY: &str = "apiVersion: dbwarden.io/v1alpha1
+kind: DatabaseAccessPolicy
+metadata: {name: bench, namespace: bench}
+spec:
+  database: {host: db, name: app, environment: dev, credentialsSecretRef: {name: app-db}}
+  workloadSelector: {matchLabels: {app: pgbench}}
+  rules:
+    - name: pgbench-rw
+      subjects: {serviceAccounts: [pgbench]}
+      operations: [select, insert, update, delete]
+      tables: ['*']
+  guardrails: {maxRows: 100000}
+  masking:
+    columns:
+      - {columns: [public.pgbench_accounts.filler], strategy: redact}
+";
+
+/// Starts the sidecar binary with `yaml` as its configuration; waits for its listener.
+async fn spawn_sidecar(path: &std::path::Path, yaml: &str) -> Result<(tokio::process::Child, u32)> {
+    std::fs::write(path, yaml)?;
+    let port: u16 = yaml
+        .split("listen: 127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .context("listen port")?;
+    let child = Command::new(env!("CARGO_BIN_EXE_dbwarden-sidecar"))
+        .arg("--config")
+        .arg(path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().context("sidecar pid")?;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((child, pid))
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let seconds: u64 = std::env::var("BENCH_SECONDS")
@@ -91,43 +141,40 @@ async fn main() -> Result<()> {
     let bouncer = PgBouncer::start(&pg, &APP, 64).await?;
 
     let dir = tempfile::tempdir()?;
-    let port = free_port()?;
-    let config = dir.path().join("sidecar.yaml");
     let password = dir.path().join("password");
     std::fs::write(&password, APP.password)?;
-    std::fs::write(
-        &config,
+    let listener = |port: u16| {
         format!(
             "listeners:\n  - name: app\n    listen: 127.0.0.1:{port}\n    upstream:\n      host: 127.0.0.1\n      \
              port: {}\n      database: app\n      tls: {{mode: disable}}\n      credentials: {{username: app, \
              password_file: {}}}\n",
             pg.port(),
             password.display()
+        )
+    };
+    let port = free_port()?;
+    let (mut sidecar, pid) =
+        spawn_sidecar(&dir.path().join("sidecar.yaml"), &listener(port)).await?;
+    // The same sidecar enforcing a realistic policy: rules, guardrails with maxRows, and one
+    // masking rule on a column pgbench does not select, so every row passes the row hook.
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, POLICY)?;
+    let enforcing_port = free_port()?;
+    let (mut enforcing, _) = spawn_sidecar(
+        &dir.path().join("enforcing.yaml"),
+        &format!(
+            "{}policies: [{}]\nidentity: {{service_account: bench/pgbench}}\n",
+            listener(enforcing_port),
+            policy.display()
         ),
-    )?;
-    let mut sidecar = Command::new(env!("CARGO_BIN_EXE_dbwarden-sidecar"))
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let pid = sidecar.id().context("sidecar pid")?;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    )
+    .await?;
 
     println!(
         "pgbench -S (select-only), {seconds} s per run, PostgreSQL on 127.0.0.1, no TLS anywhere"
     );
     println!(
-        "{:<9} {:>7} | {:>10} {:>8} | {:>10} {:>8} | {:>10} {:>8} | {:>10} {:>12}",
+        "{:<9} {:>7} | {:>10} {:>8} | {:>10} {:>8} | {:>10} {:>8} | {:>10} {:>12} | {:>10} {:>8} {:>8}",
         "mode",
         "clients",
         "direct",
@@ -137,7 +184,10 @@ async fn main() -> Result<()> {
         "sidecar",
         "ms",
         "/direct",
-        "/pgbouncer"
+        "/pgbouncer",
+        "enforcing",
+        "ms",
+        "/sidecar"
     );
     let mut peak_rss = 0;
     for mode in ["simple", "prepared"] {
@@ -154,11 +204,12 @@ async fn main() -> Result<()> {
             });
             let ours = measure(port, "no-token", mode, clients, seconds).await?;
             sampler.abort();
+            let policed = measure(enforcing_port, "no-token", mode, clients, seconds).await?;
             if clients == 16 {
                 peak_rss = peak_rss.max(peak.load(Ordering::Relaxed));
             }
             println!(
-                "{mode:<9} {clients:>7} | {:>10.0} {:>8.3} | {:>10.0} {:>8.3} | {:>10.0} {:>8.3} | {:>9.2}x {:>11.2}x",
+                "{mode:<9} {clients:>7} | {:>10.0} {:>8.3} | {:>10.0} {:>8.3} | {:>10.0} {:>8.3} | {:>9.2}x {:>11.2}x | {:>10.0} {:>8.3} {:>7.2}x",
                 direct.tps,
                 direct.latency_ms,
                 pool.tps,
@@ -166,7 +217,10 @@ async fn main() -> Result<()> {
                 ours.tps,
                 ours.latency_ms,
                 ours.tps / direct.tps,
-                ours.tps / pool.tps
+                ours.tps / pool.tps,
+                policed.tps,
+                policed.latency_ms,
+                policed.tps / ours.tps
             );
         }
     }
@@ -175,6 +229,8 @@ async fn main() -> Result<()> {
         peak_rss as f64 / 1024.0
     );
     println!("targets with 16 clients: sidecar >= 0.75x direct and >= 1.0x pgbouncer");
+    println!("target: enforcing (rules, guardrails, masking) >= 0.9x the pass-through sidecar");
     sidecar.kill().await.ok();
+    enforcing.kill().await.ok();
     Ok(())
 }

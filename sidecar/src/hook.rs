@@ -136,6 +136,8 @@ pub enum RowAction {
     Forward,
     /// Send the complete message the hook wrote into `out` instead (e.g. masked values).
     Replace,
+    /// Drop the row: the client does not see it (e.g. rows past a `truncate` row limit).
+    Skip,
     /// Stop the result: the client gets an ErrorResponse and the rest of this result is
     /// discarded up to the server's next ReadyForQuery.
     Deny(Denial),
@@ -147,8 +149,36 @@ pub trait StatementHook: Send {
     fn check(&mut self, statement: Statement<'_>) -> Verdict;
 }
 
+/// Work a row hook needs done before it can describe a result (catalog look-ups); the server
+/// pump awaits it, then asks again. An error refuses the result.
+pub type Pending = Pin<Box<dyn Future<Output = Result<(), Denial>> + Send + 'static>>;
+
 /// Sees result rows before they reach the client; one instance per session.
+///
+/// With a row hook installed, the session also describes every portal just before its
+/// Execute (the answer goes to the hook, not to the client), so every result's rows follow a
+/// RowDescription with their real formats, whichever prepared statement they come from.
 pub trait RowHook: Send {
+    // --- async step (masking branch) ---
+    /// Called for each RowDescription before [`Self::row_description`]: `Some` when I/O must
+    /// happen first (the pump awaits it and calls this again, a bounded number of times).
+    /// The default needs nothing, at no cost.
+    fn resolve(&mut self, _description: &RowDescription<'_>) -> Option<Pending> {
+        None
+    }
+    /// Like [`Self::row_description`], for the result of an Execute of portal `portal` (a
+    /// session-unique number); `resumed` when that portal already returned rows since its Bind
+    /// (after PortalSuspended), so a row count should carry on. The default treats it as a new
+    /// result.
+    fn portal_description(
+        &mut self,
+        description: &RowDescription<'_>,
+        _portal: u64,
+        _resumed: bool,
+    ) -> Result<(), Denial> {
+        self.row_description(description)
+    }
+    // --- end async step ---
     /// A new result set starts with these columns.
     fn row_description(&mut self, description: &RowDescription<'_>) -> Result<(), Denial>;
     /// One row of the current result set. To replace it, append a complete DataRow message

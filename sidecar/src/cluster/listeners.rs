@@ -96,6 +96,7 @@ pub fn config(
         }),
         policies: None,
         identity: None,
+        secrets_dir: Some(env.secrets_dir.clone()),
     };
     (config, problems)
 }

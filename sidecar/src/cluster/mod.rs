@@ -28,7 +28,7 @@ use kube::Api;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::enforce::{EnforcingHooks, PolicySet};
+use crate::enforce::{EnforceError, EnforcingHooks, MaskingOptions, PolicySet};
 use crate::identity::{CA_FILE_ENV, PolicyIdentity};
 use crate::{Sidecar, SidecarHandle, StartError};
 
@@ -46,6 +46,9 @@ pub enum ClusterError {
     /// No admitted policy yields a listener.
     #[error("no listener can be opened: none of the policies {0:?} is usable")]
     NoListeners(Vec<String>),
+    /// A listener's catalog connection (for masking) cannot be set up.
+    #[error(transparent)]
+    Masking(#[from] EnforceError),
     /// The proxy itself did not start.
     #[error(transparent)]
     Start(#[from] StartError),
@@ -67,6 +70,7 @@ pub async fn start(env: PodEnv, client: kube::Client) -> Result<ClusterSidecar, 
         PolicySet::default(),
         ServiceAccount::new(&env.namespace, &env.service_account),
         Some(env.pod.clone()),
+        Some(env.secrets_dir.clone()),
     );
     hooks.attach_approvals(Arc::new(approvals::KubeApprovals::new(
         client.clone(),
@@ -80,7 +84,7 @@ pub async fn start(env: PodEnv, client: kube::Client) -> Result<ClusterSidecar, 
     );
     let watch = tokio::spawn(policies::watch(
         api,
-        policies::Selection::new(labels),
+        policies::Selection::new(labels, Some(env.secrets_dir.clone())),
         hooks.clone(),
         first_tx,
     ));
@@ -94,6 +98,8 @@ pub async fn start(env: PodEnv, client: kube::Client) -> Result<ClusterSidecar, 
         watch.abort();
         return Err(ClusterError::NoListeners(env.policies.clone()));
     }
+    // Masking resolves column sources through one catalog connection per listener.
+    hooks.attach_catalogs(MaskingOptions::from_config(&config)?.catalogs);
     // End-user tokens are verified per the policies' spec.identity, kept in step by the watch.
     let workload = format!("{}/{}", env.namespace, env.service_account);
     let identity = Arc::new(PolicyIdentity::new(

@@ -7,6 +7,7 @@
 //! rules, since every applicable policy must allow a statement).
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use dbwarden_crds::DatabaseAccessPolicy;
@@ -34,16 +35,19 @@ struct Compiled {
 #[derive(Debug)]
 pub struct Selection {
     labels: BTreeMap<String, String>,
+    /// The mounted Secrets (`hash` keys of masking policies).
+    secrets_dir: Option<PathBuf>,
     objects: BTreeMap<String, DatabaseAccessPolicy>,
     /// By policy name: the last version that compiled.
     last_good: HashMap<String, Compiled>,
 }
 
 impl Selection {
-    /// An empty selection for a pod with `labels`.
-    pub fn new(labels: BTreeMap<String, String>) -> Self {
+    /// An empty selection for a pod with `labels`, whose Secrets are under `secrets_dir`.
+    pub fn new(labels: BTreeMap<String, String>, secrets_dir: Option<PathBuf>) -> Self {
         Self {
             labels,
+            secrets_dir,
             objects: BTreeMap::new(),
             last_good: HashMap::new(),
         }
@@ -84,7 +88,7 @@ impl Selection {
             if !self.selects(object) {
                 continue;
             }
-            let compiled = match compile_resource(object) {
+            let compiled = match compile_resource(object, self.secrets_dir.as_deref()) {
                 Ok((database, policy)) => Compiled {
                     database,
                     policy: Arc::new(policy),
@@ -217,7 +221,7 @@ mod tests {
     }
 
     fn selection() -> Selection {
-        Selection::new([("app".to_string(), "api".to_string())].into())
+        Selection::new([("app".to_string(), "api".to_string())].into(), None)
     }
 
     #[test]

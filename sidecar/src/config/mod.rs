@@ -85,6 +85,10 @@ pub struct Config {
     /// The workload's identity; required with `policies`.
     #[serde(default)]
     pub identity: Option<WorkloadIdentityConfig>,
+    /// Where Secret keys are files, `<secrets_dir>/<secret name>/<key>` (in a pod,
+    /// `/var/run/dbwarden/secrets`); needed for the masking strategy `hash`.
+    #[serde(default)]
+    pub secrets_dir: Option<PathBuf>,
 }
 
 /// One local port in front of one upstream database.

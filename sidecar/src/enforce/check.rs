@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use dbwarden_crds::policy::StatementText;
+use dbwarden_policy::analyze::Operation;
 use dbwarden_policy::decide::{ApprovalNeeded, Observed};
 use dbwarden_policy::{CompiledPolicy, Decision, Identity};
 
@@ -63,6 +64,7 @@ impl SessionEnforcer {
         let analysis = match self.inner.cache.analyze(sql) {
             Ok(analysis) => analysis,
             Err(error) => {
+                self.inner.invalidate_catalogs(); // masking: could be DDL
                 for policy in policies {
                     let decision = policy.decide_unparsed(&self.identity, &error);
                     if let Some(verdict) = self.refusal(policy, &decision, None, 0, 1, &mut pending)
@@ -74,6 +76,17 @@ impl SessionEnforcer {
             }
         };
         let count = analysis.statements.len();
+        // --- masking: DDL may rename columns; forget resolved column sources ---
+        if analysis.statements.iter().any(|s| {
+            s.operation.is_ddl()
+                || matches!(
+                    s.operation,
+                    Operation::Call | Operation::Do | Operation::Other
+                )
+        }) {
+            self.inner.invalidate_catalogs();
+        }
+        // --- end masking ---
         for policy in policies {
             let decided = policy.decide_string(&self.identity, sql, &analysis);
             for (index, decision) in decided.decisions.iter().enumerate() {

@@ -1,6 +1,7 @@
 //! [`EnforcingHooks`]: the policy set in force, the shared analysis cache, the workload
 //! identity, and the reload of changed files.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
@@ -10,9 +11,12 @@ use dbwarden_policy::analyze::{AnalysisCache, AnalyzeConfig};
 use dbwarden_policy::{EndUser, Identity, ServiceAccount};
 
 use super::EnforceError;
+use super::MaskingOptions;
 use super::approval::ApprovalDesk;
+use super::catalog::Catalog;
 use super::check::SessionEnforcer;
 use super::load::{PolicySet, Stamp, load_all, stamps};
+use super::mask::SessionMasker;
 use crate::config::{Config, ConfigError};
 use crate::hook::{Denial, HookFactory, SessionHooks, SessionInfo};
 use crate::identity::PolicyIdentity;
@@ -39,6 +43,11 @@ pub(super) struct Inner {
     identity: ArcSwapOption<PolicyIdentity>,
     /// Where statements that need approval go (Kubernetes mode); unset: they are refused.
     pub(super) approvals: OnceLock<Arc<dyn ApprovalDesk>>,
+    /// Where `<secret name>/<key>` files are (hash keys).
+    secrets_dir: Option<PathBuf>,
+    /// Each listener's catalog, by listener name (none: masked results are refused). Set once:
+    /// at load in standalone mode, when the listeners are known in Kubernetes mode.
+    catalogs: OnceLock<HashMap<String, Arc<Catalog>>>,
 }
 
 /// The [`HookFactory`] that enforces the configured policies (see [`crate::enforce`]).
@@ -63,10 +72,11 @@ impl EnforcingHooks {
                 reason: "policies need the workload's identity".into(),
             })?;
         let (namespace, name) = identity.service_account_parts()?;
-        let hooks = Self::load(
+        let hooks = Self::load_with(
             files.clone(),
             ServiceAccount::new(namespace, name),
             identity.pod.clone(),
+            MaskingOptions::from_config(config)?,
         )?;
         let set = hooks.inner.policies.load();
         for listener in &config.listeners {
@@ -81,14 +91,29 @@ impl EnforcingHooks {
         Ok(Some(hooks))
     }
 
-    /// Loads `files` for a workload running as `service_account`.
+    /// Loads `files` for a workload running as `service_account` (no secrets directory and no
+    /// catalog: policies with masking refuse their results).
     pub fn load(
         files: Vec<PathBuf>,
         service_account: ServiceAccount,
         pod: Option<String>,
     ) -> Result<Self, EnforceError> {
+        Self::load_with(files, service_account, pod, MaskingOptions::default())
+    }
+
+    /// [`Self::load`] with the secrets directory and the listeners' catalogs.
+    pub fn load_with(
+        files: Vec<PathBuf>,
+        service_account: ServiceAccount,
+        pod: Option<String>,
+        masking: MaskingOptions,
+    ) -> Result<Self, EnforceError> {
         let seen = stamps(&files);
-        let set = load_all(&files, &service_account.namespace)?;
+        let set = load_all(
+            &files,
+            &service_account.namespace,
+            masking.secrets_dir.as_deref(),
+        )?;
         tracing::info!(
             policies = set.len(),
             files = files.len(),
@@ -98,17 +123,28 @@ impl EnforcingHooks {
         if set.is_empty() {
             tracing::warn!("no policy is loaded: every statement will be refused");
         }
-        Ok(Self::build(set, service_account, pod, files, seen))
+        let hooks = Self::build(set, service_account, pod, files, seen, masking.secrets_dir);
+        hooks.attach_catalogs(masking.catalogs);
+        Ok(hooks)
     }
 
     /// Hooks whose policies come from elsewhere (the API server): they start with `set` and
-    /// change only through [`Self::replace`].
+    /// change only through [`Self::replace`]; catalogs are attached once the listeners are
+    /// known ([`Self::attach_catalogs`]).
     pub fn with_policies(
         set: PolicySet,
         service_account: ServiceAccount,
         pod: Option<String>,
+        secrets_dir: Option<PathBuf>,
     ) -> Self {
-        Self::build(set, service_account, pod, Vec::new(), Vec::new())
+        Self::build(
+            set,
+            service_account,
+            pod,
+            Vec::new(),
+            Vec::new(),
+            secrets_dir,
+        )
     }
 
     fn build(
@@ -117,6 +153,7 @@ impl EnforcingHooks {
         pod: Option<String>,
         files: Vec<PathBuf>,
         seen: Vec<Option<Stamp>>,
+        secrets_dir: Option<PathBuf>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -132,7 +169,16 @@ impl EnforcingHooks {
                 seen: Mutex::new(seen),
                 identity: ArcSwapOption::empty(),
                 approvals: OnceLock::new(),
+                secrets_dir,
+                catalogs: OnceLock::new(),
             }),
+        }
+    }
+
+    /// The listeners' catalogs for masking (once; later calls are ignored).
+    pub fn attach_catalogs(&self, catalogs: HashMap<String, Arc<Catalog>>) {
+        if self.inner.catalogs.set(catalogs).is_err() {
+            tracing::warn!("catalogs are already attached; keeping the first");
         }
     }
 
@@ -195,7 +241,11 @@ impl Inner {
             // Recorded before loading: a broken file is reported once, not every poll.
             *seen = now;
         }
-        match load_all(&self.files, &self.service_account.namespace) {
+        match load_all(
+            &self.files,
+            &self.service_account.namespace,
+            self.secrets_dir.as_deref(),
+        ) {
             Ok(set) => {
                 tracing::info!(policies = set.len(), "policies reloaded");
                 if let Some(identity) = self.identity.load().as_ref() {
@@ -211,6 +261,13 @@ impl Inner {
                 );
                 false
             }
+        }
+    }
+
+    /// Forgets every listener's cached catalog (DDL was let through).
+    pub(super) fn invalidate_catalogs(&self) {
+        for catalog in self.catalogs.get().into_iter().flat_map(HashMap::values) {
+            catalog.invalidate();
         }
     }
 
@@ -239,9 +296,19 @@ impl HookFactory for EnforcingHooks {
             statements: Some(Box::new(SessionEnforcer::new(
                 Arc::clone(&self.inner),
                 session.database.clone(),
-                identity,
+                identity.clone(),
             ))),
-            rows: None,
+            // Always installed: a reload may add masks or maxRows to an open session.
+            rows: Some(Box::new(SessionMasker::new(
+                Arc::clone(&self.inner),
+                session.database.clone(),
+                identity,
+                self.inner
+                    .catalogs
+                    .get()
+                    .and_then(|c| c.get(&session.listener))
+                    .cloned(),
+            ))),
         }
     }
 

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use dbwarden_crds::DatabaseAccessPolicy;
 use dbwarden_crds::policy::Identity;
 use dbwarden_policy::CompiledPolicy;
+use dbwarden_policy::mask::{HashEncoding, HashKey};
 use serde::Deserialize;
 
 use super::EnforceError;
@@ -111,10 +112,15 @@ pub fn stamps(paths: &[PathBuf]) -> Vec<Option<Stamp>> {
 /// Loads and compiles every file; the first failure is the error (nothing is half-loaded).
 /// `default_namespace` stands in for a missing `metadata.namespace` (the workload's own, where
 /// `kubectl apply` would have put it).
-pub fn load_all(paths: &[PathBuf], default_namespace: &str) -> Result<PolicySet, EnforceError> {
+/// `secrets_dir` holds the `hash` keys (`<secrets_dir>/<secret name>/<key>`).
+pub fn load_all(
+    paths: &[PathBuf],
+    default_namespace: &str,
+    secrets_dir: Option<&Path>,
+) -> Result<PolicySet, EnforceError> {
     let mut set = PolicySet::default();
     for path in paths {
-        let (database, policy, identity) = load_file(path, default_namespace)?;
+        let (database, policy, identity) = load_file(path, default_namespace, secrets_dir)?;
         set.insert(database, Arc::new(policy), identity);
     }
     Ok(set)
@@ -133,6 +139,7 @@ struct TypeMeta {
 pub fn load_file(
     path: &Path,
     default_namespace: &str,
+    secrets_dir: Option<&Path>,
 ) -> Result<(String, CompiledPolicy, Option<Identity>), EnforceError> {
     let text = std::fs::read_to_string(path).map_err(|source| EnforceError::Read {
         path: path.to_owned(),
@@ -159,14 +166,17 @@ pub fn load_file(
     {
         resource.metadata.namespace = Some(default_namespace.to_owned());
     }
-    let (database, policy) = compile_resource(&resource).map_err(|error| error.at(path))?;
+    let (database, policy) =
+        compile_resource(&resource, secrets_dir).map_err(|error| error.at(path))?;
     Ok((database, policy, resource.spec.identity.clone()))
 }
 
 /// Compiles one policy object (from a file or the API server): its database name and the
-/// compiled policy. Errors name the policy; [`CompileFailure::at`] adds a file.
+/// compiled policy, with its `hash` key read from `secrets_dir`. Errors name the policy;
+/// [`CompileFailure::at`] adds a file.
 pub fn compile_resource(
     resource: &DatabaseAccessPolicy,
+    secrets_dir: Option<&Path>,
 ) -> Result<(String, CompiledPolicy), CompileFailure> {
     if resource
         .metadata
@@ -177,11 +187,52 @@ pub fn compile_resource(
     {
         return Err(CompileFailure::NoName);
     }
-    if resource.spec.masking.is_some() {
-        return Err(CompileFailure::Masking);
+    let mut policy = CompiledPolicy::from_resource(resource).map_err(CompileFailure::Compile)?;
+    if policy.needs_hash_key() {
+        let secret = resource
+            .spec
+            .masking
+            .as_ref()
+            .and_then(|m| m.hash_key_secret_ref.as_ref());
+        policy = policy.with_hash_key(hash_key(secrets_dir, secret)?);
     }
-    let policy = CompiledPolicy::from_resource(resource).map_err(CompileFailure::Compile)?;
     Ok((resource.spec.database.name.clone(), policy))
+}
+
+/// Reads the `hash` key from `<secrets_dir>/<secret name>/<key>` (the layout of a Secret
+/// mounted in the pod); its bytes are used as they are, trailing newline included.
+fn hash_key(
+    secrets_dir: Option<&Path>,
+    secret: Option<&dbwarden_crds::SecretKeyRef>,
+) -> Result<HashKey, CompileFailure> {
+    let error = |key_file: String, problem: &str| CompileFailure::HashKey {
+        key_file,
+        problem: problem.to_owned(),
+    };
+    let Some(secret) = secret else {
+        return Err(error(
+            "(none)".into(),
+            "is not named (hashKeySecretRef is required)",
+        ));
+    };
+    let Some(dir) = secrets_dir else {
+        return Err(error(
+            format!("<secrets_dir>/{}/{}", secret.name, secret.key),
+            "cannot be found: secrets_dir is not set in the configuration",
+        ));
+    };
+    // Secret names and keys cannot hold '/' or be '..': refuse rather than leave the directory.
+    let safe = |s: &str| !s.is_empty() && !s.contains('/') && s != "." && s != "..";
+    let file = dir.join(&secret.name).join(&secret.key);
+    let shown = file.display().to_string();
+    if !safe(&secret.name) || !safe(&secret.key) {
+        return Err(error(shown, "is not a valid Secret name and key"));
+    }
+    match std::fs::read(&file) {
+        Ok(bytes) if bytes.is_empty() => Err(error(shown, "is empty")),
+        Ok(bytes) => Ok(HashKey::new(&bytes, HashEncoding::Hex)),
+        Err(e) => Err(error(shown, &format!("cannot be read: {e}"))),
+    }
 }
 
 /// Why a policy object could not be compiled.
@@ -193,11 +244,14 @@ pub enum CompileFailure {
     /// The policy engine refused it (the message names the field).
     #[error(transparent)]
     Compile(dbwarden_policy::CompileError),
-    /// It masks results, which this build cannot enforce.
-    #[error(
-        "masking is not yet enforced by dbwarden-sidecar; remove spec.masking or wait for the masking release"
-    )]
-    Masking,
+    /// The `hash` strategy's key file is missing, unreadable or empty.
+    #[error("spec.masking.hashKeySecretRef: key file {key_file} {problem}")]
+    HashKey {
+        /// `<secrets_dir>/<secret name>/<key>`, or the missing setting.
+        key_file: String,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 impl CompileFailure {
@@ -207,7 +261,11 @@ impl CompileFailure {
         match self {
             Self::NoName => EnforceError::NoName { path },
             Self::Compile(error) => EnforceError::Compile { path, error },
-            Self::Masking => EnforceError::Masking { path },
+            Self::HashKey { key_file, problem } => EnforceError::HashKey {
+                path,
+                key_file,
+                problem,
+            },
         }
     }
 
@@ -216,7 +274,7 @@ impl CompileFailure {
         match self {
             Self::NoName => "no_name",
             Self::Compile(error) => error.label(),
-            Self::Masking => "masking_unsupported",
+            Self::HashKey { .. } => "hash_key",
         }
     }
 }
@@ -253,7 +311,7 @@ spec:
     fn loads_a_policy_into_its_database_and_the_workload_namespace() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), "p.yaml", POLICY);
-        let set = load_all(&[path], "shop").unwrap();
+        let set = load_all(&[path], "shop", None).unwrap();
         assert_eq!(set.len(), 1);
         assert_eq!(set.for_database("app")[0].name(), "shop/app-access");
         assert!(set.for_database("other").is_empty());
@@ -272,21 +330,17 @@ spec:
                 "colour",
             ),
             (POLICY.replace("api-crud", "Not A Name!"), "rules"),
-            (
-                format!("{POLICY}  masking: {{columns: []}}\n"),
-                "masking is not yet enforced",
-            ),
             (POLICY.replace("{name: app-access}", "{}"), "metadata.name"),
             ("[".to_string(), "not a dbwarden.io"),
         ] {
             let path = write(dir.path(), "bad.yaml", &text);
-            let err = load_all(std::slice::from_ref(&path), "shop")
+            let err = load_all(std::slice::from_ref(&path), "shop", None)
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(&path.display().to_string()), "{err}");
             assert!(err.contains(needle), "{err} should mention {needle}");
         }
-        let err = load_all(&[dir.path().join("missing.yaml")], "shop").unwrap_err();
+        let err = load_all(&[dir.path().join("missing.yaml")], "shop", None).unwrap_err();
         assert!(err.to_string().contains("missing.yaml"), "{err}");
     }
 

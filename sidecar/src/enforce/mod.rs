@@ -16,7 +16,9 @@
 //!
 //! - A file that cannot be read, parsed or compiled stops the sidecar at start-up; on reload the
 //!   last good set stays in force and the error is logged (never a fall back to allow).
-//! - `spec.masking` is refused at load: this build does not mask results yet.
+//! - `spec.masking` is enforced by [`mask`] (the row hook) with column sources from [`catalog`];
+//!   a result that cannot be resolved or masked is refused. A `hash` strategy needs its key file
+//!   at `<secrets_dir>/<secret name>/<key>`, or the policy does not load.
 //! - Statements that need an approval are refused in standalone mode; in Kubernetes mode they go
 //!   to the [`ApprovalDesk`] (see [`approval`]).
 //! - Fast-path FunctionCalls are refused; SQL-level `EXECUTE` is refused by the engine (the
@@ -24,11 +26,20 @@
 //! - `guardrails.observeOnly` is honoured: the statement runs and the refusal is logged.
 
 pub mod approval;
+pub mod catalog;
 mod check;
 mod hooks;
 pub mod load;
+mod mask;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::backend::UpstreamTarget;
+use crate::backend::tls::{UpstreamTlsError, connector};
+use crate::config::Config;
+use catalog::Catalog;
 
 pub use approval::{ApprovalAsk, ApprovalDesk};
 pub use hooks::{EnforcingHooks, RELOAD_INTERVAL};
@@ -78,13 +89,24 @@ pub enum EnforceError {
         /// The cause (in the message: it names the field).
         error: dbwarden_policy::CompileError,
     },
-    /// The policy masks results, which this build cannot enforce.
-    #[error(
-        "policy file {path}: masking is not yet enforced by dbwarden-sidecar; remove spec.masking or wait for the masking release"
-    )]
-    Masking {
+    /// The `hash` strategy's key file is missing, unreadable or empty.
+    #[error("policy file {path}: spec.masking.hashKeySecretRef: key file {key_file} {problem}")]
+    HashKey {
         /// The file.
         path: PathBuf,
+        /// `<secrets_dir>/<secret name>/<key>`, or the missing setting.
+        key_file: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A listener's upstream TLS settings (for its catalog connection) are unusable.
+    #[error("listener {listener}: upstream TLS for catalog look-ups")]
+    UpstreamTls {
+        /// The listener.
+        listener: String,
+        /// The cause.
+        #[source]
+        source: UpstreamTlsError,
     },
     /// The configuration has no usable identity.
     #[error(transparent)]
@@ -100,11 +122,66 @@ impl EnforceError {
             Self::Kind { .. } => "kind",
             Self::NoName { .. } => "no_name",
             Self::Compile { error, .. } => error.label(),
-            Self::Masking { .. } => "masking_unsupported",
+            Self::HashKey { .. } => "hash_key",
+            Self::UpstreamTls { .. } => "upstream_tls",
             Self::Config(_) => "config",
         }
     }
 }
 
+/// The variable naming the secrets directory when the configuration does not
+/// (`/var/run/dbwarden/secrets` in a pod the operator injected).
+pub const SECRETS_DIR_ENV: &str = "DBWARDEN_SECRETS_DIR";
+
+/// What masking needs beyond the policy files.
+#[derive(Debug, Default)]
+pub struct MaskingOptions {
+    /// Where Secret keys are files, `<secrets_dir>/<secret name>/<key>` (hash keys).
+    pub secrets_dir: Option<PathBuf>,
+    /// Each listener's catalog, by listener name.
+    pub catalogs: HashMap<String, Arc<Catalog>>,
+}
+
+impl MaskingOptions {
+    /// The secrets directory (`secrets_dir`, else `DBWARDEN_SECRETS_DIR`) and one catalog per
+    /// listener of `config`, each reached with the
+    /// listener's own upstream target (credentials and TLS), connected on first use.
+    pub fn from_config(config: &Config) -> Result<Self, EnforceError> {
+        let mut catalogs = HashMap::new();
+        for (i, l) in config.listeners.iter().enumerate() {
+            let up = &l.upstream;
+            let tls = connector(up).map_err(|source| EnforceError::UpstreamTls {
+                listener: l.name.clone(),
+                source,
+            })?;
+            let credentials = up
+                .credentials
+                .resolve(&format!("listeners[{i}].upstream.credentials"))?;
+            let target = Arc::new(UpstreamTarget {
+                host: up.host.clone(),
+                port: up.port,
+                database: up.database.clone(),
+                mode: up.tls.mode,
+                tls,
+                credentials,
+                connect_timeout: config.limits.connect_timeout(),
+            });
+            catalogs.insert(l.name.clone(), Arc::new(Catalog::new(target)));
+        }
+        // In a pod the injected container says where the Secrets are mounted.
+        let secrets_dir = config
+            .secrets_dir
+            .clone()
+            .or_else(|| std::env::var_os(SECRETS_DIR_ENV).map(PathBuf::from));
+        Ok(Self {
+            secrets_dir,
+            catalogs,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod mask_tests;

@@ -8,12 +8,12 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc, watch};
 
-use super::{Denied, Progress, SessionEnd, SessionError};
+use super::{Denied, Expect, Progress, SessionEnd, SessionError};
 use crate::hook::{Denial, Hold, Statement, StatementHook, Verdict};
 use crate::net::{fill, reclaim};
 use crate::protocol::backend::{self, INSUFFICIENT_PRIVILEGE, Severity};
-use crate::protocol::codec::peek_header;
-use crate::protocol::frontend::FrontendMessage;
+use crate::protocol::codec::{peek_header, put_cstr, put_message};
+use crate::protocol::frontend::{FrontendMessage, Target};
 
 /// A Sync message, sent upstream in place of a denied statement.
 const SYNC: &[u8] = b"S\0\0\0\x04";
@@ -71,6 +71,12 @@ pub(super) struct Pump {
     pub max_message: usize,
     pub progress: Arc<Progress>,
     pub denied: mpsc::Sender<Denied>,
+    /// With a row hook: notes for the server pump about each Describe forwarded.
+    pub expect: Option<mpsc::Sender<Expect>>,
+    /// The Describe added before an Execute (reused).
+    pub describe: BytesMut,
+    /// Portals executed since their Bind.
+    pub executed: Executed,
     pub idle_timeout: Option<Duration>,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -166,6 +172,10 @@ impl Pump {
             let body = &self.buf[pos + 5..pos + len];
             let message =
                 FrontendMessage::decode(tag, body).map_err(SessionError::ClientProtocol)?;
+            let describe = match self.expect {
+                Some(_) => describe_before(&message, &mut self.describe, &mut self.executed),
+                None => None,
+            };
             let action = match self.checker.decide(message)? {
                 Action::Hold { hold, ready } => {
                     // Everything before the held statement goes now; it waits alone.
@@ -186,6 +196,16 @@ impl Pump {
                 }
                 action => action,
             };
+            if let (Action::Forward, Some((injected, portal, resumed))) = (&action, describe) {
+                if injected {
+                    write(upstream, &self.buf[run_start..pos]).await?;
+                    run_start = pos;
+                }
+                self.expect_describe(injected, portal, resumed).await?;
+                if injected {
+                    write(upstream, &self.describe).await?;
+                }
+            }
             match action {
                 Action::Forward => self.account(tag),
                 Action::Terminate => end = Some(SessionEnd::Terminated),
@@ -317,6 +337,28 @@ impl Pump {
         }
     }
 
+    /// Tells the server pump a Describe answer is coming (before it can possibly arrive).
+    async fn expect_describe(
+        &mut self,
+        injected: bool,
+        portal: u64,
+        resumed: bool,
+    ) -> Result<(), SessionError> {
+        let Some(expect) = &self.expect else {
+            return Ok(());
+        };
+        let at = self.progress.sent.load(Ordering::Acquire) + 1;
+        expect
+            .send(Expect {
+                at,
+                injected,
+                portal,
+                resumed,
+            })
+            .await
+            .map_err(|_| SessionError::UpstreamIo(std::io::ErrorKind::BrokenPipe.into()))
+    }
+
     /// Sends a Sync in place of the denied message and queues the error for its ReadyForQuery.
     async fn deny<W: AsyncWrite + Unpin>(
         &mut self,
@@ -416,6 +458,60 @@ impl Checker {
     }
 }
 
+/// Most portal names remembered as executed (a client holding more open portals gets new
+/// numbers for the oldest again, which the row hook may refuse).
+const MAX_EXECUTED: usize = 1024;
+
+/// Portals executed since their Bind (name -> number), so an Execute resuming one can be
+/// told apart.
+#[derive(Debug, Default)]
+pub(super) struct Executed {
+    portals: std::collections::HashMap<Vec<u8>, u64>,
+    next: u64,
+}
+
+/// For a row hook, every Execute is preceded by a Describe of its portal, so the rows of any
+/// result follow a RowDescription with their real formats. Returns `Some((injected, portal, resumed))`
+/// for messages whose RowDescription/NoData answer must be matched: the client's own Describe
+/// (not injected) and an Execute (injected, with the added Describe written to `describe`).
+fn describe_before(
+    message: &FrontendMessage<'_>,
+    describe: &mut BytesMut,
+    executed: &mut Executed,
+) -> Option<(bool, u64, bool)> {
+    match message {
+        FrontendMessage::Describe { .. } => Some((false, 0, false)),
+        FrontendMessage::Bind { portal, .. } => {
+            executed.portals.remove(*portal);
+            None
+        }
+        FrontendMessage::Close {
+            target: Target::Portal,
+            name,
+        } => {
+            executed.portals.remove(*name);
+            None
+        }
+        FrontendMessage::Execute { portal, .. } => {
+            describe.clear();
+            put_message(describe, b'D', |b| {
+                b.extend_from_slice(b"P");
+                put_cstr(b, portal);
+            });
+            if let Some(number) = executed.portals.get(*portal) {
+                return Some((true, *number, true));
+            }
+            if executed.portals.len() >= MAX_EXECUTED {
+                executed.portals.clear();
+            }
+            executed.next += 1;
+            executed.portals.insert(portal.to_vec(), executed.next);
+            Some((true, executed.next, false))
+        }
+        _ => None,
+    }
+}
+
 async fn write<W: AsyncWrite + Unpin>(upstream: &mut W, bytes: &[u8]) -> Result<(), SessionError> {
     if bytes.is_empty() {
         return Ok(());
@@ -424,4 +520,46 @@ async fn write<W: AsyncWrite + Unpin>(upstream: &mut W, bytes: &[u8]) -> Result<
         .write_all(bytes)
         .await
         .map_err(SessionError::UpstreamIo)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn executes_get_a_describe_and_portals_are_numbered_until_rebound() {
+        let mut describe = BytesMut::new();
+        let mut executed = Executed::default();
+        let execute = |portal: &'static [u8]| FrontendMessage::Execute {
+            portal,
+            max_rows: 0,
+        };
+        assert_eq!(
+            describe_before(&execute(b"c"), &mut describe, &mut executed),
+            Some((true, 1, false))
+        );
+        assert_eq!(&describe[..], b"D\0\0\0\x07Pc\0");
+        // Resumed until the next Bind of that name; other portals get their own numbers.
+        assert_eq!(
+            describe_before(&execute(b""), &mut describe, &mut executed),
+            Some((true, 2, false))
+        );
+        assert_eq!(
+            describe_before(&execute(b"c"), &mut describe, &mut executed),
+            Some((true, 1, true))
+        );
+        let bind = FrontendMessage::decode(b'B', b"c\0s\0\0\0\0\0\0\0").unwrap();
+        assert_eq!(describe_before(&bind, &mut describe, &mut executed), None);
+        assert_eq!(
+            describe_before(&execute(b"c"), &mut describe, &mut executed),
+            Some((true, 3, false))
+        );
+        // The client's own Describe is matched but not injected.
+        let own = FrontendMessage::decode(b'D', b"Sx\0").unwrap();
+        assert_eq!(
+            describe_before(&own, &mut describe, &mut executed),
+            Some((false, 0, false))
+        );
+    }
 }

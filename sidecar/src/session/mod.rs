@@ -45,6 +45,23 @@ struct Denied {
     ready: bool,
 }
 
+/// Most Describe answers that may be awaited at once (client backpressure beyond).
+const MAX_PENDING_DESCRIBES: usize = 4096;
+
+/// A Describe forwarded while a row hook is installed: its RowDescription or NoData is
+/// matched to this note, in order, within ReadyForQuery cycle `at`.
+#[derive(Debug, Clone, Copy)]
+struct Expect {
+    /// Sequence number of the ReadyForQuery that ends the cycle.
+    at: u64,
+    /// True when the sidecar added the Describe itself: its answer is not the client's.
+    injected: bool,
+    /// The portal of the Execute it precedes (a session-unique number).
+    portal: u64,
+    /// That Execute resumes a portal that was executed before.
+    resumed: bool,
+}
+
 /// Counters the two pumps share.
 #[derive(Debug, Default)]
 struct Progress {
@@ -148,6 +165,13 @@ impl Relay {
             ..Progress::default()
         });
         let (denied_tx, denied_rx) = mpsc::channel(MAX_PENDING_DENIALS);
+        // Only sessions with a row hook describe portals; the others pay nothing.
+        let (expect_tx, expect_rx) = if hooks.rows.is_some() {
+            let (tx, rx) = mpsc::channel(MAX_PENDING_DESCRIBES);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
 
         let mut to_server = client::Pump {
             buf: client_buf,
@@ -160,6 +184,9 @@ impl Relay {
             max_message: limits.max_message,
             progress: progress.clone(),
             denied: denied_tx,
+            expect: expect_tx,
+            describe: BytesMut::new(),
+            executed: client::Executed::default(),
             idle_timeout: self.idle_timeout,
             shutdown: self.shutdown,
         };
@@ -170,6 +197,11 @@ impl Relay {
             progress: progress.clone(),
             denied: denied_rx,
             next_denial: None,
+            expected: server::Expected {
+                notes: expect_rx,
+                next: None,
+            },
+            resolve_attempts: 0,
             cycle_errored: false,
             discarding: false,
             scratch: BytesMut::new(),

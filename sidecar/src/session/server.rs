@@ -7,8 +7,8 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::{Denied, Progress, SessionEnd, SessionError};
-use crate::hook::{Denial, RowAction, RowHook};
+use super::{Denied, Expect, Progress, SessionEnd, SessionError};
+use crate::hook::{Denial, Pending, RowAction, RowHook};
 use crate::net::{fill, reclaim};
 use crate::protocol::backend::{
     self, DataRow, INSUFFICIENT_PRIVILEGE, RowDescription, Severity, ready_status,
@@ -28,7 +28,15 @@ pub(super) struct Pump {
     pub discarding: bool,
     /// Where row hooks write replacement rows.
     pub scratch: BytesMut,
+    /// With a row hook: notes about the Describes forwarded, in order.
+    pub expected: Expected,
+    /// How many times the row hook's `resolve` was awaited for the message at hand.
+    pub resolve_attempts: u8,
 }
+
+/// Most times the row hook's `resolve` is awaited for one RowDescription; after that the hook
+/// must describe the result with what it has (or refuse it).
+const MAX_RESOLVE_ATTEMPTS: u8 = 2;
 
 /// What to do with one database message.
 enum Action {
@@ -38,6 +46,8 @@ enum Action {
     Replace,
     /// Write this error in its place, then drop the rest of the result.
     Deny(Denial),
+    /// Await the row hook's work, then look at the same message again.
+    Await(Pending),
 }
 
 impl Pump {
@@ -119,9 +129,20 @@ impl Pump {
                 }
                 continue;
             }
-            let action = self.decide(tag, pos, len)?;
+            let mut action = self.decide(tag, pos, len)?;
+            if let Action::Await(pending) = action {
+                // Whatever came before is the client's already; it should not wait for this.
+                write(client, &self.buf[run_start..pos]).await?;
+                run_start = pos;
+                self.resolve_attempts += 1;
+                match pending.await {
+                    Ok(()) => continue,
+                    Err(denial) => action = Action::Deny(denial),
+                }
+            }
+            self.resolve_attempts = 0;
             match action {
-                Action::Forward => {}
+                Action::Forward | Action::Await(_) => {}
                 Action::Skip | Action::Replace | Action::Deny(_) => {
                     write(client, &self.buf[run_start..pos]).await?;
                     run_start = pos + len;
@@ -143,7 +164,7 @@ impl Pump {
                     self.discarding = true;
                     self.cycle_errored = true;
                 }
-                Action::Forward | Action::Skip => {}
+                Action::Forward | Action::Skip | Action::Await(_) => {}
             }
             pos += len;
         }
@@ -172,10 +193,30 @@ impl Pump {
             b'T' => {
                 let description =
                     RowDescription::decode(body).map_err(SessionError::UpstreamProtocol)?;
-                match hook.row_description(&description) {
+                if self.resolve_attempts < MAX_RESOLVE_ATTEMPTS
+                    && let Some(pending) = hook.resolve(&description)
+                {
+                    return Ok(Action::Await(pending));
+                }
+                let note = self.expected.take(&self.progress);
+                let described = match note {
+                    Some(n) if n.injected => {
+                        hook.portal_description(&description, n.portal, n.resumed)
+                    }
+                    _ => hook.row_description(&description),
+                };
+                match described {
+                    Ok(()) if note.is_some_and(|n| n.injected) => Action::Skip,
                     Ok(()) => Action::Forward,
                     Err(denial) => Action::Deny(denial),
                 }
+            }
+            b'n' if self
+                .expected
+                .take(&self.progress)
+                .is_some_and(|n| n.injected) =>
+            {
+                Action::Skip
             }
             b'D' => {
                 let row = DataRow::decode(body).map_err(SessionError::UpstreamProtocol)?;
@@ -183,11 +224,39 @@ impl Pump {
                 match hook.data_row(&row, &mut self.scratch) {
                     RowAction::Forward => Action::Forward,
                     RowAction::Replace => Action::Replace,
+                    RowAction::Skip => Action::Skip,
                     RowAction::Deny(denial) => Action::Deny(denial),
                 }
             }
             _ => Action::Forward,
         })
+    }
+}
+
+/// The notes about Describes, for the server pump.
+pub(super) struct Expected {
+    pub notes: Option<mpsc::Receiver<Expect>>,
+    pub next: Option<Expect>,
+}
+
+impl Expected {
+    /// The note of the Describe the RowDescription/NoData at hand answers, if any (`injected`:
+    /// the client must not see it). Answers arrive in the order the Describes were sent; notes
+    /// of cycles already over (an error skipped their Describes) are dropped.
+    fn take(&mut self, progress: &Progress) -> Option<Expect> {
+        let notes = self.notes.as_mut()?;
+        let cycle = progress.seen.load(Ordering::Acquire) + 1;
+        loop {
+            if self.next.is_none() {
+                self.next = notes.try_recv().ok();
+            }
+            match self.next {
+                Some(e) if e.at < cycle => self.next = None,
+                Some(e) if e.at == cycle => return self.next.take(),
+                // A simple Query's result, or a later cycle's note.
+                _ => return None,
+            }
+        }
     }
 }
 

@@ -8,8 +8,9 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use dbwarden_sidecar::config::{
     ClientAuth, ClientTlsConfig, Config, CredentialsConfig, HealthConfig, LimitsConfig,
-    ListenerConfig, TlsMode, UpstreamConfig, UpstreamTlsConfig,
+    ListenerConfig, TlsMode, UpstreamConfig, UpstreamTlsConfig, WorkloadIdentityConfig,
 };
+use dbwarden_sidecar::enforce::EnforcingHooks;
 use dbwarden_sidecar::frontend::IdentityHook;
 use dbwarden_sidecar::hook::HookFactory;
 use dbwarden_sidecar::{Sidecar, SidecarHandle};
@@ -33,6 +34,16 @@ pub struct Setup {
     pub password: Option<String>,
     pub hooks: Option<Arc<dyn HookFactory>>,
     pub identity: Option<Arc<dyn IdentityHook>>,
+    /// Enforce policy files as the binary does (`EnforcingHooks::from_config`).
+    pub enforce: Option<Enforce>,
+}
+
+/// `policies:`, `identity:` and `secrets_dir:` of the configuration.
+#[derive(Debug, Clone)]
+pub struct Enforce {
+    pub policies: Vec<PathBuf>,
+    pub service_account: String,
+    pub secrets_dir: Option<PathBuf>,
 }
 
 impl Default for Setup {
@@ -48,6 +59,7 @@ impl Default for Setup {
             password: None,
             hooks: None,
             identity: None,
+            enforce: None,
         }
     }
 }
@@ -149,8 +161,23 @@ pub async fn proxy(
         }),
         policies: None,
         identity: None,
+        secrets_dir: None,
     };
-    let mut sidecar = Sidecar::new(config);
+    let mut config = config;
+    if let Some(enforce) = &setup.enforce {
+        config.policies = Some(enforce.policies.clone());
+        config.identity = Some(WorkloadIdentityConfig {
+            service_account: enforce.service_account.clone(),
+            pod: None,
+            jwks_ca_file: None,
+        });
+        config.secrets_dir = enforce.secrets_dir.clone();
+    }
+    let mut sidecar = Sidecar::new(config.clone());
+    if setup.enforce.is_some() {
+        let hooks = EnforcingHooks::from_config(&config)?.ok_or("no policies")?;
+        sidecar = sidecar.with_hooks(Arc::new(hooks));
+    }
     if let Some(hooks) = setup.hooks {
         sidecar = sidecar.with_hooks(hooks);
     }

@@ -4,7 +4,7 @@ use bytes::BytesMut;
 use postgres_protocol::IsNull;
 use postgres_protocol::message::frontend as fe;
 
-use crate::common::{Raw, Setup, TestResult, proxy, start_pg, tags};
+use crate::common::{Proxy, Raw, Setup, TestResult, proxy, start_pg, tags};
 
 fn bind(
     portal: &str,
@@ -32,6 +32,12 @@ fn bind(
 async fn named_statements_portals_row_limits_and_close() -> TestResult {
     let pg = start_pg().await?;
     let p = proxy(&pg, Setup::default()).await?;
+    portals_scenario(&p).await
+}
+
+/// The client sees exactly what a server sends (also with a row hook, which describes every
+/// portal behind the client's back).
+pub async fn portals_scenario(p: &Proxy) -> TestResult {
     let mut raw = Raw::session(p.addr).await?;
     let mut out = BytesMut::new();
 

@@ -12,5 +12,6 @@ mod hostile;
 mod jwt;
 mod jwt_support;
 mod lifecycle;
+mod masking;
 mod programs;
 mod psycopg;
