@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the distribution packages the tests and the benchmark use: PostgreSQL (server,
-# psql, pgbench), pgbouncer (benchmark baseline), and the Python driver one test uses.
+# psql, pgbench), pgbouncer (benchmark baseline), prometheus (promtool checks /metrics), and the
+# Python driver one test uses.
 # Idempotent: installs only what is missing, so a second run takes well under a second.
 set -euo pipefail
 
-packages=(postgresql postgresql-client pgbouncer python3-pip)
+packages=(postgresql postgresql-client pgbouncer python3-pip prometheus)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,12 +5,14 @@
 //! credentials the client never sees) -> rows back through the row hook -> client.
 //! [`protocol`] holds the wire messages; [`proxy`] runs listeners and shutdown.
 
+pub mod audit;
 pub mod backend;
 pub mod config;
 pub mod enforce;
 pub mod frontend;
 pub mod health;
 pub mod hook;
+pub mod metrics;
 pub mod net;
 pub mod protocol;
 pub mod proxy;

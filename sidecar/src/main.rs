@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
+use dbwarden_sidecar::audit::AuditSettings;
 use dbwarden_sidecar::enforce::{EnforcingHooks, RELOAD_INTERVAL};
+use dbwarden_sidecar::metrics::Metrics;
 use dbwarden_sidecar::{Config, Sidecar};
 
 /// The dbwarden sidecar: a PostgreSQL proxy that governs every statement.
@@ -59,11 +61,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let config =
         Config::load(&args.config).with_context(|| format!("loading {}", args.config.display()))?;
-    let mut sidecar = Sidecar::new(config.clone());
+    let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+    let mut sidecar = Sidecar::new(config.clone()).with_metrics(metrics.clone());
     // With `policies:`, every file must load and compile or the sidecar does not start.
     if let Some(hooks) = EnforcingHooks::from_config(&config).context("loading policies")? {
+        let hooks = hooks.with_metrics(metrics.clone());
         hooks.spawn_reloader(RELOAD_INTERVAL);
         sidecar = sidecar.with_hooks(Arc::new(hooks));
+    }
+    match AuditSettings::from_config(&config).context("configuring audit")? {
+        Some(settings) => {
+            let audit = settings.open(metrics).context("starting audit")?;
+            sidecar = sidecar.with_audit(audit);
+        }
+        None => tracing::info!("no audit: section: no audit events are recorded"),
     }
     let handle = sidecar.start().await.context("starting the sidecar")?;
 

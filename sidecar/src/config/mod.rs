@@ -1,8 +1,11 @@
 //! Standalone configuration: a YAML file, validated once at load (see [`validate`]).
 
+mod audit;
 mod enforce;
 mod validate;
 
+pub(crate) use audit::valid_instance;
+pub use audit::{AuditFileConfig, AuditFormat, FailureMode, FsyncMode, TextMode};
 pub use enforce::WorkloadIdentityConfig;
 
 use std::fmt;
@@ -85,6 +88,9 @@ pub struct Config {
     /// The workload's identity; required with `policies`.
     #[serde(default)]
     pub identity: Option<WorkloadIdentityConfig>,
+    /// Audit events (see `crate::audit`); absent: no events are recorded.
+    #[serde(default)]
+    pub audit: Option<AuditFileConfig>,
 }
 
 /// One local port in front of one upstream database.

@@ -96,6 +96,7 @@ impl Config {
             }
         }
         super::enforce::validate(self.policies.as_deref(), self.identity.as_ref())?;
+        super::audit::validate(self.audit.as_ref())?;
         let l = &self.limits;
         if !(64..=1_048_576).contains(&l.max_startup_message_bytes) {
             return Err(invalid(
@@ -203,6 +204,28 @@ mod tests {
             (
                 format!("{BASE}identity: {{serviceAccount: shop/api, colour: red}}"),
                 "colour",
+            ),
+            (
+                format!("{BASE}audit: {{collector_url: ftp://x, spool_dir: /tmp/s}}"),
+                "audit.collector_url",
+            ),
+            (
+                format!(
+                    "{BASE}audit: {{collector_url: http://x, spool_dir: /tmp/s, spool_max_bytes: 10}}"
+                ),
+                "audit.spool_max_bytes",
+            ),
+            (
+                format!(
+                    "{BASE}audit: {{collector_url: http://x, spool_dir: /tmp/s, failure_policy: maybe}}"
+                ),
+                "maybe",
+            ),
+            (
+                format!(
+                    "{BASE}audit: {{collector_url: http://x, spool_dir: /tmp/s, instance: 'a b'}}"
+                ),
+                "audit.instance",
             ),
         ] {
             let err = parse(&yaml).unwrap_err();

@@ -2,7 +2,7 @@
 //! identity, and the reload of changed files.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -14,6 +14,7 @@ use super::check::SessionEnforcer;
 use super::load::{PolicySet, Stamp, load_all, stamps};
 use crate::config::{Config, ConfigError};
 use crate::hook::{Denial, HookFactory, SessionHooks, SessionInfo};
+use crate::metrics::Metrics;
 
 /// How often the policy files are examined for changes.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
@@ -33,6 +34,8 @@ pub(super) struct Inner {
     files: Vec<PathBuf>,
     /// The files' stamps when last read, successfully or not.
     seen: Mutex<Vec<Option<Stamp>>>,
+    /// Reload counts and policy age, once [`EnforcingHooks::with_metrics`] was called.
+    metrics: OnceLock<Arc<Metrics>>,
 }
 
 /// The [`HookFactory`] that enforces the configured policies (see [`crate::enforce`]).
@@ -104,8 +107,16 @@ impl EnforcingHooks {
                 pod,
                 files,
                 seen: Mutex::new(seen),
+                metrics: OnceLock::new(),
             }),
         })
+    }
+
+    /// Reports reloads and the policies' age to `metrics` (the set in force counts as loaded now).
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
+        metrics.policies_loaded();
+        let _ = self.inner.metrics.set(metrics);
+        self
     }
 
     /// The policy set in force now.
@@ -150,9 +161,15 @@ impl Inner {
             Ok(set) => {
                 tracing::info!(policies = set.len(), "policies reloaded");
                 self.policies.store(Arc::new(set));
+                if let Some(m) = self.metrics.get() {
+                    m.policy_reload(true);
+                }
                 true
             }
             Err(error) => {
+                if let Some(m) = self.metrics.get() {
+                    m.policy_reload(false);
+                }
                 tracing::error!(
                     error = %error, label = error.label(),
                     "policy reload failed: the last good policies stay in force"
@@ -188,6 +205,7 @@ impl HookFactory for EnforcingHooks {
                 Arc::clone(&self.inner),
                 session.database.clone(),
                 identity,
+                session.audit.clone(),
             ))),
             rows: None,
         }

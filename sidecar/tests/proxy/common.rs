@@ -6,12 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use dbwarden_sidecar::audit::AuditSettings;
 use dbwarden_sidecar::config::{
-    ClientAuth, ClientTlsConfig, Config, CredentialsConfig, HealthConfig, LimitsConfig,
-    ListenerConfig, TlsMode, UpstreamConfig, UpstreamTlsConfig,
+    AuditFileConfig, ClientAuth, ClientTlsConfig, Config, CredentialsConfig, HealthConfig,
+    LimitsConfig, ListenerConfig, TlsMode, UpstreamConfig, UpstreamTlsConfig,
+    WorkloadIdentityConfig,
 };
 use dbwarden_sidecar::frontend::IdentityHook;
 use dbwarden_sidecar::hook::HookFactory;
+use dbwarden_sidecar::metrics::Metrics;
 use dbwarden_sidecar::{Sidecar, SidecarHandle};
 use dbwarden_testbed::{APP, PgUser, Postgres};
 use tempfile::TempDir;
@@ -33,6 +36,10 @@ pub struct Setup {
     pub password: Option<String>,
     pub hooks: Option<Arc<dyn HookFactory>>,
     pub identity: Option<Arc<dyn IdentityHook>>,
+    /// An `audit:` section (the workload is then `shop/api` in pod `api-0`).
+    pub audit: Option<AuditFileConfig>,
+    /// Metrics shared with the hooks.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl Default for Setup {
@@ -48,6 +55,8 @@ impl Default for Setup {
             password: None,
             hooks: None,
             identity: None,
+            audit: None,
+            metrics: None,
         }
     }
 }
@@ -147,9 +156,22 @@ pub async fn proxy(
             listen: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
         }),
         policies: None,
-        identity: None,
+        identity: setup.audit.as_ref().map(|_| WorkloadIdentityConfig {
+            service_account: "shop/api".into(),
+            pod: Some("api-0".into()),
+        }),
+        audit: setup.audit.clone(),
     };
+    let audit = AuditSettings::from_config(&config)?;
     let mut sidecar = Sidecar::new(config);
+    let metrics = match setup.metrics {
+        Some(m) => m,
+        None => Arc::new(Metrics::new()?),
+    };
+    if let Some(settings) = audit {
+        sidecar = sidecar.with_audit(settings.open(metrics.clone())?);
+    }
+    sidecar = sidecar.with_metrics(metrics);
     if let Some(hooks) = setup.hooks {
         sidecar = sidecar.with_hooks(hooks);
     }
