@@ -26,6 +26,10 @@ if ((${#missing[@]})); then
 	trap '$added_policy && rm -f "$policy"' EXIT
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	# Only promtool is wanted from prometheus: keep its server from starting at boot.
+	if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+		systemctl disable --now prometheus >/dev/null 2>&1 || update-rc.d prometheus disable >/dev/null 2>&1 || true
+	fi
 fi
 
 # psycopg 3: the driver of another ecosystem that the sidecar tests drive.

@@ -1,6 +1,7 @@
 //! The sidecar against real PostgreSQL with real clients.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod audit;
 mod binary;
 mod common;
 mod drivers;
@@ -9,5 +10,6 @@ mod extended;
 mod hooks;
 mod hostile;
 mod lifecycle;
+mod metrics;
 mod programs;
 mod psycopg;
