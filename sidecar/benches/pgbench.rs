@@ -1,5 +1,7 @@
 //! pgbench select-only, directly, through pgbouncer (session mode) and through the sidecar,
-//! in one run: TPS, average latency, the ratios, and the sidecar's RSS.
+//! in one run: TPS, average latency, the ratios, and the sidecar's RSS. A second table puts the
+//! sidecar enforcing a policy with audit on (events shipped to a local collector that discards
+//! them) against the same sidecar and policy without audit: the audit's TPS cost and events/s.
 //!
 //! `cargo bench -p dbwarden-sidecar --bench pgbench` (BENCH_SECONDS, default 10, per run).
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
@@ -11,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use dbwarden_testbed::{APP, PgBouncer, Postgres};
+use dbwarden_testbed::{APP, Collector, PgBouncer, Postgres};
 use tokio::process::Command;
 
 struct Run {
@@ -80,6 +82,123 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
+/// Lets the benchmark's workload read every table (pgbench names them without a schema).
+const POLICY: &str = "apiVersion: dbwarden.io/v1alpha1
+kind: DatabaseAccessPolicy
+metadata: {name: bench, namespace: shop}
+spec:
+  database: {host: db, name: app, environment: dev, credentialsSecretRef: {name: app-db}}
+  workloadSelector: {matchLabels: {app: bench}}
+  rules:
+    - name: bench-read
+      subjects: {serviceAccounts: [bench]}
+      operations: [select]
+      tables: ['*']
+";
+
+/// Starts the sidecar binary with `extra` appended to a one-listener configuration; returns
+/// the process and its port once it accepts connections.
+async fn spawn_sidecar(
+    dir: &std::path::Path,
+    name: &str,
+    pg: &Postgres,
+    extra: &str,
+) -> Result<(tokio::process::Child, u16)> {
+    let port = free_port()?;
+    let config = dir.join(format!("sidecar-{name}.yaml"));
+    let password = dir.join("password");
+    std::fs::write(&password, APP.password)?;
+    std::fs::write(
+        &config,
+        format!(
+            "listeners:\n  - name: app\n    listen: 127.0.0.1:{port}\n    upstream:\n      host: 127.0.0.1\n      \
+             port: {}\n      database: app\n      tls: {{mode: disable}}\n      credentials: {{username: app, \
+             password_file: {}}}\n{extra}",
+            pg.port(),
+            password.display()
+        ),
+    )?;
+    let child = Command::new(env!("CARGO_BIN_EXE_dbwarden-sidecar"))
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((child, port))
+}
+
+/// Events the collector has once no more arrived for a second (shipping lags recording).
+async fn settled(collector: &Collector) -> u64 {
+    let (mut last, mut quiet) = (collector.events(), 0);
+    for _ in 0..300 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = collector.events();
+        quiet = if now == last { quiet + 1 } else { 0 };
+        last = now;
+        if quiet == 5 {
+            break;
+        }
+    }
+    last
+}
+
+/// The policy-enforcing sidecar with and without audit, same pgbench runs.
+async fn audit_table(pg: &Postgres, dir: &std::path::Path, seconds: u64) -> Result<()> {
+    let policy = dir.join("policy.yaml");
+    std::fs::write(&policy, POLICY)?;
+    let enforce = format!(
+        "policies: [{}]\nidentity: {{service_account: shop/bench, pod: bench-0}}\n",
+        policy.display()
+    );
+    let collector = Collector::discarding().await?;
+    let audit = format!(
+        "{enforce}audit:\n  collector_url: {}\n  spool_dir: {}\n  instance: bench-0\n",
+        collector.url(),
+        dir.join("spool").display()
+    );
+    let (mut plain, plain_port) = spawn_sidecar(dir, "policy", pg, &enforce).await?;
+    let (mut audited, audit_port) = spawn_sidecar(dir, "audit", pg, &audit).await?;
+    println!();
+    println!(
+        "sidecar enforcing a policy, without and with audit (ndjson to a local collector, fsync 1 s)"
+    );
+    println!(
+        "{:<9} {:>7} | {:>10} {:>8} | {:>10} {:>8} | {:>8} {:>10}",
+        "mode", "clients", "policy", "ms", "+audit", "ms", "cost", "events/s"
+    );
+    for mode in ["simple", "prepared"] {
+        for clients in [1, 16] {
+            let without = measure(plain_port, "no-token", mode, clients, seconds).await?;
+            let before = settled(&collector).await;
+            let with = measure(audit_port, "no-token", mode, clients, seconds).await?;
+            let events = settled(&collector).await - before;
+            println!(
+                "{mode:<9} {clients:>7} | {:>10.0} {:>8.3} | {:>10.0} {:>8.3} | {:>7.1}% {:>10.0}",
+                without.tps,
+                without.latency_ms,
+                with.tps,
+                with.latency_ms,
+                (1.0 - with.tps / without.tps) * 100.0,
+                events as f64 / seconds as f64
+            );
+        }
+    }
+    println!("target: audit costs <= 5% TPS (prepared: one event per Parse, not per Execute)");
+    plain.kill().await.ok();
+    audited.kill().await.ok();
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let seconds: u64 = std::env::var("BENCH_SECONDS")
@@ -91,37 +210,8 @@ async fn main() -> Result<()> {
     let bouncer = PgBouncer::start(&pg, &APP, 64).await?;
 
     let dir = tempfile::tempdir()?;
-    let port = free_port()?;
-    let config = dir.path().join("sidecar.yaml");
-    let password = dir.path().join("password");
-    std::fs::write(&password, APP.password)?;
-    std::fs::write(
-        &config,
-        format!(
-            "listeners:\n  - name: app\n    listen: 127.0.0.1:{port}\n    upstream:\n      host: 127.0.0.1\n      \
-             port: {}\n      database: app\n      tls: {{mode: disable}}\n      credentials: {{username: app, \
-             password_file: {}}}\n",
-            pg.port(),
-            password.display()
-        ),
-    )?;
-    let mut sidecar = Command::new(env!("CARGO_BIN_EXE_dbwarden-sidecar"))
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
+    let (mut sidecar, port) = spawn_sidecar(dir.path(), "sidecar", &pg, "").await?;
     let pid = sidecar.id().context("sidecar pid")?;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     println!(
         "pgbench -S (select-only), {seconds} s per run, PostgreSQL on 127.0.0.1, no TLS anywhere"
@@ -176,5 +266,6 @@ async fn main() -> Result<()> {
     );
     println!("targets with 16 clients: sidecar >= 0.75x direct and >= 1.0x pgbouncer");
     sidecar.kill().await.ok();
+    audit_table(&pg, dir.path(), seconds).await?;
     Ok(())
 }
