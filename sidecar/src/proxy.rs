@@ -450,6 +450,7 @@ async fn session(client: ClientStartup, peer: SocketAddr, ctx: &ListenerCtx, sha
         limits: shared.limits.codec(),
         idle_timeout: shared.limits.idle_timeout(),
         shutdown: shared.shutdown.clone(),
+        metrics: Some(shared.metrics.clone()),
     };
     let ended = match relay.run().await {
         Ok(end) => {
