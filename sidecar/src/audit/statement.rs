@@ -141,3 +141,53 @@ pub(super) fn tables(statement: &StatementAnalysis) -> Vec<String> {
     names.dedup();
     names
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use dbwarden_policy::decide::{Allowed, Denial, DenyCause};
+
+    use super::*;
+
+    fn allow(rule: &str, observed: Option<Observed>) -> PolicyDecision {
+        PolicyDecision::Allow(Allowed {
+            rule: Some(Arc::from(rule)),
+            masking: false,
+            unparsed: false,
+            observed,
+        })
+    }
+
+    fn denial() -> Denial {
+        Denial {
+            policy: Arc::from("shop/strict"),
+            cause: DenyCause::NoRule,
+            reason: "no rule allows it".into(),
+        }
+    }
+
+    #[test]
+    fn a_refusal_beats_an_observation_which_beats_an_allowance() {
+        let mut trail = StatementTrail::new(Instant::now(), 3);
+        for index in 0..3 {
+            trail.note(index, "shop/app", &allow("crud", None));
+        }
+        trail.note(
+            1,
+            "shop/watch",
+            &allow("x", Some(Observed::Denied(denial()))),
+        );
+        trail.note(2, "shop/strict", &PolicyDecision::Deny(denial()));
+        trail.note(2, "shop/late", &allow("late", None));
+        let o: Vec<Outcome> = trail.outcomes.iter().map(|o| o.clone().unwrap()).collect();
+        assert_eq!(o[0].decision, Decision::Allowed);
+        assert_eq!(o[0].rule.as_deref(), Some("crud"));
+        assert_eq!(o[0].policy.as_deref(), Some("shop/app"));
+        assert_eq!(o[1].decision, Decision::WouldDeny);
+        assert_eq!(o[1].rule.as_deref(), Some("default-deny"));
+        assert_eq!(o[2].decision, Decision::Denied);
+        assert_eq!(o[2].policy.as_deref(), Some("shop/strict"));
+        assert_eq!(o[2].error.as_deref(), Some("no rule allows it"));
+        assert_eq!(trail.refused, Some(2));
+    }
+}

@@ -245,6 +245,27 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_audit_section_parses_and_a_minimal_one_validates() {
+        let readme = include_str!("../../README.md");
+        let block = readme
+            .split("```yaml\n")
+            .filter_map(|rest| rest.split("```").next())
+            .find(|block| block.starts_with("audit:"))
+            .unwrap();
+        let c: Config = serde_yaml::from_str(&format!("{BASE}{block}")).unwrap();
+        let audit = c.audit.unwrap();
+        assert_eq!(audit.failure_policy, FailureMode::Closed);
+        assert_eq!(audit.statement_text, TextMode::Redacted);
+        let c = parse(&format!(
+            "{BASE}audit: {{collector_url: 'http://127.0.0.1:1/x', spool_dir: /tmp/s}}"
+        ))
+        .unwrap();
+        let audit = c.audit.unwrap();
+        assert_eq!(audit.spool_max_bytes, 256 << 20);
+        assert_eq!(audit.fsync, FsyncMode::Interval);
+    }
+
+    #[test]
     fn secrets_do_not_print() {
         assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
     }
