@@ -32,13 +32,14 @@ impl Outcome {
         }
     }
 
-    /// The outcome of one policy's decision.
-    fn of(policy: &str, decision: &PolicyDecision) -> Self {
+    /// The outcome of one policy's decision. Allowances carry no policy name: nothing reads it,
+    /// and the common case then costs no allocation.
+    fn of(decision: &PolicyDecision) -> Self {
         match decision {
             PolicyDecision::Allow(allowed) => match &allowed.observed {
                 None => Self {
                     decision: Decision::Allowed,
-                    policy: Some(Arc::from(policy)),
+                    policy: None,
                     rule: allowed.rule.clone(),
                     error: None,
                 },
@@ -106,13 +107,17 @@ impl StatementTrail {
         self.started
     }
 
-    /// Notes `policy`'s decision on statement `index`: a refusal beats an observe-only outcome,
-    /// which beats an allowance; among allowances the first policy's stays.
-    pub fn note(&mut self, index: usize, policy: &str, decision: &PolicyDecision) {
+    /// Notes one policy's decision on statement `index`: a refusal beats an observe-only
+    /// outcome, which beats an allowance; among allowances the first policy's stays.
+    pub fn note(&mut self, index: usize, decision: &PolicyDecision) {
         let Some(slot) = self.outcomes.get_mut(index) else {
             return;
         };
-        let outcome = Outcome::of(policy, decision);
+        let plain_allow = matches!(decision, PolicyDecision::Allow(a) if a.observed.is_none());
+        if slot.is_some() && plain_allow {
+            return;
+        }
+        let outcome = Outcome::of(decision);
         if slot.as_ref().is_none_or(|old| outcome.rank() > old.rank()) {
             *slot = Some(outcome);
         }
@@ -170,19 +175,14 @@ mod tests {
     fn a_refusal_beats_an_observation_which_beats_an_allowance() {
         let mut trail = StatementTrail::new(Instant::now(), 3);
         for index in 0..3 {
-            trail.note(index, "shop/app", &allow("crud", None));
+            trail.note(index, &allow("crud", None));
         }
-        trail.note(
-            1,
-            "shop/watch",
-            &allow("x", Some(Observed::Denied(denial()))),
-        );
-        trail.note(2, "shop/strict", &PolicyDecision::Deny(denial()));
-        trail.note(2, "shop/late", &allow("late", None));
+        trail.note(1, &allow("x", Some(Observed::Denied(denial()))));
+        trail.note(2, &PolicyDecision::Deny(denial()));
+        trail.note(2, &allow("late", None));
         let o: Vec<Outcome> = trail.outcomes.iter().map(|o| o.clone().unwrap()).collect();
         assert_eq!(o[0].decision, Decision::Allowed);
         assert_eq!(o[0].rule.as_deref(), Some("crud"));
-        assert_eq!(o[0].policy.as_deref(), Some("shop/app"));
         assert_eq!(o[1].decision, Decision::WouldDeny);
         assert_eq!(o[1].rule.as_deref(), Some("default-deny"));
         assert_eq!(o[2].decision, Decision::Denied);

@@ -69,7 +69,7 @@ impl SessionEnforcer {
             Err(error) => {
                 for policy in policies {
                     let decision = policy.decide_unparsed(&self.identity, &error);
-                    trail.note(0, policy.name(), &decision);
+                    trail.note(0, &decision);
                     if let Some(verdict) = self.refusal(policy, &decision, None, 0, 1) {
                         return (verdict, None);
                     }
@@ -82,7 +82,7 @@ impl SessionEnforcer {
         for policy in policies {
             let decided = policy.decide_string(&self.identity, sql, &analysis);
             for (index, decision) in decided.decisions.iter().enumerate() {
-                trail.note(index, policy.name(), decision);
+                trail.note(index, decision);
                 let fingerprint = analysis
                     .statements
                     .get(index)
