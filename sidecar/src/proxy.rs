@@ -329,37 +329,35 @@ async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, shared: 
         handshake(Stream::Plain(tcp), hs_ctx),
     )
     .await;
+    // --- metrics and audit of the startup's outcome (a refused startup: bad token, no user,
+    // replication, is an authentication failure) ---
+    match &startup {
+        Ok(Err(FrontendError::Refused(reason))) => {
+            shared.metrics.connection(ConnectionOutcome::AuthFailed);
+            if let Some(audit) = &shared.audit {
+                audit.auth_failure(&ctx.name, &ctx.target.database, &peer.to_string(), reason);
+            }
+        }
+        Err(_) | Ok(Err(_)) => shared.metrics.connection(ConnectionOutcome::StartupFailed),
+        Ok(Ok(Handshake::Cancel(_))) => shared.metrics.connection(ConnectionOutcome::Cancel),
+        Ok(Ok(Handshake::Session(_))) => {}
+    }
+    // --- end ---
     match startup {
-        Err(_) => {
-            shared.metrics.connection(ConnectionOutcome::StartupFailed);
-            tracing::info!(listener = %ctx.name, %peer, "startup timed out")
-        }
+        Err(_) => tracing::info!(listener = %ctx.name, %peer, "startup timed out"),
         Ok(Err(e)) => {
-            tracing::info!(listener = %ctx.name, %peer, error = %e, kind = e.label(), "startup failed");
-            // --- audit: a refused startup (bad token, no user, replication) is an auth failure.
-            if let FrontendError::Refused(reason) = &e {
-                shared.metrics.connection(ConnectionOutcome::AuthFailed);
-                if let Some(audit) = &shared.audit {
-                    let peer = peer.to_string();
-                    audit.auth_failure(&ctx.name, &ctx.target.database, &peer, reason);
-                }
-            } else {
-                shared.metrics.connection(ConnectionOutcome::StartupFailed);
-            }
+            tracing::info!(listener = %ctx.name, %peer, error = %e, kind = e.label(), "startup failed")
         }
-        Ok(Ok(Handshake::Cancel(key))) => {
-            shared.metrics.connection(ConnectionOutcome::Cancel);
-            match shared.registry.lookup(key) {
-                Some((target, upstream_key)) => {
-                    if let Err(e) = target.cancel(upstream_key).await {
-                        tracing::warn!(listener = %ctx.name, error = %e, "passing a cancel request on failed");
-                    }
-                }
-                None => {
-                    tracing::info!(listener = %ctx.name, %peer, "cancel request with an unknown key")
+        Ok(Ok(Handshake::Cancel(key))) => match shared.registry.lookup(key) {
+            Some((target, upstream_key)) => {
+                if let Err(e) = target.cancel(upstream_key).await {
+                    tracing::warn!(listener = %ctx.name, error = %e, "passing a cancel request on failed");
                 }
             }
-        }
+            None => {
+                tracing::info!(listener = %ctx.name, %peer, "cancel request with an unknown key")
+            }
+        },
         Ok(Ok(Handshake::Session(client))) => session(*client, peer, &ctx, &shared).await,
     }
 }

@@ -14,7 +14,7 @@ use dbwarden_testbed::{APP, Collector, Postgres};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
-use crate::common::{Proxy, Setup, TestResult, proxy, start_pg};
+use crate::common::{Proxy, Raw, Setup, TestResult, proxy, start_pg};
 
 /// Lets `shop/api` select, insert, update and delete on `public.*`; everything else is refused.
 pub const POLICY: &str = "apiVersion: dbwarden.io/v1alpha1
@@ -136,6 +136,22 @@ async fn statements_through_a_policy_become_a_verified_chain_at_the_collector() 
     let audit = audit_config(&collector, &dir.path().join("spool"), "api-0.test");
     let (mut p, _metrics) = audited_proxy(&pg, dir.path(), audit).await?;
 
+    // A refused startup (replication) is an auth.failure, recorded before anything else.
+    let mut raw = Raw::connect(p.addr).await?;
+    let mut out = bytes::BytesMut::new();
+    postgres_protocol::message::frontend::startup_message(
+        [
+            ("user", "app"),
+            ("database", "app"),
+            ("replication", "true"),
+        ],
+        &mut out,
+    )?;
+    raw.send(&out).await?;
+    let (tag, _) = raw.recv().await?.ok_or("closed without an error")?;
+    assert_eq!(tag, b'E');
+    wait_for(&collector, Duration::from_secs(20), |evs| !evs.is_empty()).await;
+
     let client = p.connect().await?;
     let rows = client
         .query("SELECT name FROM public.t WHERE id = 1", &[])
@@ -163,10 +179,16 @@ async fn statements_through_a_policy_become_a_verified_chain_at_the_collector() 
     let evs = events(&lines);
     let ids = verified(&lines);
     assert_eq!(ids.len(), evs.len(), "ids are unique: {lines:#?}");
+    let failure = &evs[0];
+    assert_eq!(failure["kind"], "auth.failure");
+    assert!(failure["error"].as_str().unwrap().contains("replication"));
+    assert!(failure["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    let evs = &evs[1..];
     let kinds: Vec<&str> = evs.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds.first(), Some(&"connection.open"), "{kinds:?}");
     assert_eq!(kinds.last(), Some(&"connection.close"), "{kinds:?}");
-    for e in &evs {
+    assert_eq!(evs.last().unwrap()["reason"], "terminated");
+    for e in evs {
         assert_eq!(e["instance"], "api-0.test");
         assert_eq!(e["identity"]["service_account"], "api");
         assert_eq!(e["identity"]["namespace"], "shop");
