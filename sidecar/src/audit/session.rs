@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dbwarden_audit::{Decision, Event, Identity as AuditIdentity, Kind, StatementText};
-use dbwarden_policy::analyze::Analysis;
+use dbwarden_policy::analyze::{Analysis, StatementAnalysis};
 
 use super::statement::{StatementTrail, tables};
 use super::{SidecarAudit, refusal_message};
@@ -127,6 +127,7 @@ impl SessionAudit {
         let m = &self.metrics;
         let count = trail.outcomes.len();
         let refused = trail.refused;
+        let mut decided = Vec::with_capacity(count);
         let mut events = Vec::with_capacity(if self.conn.is_some() { count } else { 0 });
         for (index, outcome) in trail.outcomes.into_iter().enumerate() {
             let statement = analysis.and_then(|a| a.statements.get(index));
@@ -150,50 +151,72 @@ impl SessionAudit {
                 (Some(o), None) => o,
                 (None, None) => continue,
             };
-            m.statement(operation, outcome.decision.label());
             if refused == Some(index) {
                 m.denial(
                     outcome.policy.as_deref().unwrap_or("none"),
                     outcome.rule.as_deref().unwrap_or("none"),
                 );
             }
-            let Some(conn) = &self.conn else { continue };
-            let mut event = conn
-                .event(Kind::Statement)
-                .decision(outcome.decision, outcome.rule.as_deref().map(str::to_owned));
-            if let Some(error) = outcome.error {
-                event = event.error(error);
+            decided.push((operation, outcome.decision));
+            if let Some(conn) = &self.conn {
+                events.push(conn.statement_event(sql, statement, operation, outcome));
             }
-            let text = conn.audit.text;
-            match (statement, sql) {
-                (Some(s), Some(sql)) => {
-                    event = event
-                        .analysis(s.fingerprint.hash.clone(), operation, tables(s))
-                        .statement(text, sql, &s.fingerprint.normalized);
+        }
+        let recorded = match &self.conn {
+            None => Ok(()),
+            Some(conn) => match conn.audit.record(events) {
+                Ok(()) => Ok(()),
+                Err(e) if e.must_refuse() => {
+                    tracing::warn!(error = %e, "audit: statement refused, its event cannot be stored");
+                    Err(refusal_message(&e))
                 }
-                // Text that could not be analysed has no literal-free form: only `full` keeps it.
-                (None, Some(sql)) if text == StatementText::Full => {
-                    event = event.statement(text, sql, "");
-                    event.operation = Some(operation.to_owned());
+                Err(e) => {
+                    tracing::error!(error = %e, "audit: statement events not recorded");
+                    Ok(())
                 }
-                _ => event.operation = Some(operation.to_owned()),
-            }
-            events.push(event);
+            },
+        };
+        for (operation, decision) in decided {
+            let label = if recorded.is_err() && decision != Decision::Denied {
+                "audit_refused"
+            } else {
+                decision.label()
+            };
+            m.statement(operation, label);
         }
         m.check_duration(trail.started.elapsed());
-        let Some(conn) = &self.conn else {
-            return Ok(());
-        };
-        match conn.audit.record(events) {
-            Ok(()) => Ok(()),
-            Err(e) if e.must_refuse() => {
-                tracing::warn!(error = %e, "audit: statement refused, its event cannot be stored");
-                m.statement("audit", "refused");
-                Err(refusal_message(&e))
+        recorded
+    }
+}
+
+impl Conn {
+    /// The `statement` event of one statement of a query string.
+    fn statement_event(
+        &self,
+        sql: Option<&str>,
+        statement: Option<&StatementAnalysis>,
+        operation: &str,
+        outcome: super::Outcome,
+    ) -> Event {
+        let mut event = self
+            .event(Kind::Statement)
+            .decision(outcome.decision, outcome.rule.as_deref().map(str::to_owned));
+        if let Some(error) = outcome.error {
+            event = event.error(error);
+        }
+        let text = self.audit.text;
+        match (statement, sql) {
+            (Some(s), Some(sql)) => event
+                .analysis(s.fingerprint.hash.clone(), operation, tables(s))
+                .statement(text, sql, &s.fingerprint.normalized),
+            // Text that could not be analysed has no literal-free form: only `full` keeps it.
+            (None, Some(sql)) if text == StatementText::Full => {
+                event.operation = Some(operation.to_owned());
+                event.statement(text, sql, "")
             }
-            Err(e) => {
-                tracing::error!(error = %e, "audit: statement events not recorded");
-                Ok(())
+            _ => {
+                event.operation = Some(operation.to_owned());
+                event
             }
         }
     }

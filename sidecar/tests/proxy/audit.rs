@@ -387,7 +387,7 @@ async fn failure_policy_closed_refuses_statements_while_the_spool_is_full() -> T
     let dir = tempfile::tempdir()?;
     let mut audit = audit_config(&collector, &dir.path().join("spool"), "api-0.closed");
     audit.spool_max_bytes = 4096;
-    let (mut p, _metrics) = audited_proxy(&pg, dir.path(), audit).await?;
+    let (mut p, metrics) = audited_proxy(&pg, dir.path(), audit).await?;
     let client = p.connect().await?;
 
     let mut ran = 0;
@@ -413,6 +413,18 @@ async fn failure_policy_closed_refuses_statements_while_the_spool_is_full() -> T
         .unwrap_err();
     let message = again.as_db_error().map(|e| e.message()).unwrap_or("");
     assert!(message.contains("audit spool full"), "{again:?}");
+
+    let text = metrics.encode()?;
+    assert!(
+        text.contains(
+            "dbwarden_statements_total{decision=\"audit_refused\",operation=\"select\"} 2"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("dbwarden_audit_events_refused_total 2"),
+        "{text}"
+    );
 
     collector.restart().await?;
     let deadline = Instant::now() + Duration::from_secs(20);
