@@ -211,9 +211,17 @@ pub struct SidecarAudit {
 }
 
 impl SidecarAudit {
-    /// The next connection number.
+    /// The next connection number: never below the chain's next seq, so numbers stay unique
+    /// per instance across restarts on the same spool (each open takes at least one seq).
     fn next_connection(&self) -> u64 {
-        self.connections.fetch_add(1, Ordering::Relaxed)
+        let floor = self.auditor.next_seq();
+        let previous = self
+            .connections
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+                Some(last.saturating_add(1).max(floor))
+            })
+            .unwrap_or_else(|last| last);
+        previous.saturating_add(1).max(floor)
     }
 
     /// Records `events` in one write (all or none), counting them by kind.

@@ -375,6 +375,18 @@ audit:
         "order follows the sequence: {firsts:?}"
     );
     assert!(evs.iter().all(|e| e["instance"] == "api-0"));
+    // Connection numbers stay unique across the restart (each tied to one open and one close).
+    let mut opens = HashSet::new();
+    let mut seen_ids = HashSet::new();
+    for e in &evs {
+        if e["kind"] == "connection.open" && seen_ids.insert(e["id"].as_str().unwrap()) {
+            assert!(
+                opens.insert(e["connection"].as_u64().unwrap()),
+                "connection number reused: {e}"
+            );
+        }
+    }
+    assert!(opens.len() as u32 >= ran);
     Ok(())
 }
 
