@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the distribution packages the tests and the benchmark use: PostgreSQL (server,
-# psql, pgbench), pgbouncer (benchmark baseline), and the Python driver one test uses.
+# psql, pgbench), pgbouncer (benchmark baseline), prometheus (promtool checks /metrics), and the
+# Python driver one test uses.
 # Idempotent: installs only what is missing, so a second run takes well under a second.
 set -euo pipefail
 
-packages=(postgresql postgresql-client pgbouncer python3-pip)
+packages=(postgresql postgresql-client pgbouncer python3-pip prometheus)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,6 +26,10 @@ if ((${#missing[@]})); then
 	trap '$added_policy && rm -f "$policy"' EXIT
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	# Only promtool is wanted from prometheus: keep its server from starting at boot.
+	if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+		systemctl disable --now prometheus >/dev/null 2>&1 || update-rc.d prometheus disable >/dev/null 2>&1 || true
+	fi
 fi
 
 # psycopg 3: the driver of another ecosystem that the sidecar tests drive.

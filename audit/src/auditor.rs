@@ -190,6 +190,14 @@ impl Auditor {
         }
     }
 
+    /// The seq the next recorded event gets (it goes on across restarts on the same spool).
+    pub fn next_seq(&self) -> u64 {
+        self.chain
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next_seq()
+    }
+
     /// The live counters, for `/metrics`.
     pub fn stats(&self) -> Arc<Stats> {
         self.stats.clone()

@@ -38,6 +38,12 @@ pub struct Event {
     /// Connection number within the instance, tying statements to their connection events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<u64>,
+    /// The client's address (`ip:port`), on connection and authentication events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// Why a connection ended (`connection.close`): `terminated`, `client_closed`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Statement text as the policy's `statementText` allows (absent for `none`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement: Option<String>,
@@ -183,6 +189,9 @@ pub struct Durations {
     /// Time the proxy itself added (decode, decide, mask).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_us: Option<u64>,
+    /// How long the connection was open (`connection.close`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_us: Option<u64>,
 }
 
 /// An approval request an event refers to.
@@ -245,6 +254,8 @@ impl Event {
             identity: Identity::default(),
             database: None,
             connection: None,
+            peer: None,
+            reason: None,
             statement: None,
             fingerprint: None,
             operation: None,
@@ -274,6 +285,18 @@ impl Event {
     /// Sets the connection number.
     pub fn connection(mut self, connection: u64) -> Self {
         self.connection = Some(connection);
+        self
+    }
+
+    /// Sets the client's address.
+    pub fn peer(mut self, peer: impl Into<String>) -> Self {
+        self.peer = Some(peer.into());
+        self
+    }
+
+    /// Sets why a connection ended.
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
         self
     }
 
@@ -325,7 +348,16 @@ impl Event {
         self.durations = Some(Durations {
             upstream_us,
             proxy_us,
+            session_us: None,
         });
+        self
+    }
+
+    /// Sets how long the connection was open, in microseconds (`connection.close`).
+    pub fn session_duration(mut self, session_us: u64) -> Self {
+        self.durations
+            .get_or_insert_with(Durations::default)
+            .session_us = Some(session_us);
         self
     }
 

@@ -106,7 +106,8 @@ fn every_kind_of_event() -> Vec<Value> {
         Event::new(Kind::ConnectionOpen)
             .identity(common::statement(0).identity)
             .database("shop")
-            .connection(1),
+            .connection(1)
+            .peer("127.0.0.1:50312"),
         common::statement(1),
         common::statement(2)
             .statement(StatementText::None, "x", "y")
@@ -122,7 +123,10 @@ fn every_kind_of_event() -> Vec<Value> {
             phase: ApprovalPhase::Approved,
             decided_by: Some("bob@example.com".into()),
         }),
-        Event::new(Kind::ConnectionClose).connection(1),
+        Event::new(Kind::ConnectionClose)
+            .connection(1)
+            .reason("client_closed")
+            .session_duration(1_250_000),
     ];
     events
         .into_iter()

@@ -127,7 +127,8 @@ spec:
             .await
             .unwrap();
         let client = kube::Client::try_from(config).unwrap();
-        cluster::start(env, client).await.unwrap()
+        let metrics = std::sync::Arc::new(dbwarden_sidecar::metrics::Metrics::new().unwrap());
+        cluster::start(env, client, metrics).await.unwrap()
     }
 
     /// The app's connection: no password, so it runs as the pod's ServiceAccount.

@@ -1,6 +1,8 @@
 //! pgbench select-only, directly, through pgbouncer (session mode) and through the sidecar,
 //! in one run: TPS, average latency, the ratios, and the sidecar's RSS; plus the sidecar
-//! enforcing a realistic policy (rules, guardrails, masking) against the pass-through one.
+//! enforcing a realistic policy (rules, guardrails, masking) against the pass-through one. A
+//! second table puts the enforcing sidecar with audit on (events shipped to a local collector
+//! that discards them) against the same sidecar without audit: the audit's TPS cost and events/s.
 //!
 //! `cargo bench -p dbwarden-sidecar --bench pgbench` (BENCH_SECONDS, default 10, per run).
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
@@ -12,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use dbwarden_testbed::{APP, PgBouncer, Postgres};
+use dbwarden_testbed::{APP, Collector, PgBouncer, Postgres};
 use tokio::process::Command;
 
 struct Run {
@@ -60,11 +62,9 @@ async fn measure(port: u16, password: &str, mode: &str, clients: u32, seconds: u
         password,
         &["-S", "-n", "-T", &t, "-c", &c, "-j", &j, "-M", mode],
     )
-    .await
-    .with_context(|| format!("pgbench -M {mode} -c {clients} on port {port}"))?;
+    .await?;
     Ok(Run {
-        tps: field(&out, "tps = ")
-            .with_context(|| format!("-M {mode} -c {clients} on port {port}"))?,
+        tps: field(&out, "tps = ")?,
         latency_ms: field(&out, "latency average = ")?,
     })
 }
@@ -101,23 +101,35 @@ spec:
       - {columns: [public.pgbench_accounts.filler], strategy: redact}
 ";
 
-/// Starts the sidecar binary with `yaml` as its configuration; waits for its listener.
-async fn spawn_sidecar(path: &std::path::Path, yaml: &str) -> Result<(tokio::process::Child, u32)> {
-    std::fs::write(path, yaml)?;
-    let port: u16 = yaml
-        .split("listen: 127.0.0.1:")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .context("listen port")?;
+/// Starts the sidecar binary with `extra` appended to a one-listener configuration; returns
+/// the process and its port once it accepts connections.
+async fn spawn_sidecar(
+    dir: &std::path::Path,
+    name: &str,
+    pg: &Postgres,
+    extra: &str,
+) -> Result<(tokio::process::Child, u16)> {
+    let port = free_port()?;
+    let config = dir.join(format!("sidecar-{name}.yaml"));
+    let password = dir.join("password");
+    std::fs::write(&password, APP.password)?;
+    std::fs::write(
+        &config,
+        format!(
+            "listeners:\n  - name: app\n    listen: 127.0.0.1:{port}\n    upstream:\n      host: 127.0.0.1\n      \
+             port: {}\n      database: app\n      tls: {{mode: disable}}\n      credentials: {{username: app, \
+             password_file: {}}}\n{extra}",
+            pg.port(),
+            password.display()
+        ),
+    )?;
     let child = Command::new(env!("CARGO_BIN_EXE_dbwarden-sidecar"))
         .arg("--config")
-        .arg(path)
+        .arg(&config)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()?;
-    let pid = child.id().context("sidecar pid")?;
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -127,7 +139,69 @@ async fn spawn_sidecar(path: &std::path::Path, yaml: &str) -> Result<(tokio::pro
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Ok((child, pid))
+    Ok((child, port))
+}
+
+/// Events the collector has once no more arrived for a second (shipping lags recording).
+async fn settled(collector: &Collector) -> u64 {
+    let (mut last, mut quiet) = (collector.events(), 0);
+    for _ in 0..300 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = collector.events();
+        quiet = if now == last { quiet + 1 } else { 0 };
+        last = now;
+        if quiet == 5 {
+            break;
+        }
+    }
+    last
+}
+
+/// The policy-enforcing sidecar with and without audit, same pgbench runs.
+async fn audit_table(pg: &Postgres, dir: &std::path::Path, seconds: u64) -> Result<()> {
+    let policy = dir.join("policy.yaml");
+    std::fs::write(&policy, POLICY)?;
+    let enforce = format!(
+        "policies: [{}]\nidentity: {{service_account: bench/pgbench, pod: bench-0}}\n",
+        policy.display()
+    );
+    let collector = Collector::discarding().await?;
+    let audit = format!(
+        "{enforce}audit:\n  collector_url: {}\n  spool_dir: {}\n  instance: bench-0\n",
+        collector.url(),
+        dir.join("spool").display()
+    );
+    let (mut plain, plain_port) = spawn_sidecar(dir, "policy", pg, &enforce).await?;
+    let (mut audited, audit_port) = spawn_sidecar(dir, "audit", pg, &audit).await?;
+    println!();
+    println!(
+        "sidecar enforcing a policy, without and with audit (ndjson to a local collector, fsync 1 s)"
+    );
+    println!(
+        "{:<9} {:>7} | {:>10} {:>8} | {:>10} {:>8} | {:>8} {:>10}",
+        "mode", "clients", "policy", "ms", "+audit", "ms", "cost", "events/s"
+    );
+    for mode in ["simple", "prepared"] {
+        for clients in [1, 16] {
+            let without = measure(plain_port, "no-token", mode, clients, seconds).await?;
+            let before = settled(&collector).await;
+            let with = measure(audit_port, "no-token", mode, clients, seconds).await?;
+            let events = settled(&collector).await - before;
+            println!(
+                "{mode:<9} {clients:>7} | {:>10.0} {:>8.3} | {:>10.0} {:>8.3} | {:>7.1}% {:>10.0}",
+                without.tps,
+                without.latency_ms,
+                with.tps,
+                with.latency_ms,
+                (1.0 - with.tps / without.tps) * 100.0,
+                events as f64 / seconds as f64
+            );
+        }
+    }
+    println!("target: audit costs <= 5% TPS (prepared: one event per Parse, not per Execute)");
+    plain.kill().await.ok();
+    audited.kill().await.ok();
+    Ok(())
 }
 
 #[tokio::main]
@@ -141,30 +215,18 @@ async fn main() -> Result<()> {
     let bouncer = PgBouncer::start(&pg, &APP, 64).await?;
 
     let dir = tempfile::tempdir()?;
-    let password = dir.path().join("password");
-    std::fs::write(&password, APP.password)?;
-    let listener = |port: u16| {
-        format!(
-            "listeners:\n  - name: app\n    listen: 127.0.0.1:{port}\n    upstream:\n      host: 127.0.0.1\n      \
-             port: {}\n      database: app\n      tls: {{mode: disable}}\n      credentials: {{username: app, \
-             password_file: {}}}\n",
-            pg.port(),
-            password.display()
-        )
-    };
-    let port = free_port()?;
-    let (mut sidecar, pid) =
-        spawn_sidecar(&dir.path().join("sidecar.yaml"), &listener(port)).await?;
+    let (mut sidecar, port) = spawn_sidecar(dir.path(), "sidecar", &pg, "").await?;
+    let pid = sidecar.id().context("sidecar pid")?;
     // The same sidecar enforcing a realistic policy: rules, guardrails with maxRows, and one
     // masking rule on a column pgbench does not select, so every row passes the row hook.
     let policy = dir.path().join("policy.yaml");
     std::fs::write(&policy, POLICY)?;
-    let enforcing_port = free_port()?;
-    let (mut enforcing, _) = spawn_sidecar(
-        &dir.path().join("enforcing.yaml"),
+    let (mut enforcing, enforcing_port) = spawn_sidecar(
+        dir.path(),
+        "enforcing",
+        &pg,
         &format!(
-            "{}policies: [{}]\nidentity: {{service_account: bench/pgbench}}\n",
-            listener(enforcing_port),
+            "policies: [{}]\nidentity: {{service_account: bench/pgbench}}\n",
             policy.display()
         ),
     )
@@ -232,5 +294,6 @@ async fn main() -> Result<()> {
     println!("target: enforcing (rules, guardrails, masking) >= 0.9x the pass-through sidecar");
     sidecar.kill().await.ok();
     enforcing.kill().await.ok();
+    audit_table(&pg, dir.path(), seconds).await?;
     Ok(())
 }

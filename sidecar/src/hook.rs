@@ -55,6 +55,8 @@ pub struct SessionInfo {
     pub identity: Identity,
     /// `application_name` sent by the client, if any.
     pub application_name: Option<String>,
+    /// The session's audit and metrics handle: hooks report every decision through it.
+    pub audit: crate::audit::SessionAudit,
 }
 
 /// A statement on its way to the server.

@@ -7,6 +7,7 @@
 //! [`enforce`] applies policies; [`cluster`] is the sidecar as injected into a pod (policies
 //! watched from the API server).
 
+pub mod audit;
 pub mod backend;
 pub mod cluster;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod frontend;
 pub mod health;
 pub mod hook;
 pub mod identity;
+pub mod metrics;
 pub mod net;
 pub mod protocol;
 pub mod proxy;

@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
+use dbwarden_sidecar::audit::AuditSettings;
 use dbwarden_sidecar::cluster::{self, PodEnv};
 use dbwarden_sidecar::enforce::{EnforcingHooks, RELOAD_INTERVAL};
 use dbwarden_sidecar::identity::PolicyIdentity;
+use dbwarden_sidecar::metrics::Metrics;
 use dbwarden_sidecar::{Config, Sidecar, SidecarHandle};
 
 /// The dbwarden sidecar: a PostgreSQL proxy that governs every statement.
@@ -69,14 +71,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let (handle, watch) = match &args.config {
-        Some(path) => (standalone(path).await?, None),
+        Some(path) => (standalone(path, metrics).await?, None),
         None => {
             let env = PodEnv::from_env()?;
             let client = kube::Client::try_default()
                 .await
                 .context("connecting to the Kubernetes API server")?;
-            let started = cluster::start(env, client).await?;
+            let started = cluster::start(env, client, metrics).await?;
             (started.handle, Some(started.watch))
         }
     };
@@ -97,15 +100,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
 /// Starts from a configuration file. With `policies:`, every file must load and compile or the
 /// sidecar does not start.
-async fn standalone(path: &Path) -> anyhow::Result<SidecarHandle> {
+async fn standalone(path: &Path, metrics: Arc<Metrics>) -> anyhow::Result<SidecarHandle> {
     let config = Config::load(path).with_context(|| format!("loading {}", path.display()))?;
-    let mut sidecar = Sidecar::new(config.clone());
+    let mut sidecar = Sidecar::new(config.clone()).with_metrics(metrics.clone());
     if let Some(hooks) = EnforcingHooks::from_config(&config).context("loading policies")? {
+        let hooks = hooks.with_metrics(metrics.clone());
         hooks.spawn_reloader(RELOAD_INTERVAL);
         // End-user tokens are verified by the policies' spec.identity, kept in step on reload.
         let identity = Arc::new(PolicyIdentity::from_config(&config));
         hooks.attach_identity(Arc::clone(&identity));
         sidecar = sidecar.with_hooks(Arc::new(hooks)).with_identity(identity);
+    }
+    match AuditSettings::from_config(&config).context("configuring audit")? {
+        Some(settings) => {
+            let audit = settings.open(metrics).context("starting audit")?;
+            sidecar = sidecar.with_audit(audit);
+        }
+        None => tracing::info!("no audit: section: no audit events are recorded"),
     }
     sidecar.start().await.context("starting the sidecar")
 }

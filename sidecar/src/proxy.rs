@@ -11,19 +11,22 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::audit::{SessionAudit, SidecarAudit};
 use crate::backend::tls::{UpstreamTlsError, connector};
 use crate::backend::{BackendError, UpstreamTarget};
 use crate::config::{ClientAuth, Config, ConfigError, LimitsConfig};
 use crate::frontend::tls::{TlsConfigError, server_config};
 use crate::frontend::{
-    ClientStartup, Handshake, HandshakeContext, IdentityHook, WorkloadIdentity, handshake,
+    ClientStartup, FrontendError, Handshake, HandshakeContext, IdentityHook, WorkloadIdentity,
+    handshake,
 };
 use crate::health;
 use crate::hook::{AllowAll, HookFactory, SessionInfo};
+use crate::metrics::{ConnectionOutcome, Metrics};
 use crate::net::Stream;
 use crate::protocol::backend::{self, CONNECTION_FAILURE, Severity};
-use crate::session::Relay;
 use crate::session::cancel::CancelRegistry;
+use crate::session::{Relay, SessionEnd};
 
 /// Why the sidecar could not start.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,9 @@ pub enum StartError {
         #[source]
         source: UpstreamTlsError,
     },
+    /// The metrics could not be registered.
+    #[error("registering metrics")]
+    Metrics(#[from] prometheus::Error),
     /// A listen address could not be bound.
     #[error("binding {addr}")]
     Bind {
@@ -60,6 +66,8 @@ pub struct Sidecar {
     config: Config,
     hooks: Arc<dyn HookFactory>,
     identity: Arc<dyn IdentityHook>,
+    metrics: Option<Arc<Metrics>>,
+    audit: Option<Arc<SidecarAudit>>,
 }
 
 /// What every connection of every listener shares.
@@ -72,6 +80,8 @@ struct Shared {
     client_auth: ClientAuth,
     limits: LimitsConfig,
     shutdown: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+    audit: Option<Arc<SidecarAudit>>,
 }
 
 #[derive(Debug)]
@@ -88,6 +98,8 @@ impl Sidecar {
             config,
             hooks: Arc::new(AllowAll),
             identity: Arc::new(WorkloadIdentity { workload }),
+            metrics: None,
+            audit: None,
         }
     }
 
@@ -108,9 +120,25 @@ impl Sidecar {
         self
     }
 
+    /// Uses `metrics` (shared with the hooks) instead of a registry of its own.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Records audit events with `audit` (see [`crate::audit`]).
+    pub fn with_audit(mut self, audit: Arc<SidecarAudit>) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
     /// Validates the configuration, binds every listener and starts serving.
     pub async fn start(self) -> Result<SidecarHandle, StartError> {
         let config = self.config;
+        let metrics = match self.metrics {
+            Some(m) => m,
+            None => Arc::new(Metrics::new()?),
+        };
         config.validate()?;
         let tls = match &config.client_tls {
             Some(t) => Some(server_config(&t.cert_file, &t.key_file)?),
@@ -125,6 +153,8 @@ impl Sidecar {
             client_auth: config.client_auth,
             limits: config.limits.clone(),
             shutdown: shutdown_rx,
+            metrics: metrics.clone(),
+            audit: self.audit.clone(),
         });
         let mut addrs = Vec::new();
         let mut tasks = JoinSet::new();
@@ -167,13 +197,12 @@ impl Sidecar {
         let ready = Arc::new(AtomicBool::new(true));
         let (health_addr, health_task) = match &config.health {
             Some(h) => {
-                let (addr, task) =
-                    health::serve(h.listen, ready.clone())
-                        .await
-                        .map_err(|source| StartError::Bind {
-                            addr: h.listen,
-                            source,
-                        })?;
+                let (addr, task) = health::serve(h.listen, ready.clone(), metrics.clone())
+                    .await
+                    .map_err(|source| StartError::Bind {
+                        addr: h.listen,
+                        source,
+                    })?;
                 (Some(addr), Some(task))
             }
             None => (None, None),
@@ -186,6 +215,8 @@ impl Sidecar {
             shutdown: shutdown_tx,
             tasks,
             registry: shared.registry.clone(),
+            metrics,
+            audit: self.audit,
         })
     }
 }
@@ -200,6 +231,8 @@ pub struct SidecarHandle {
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
     registry: Arc<CancelRegistry>,
+    metrics: Arc<Metrics>,
+    audit: Option<Arc<SidecarAudit>>,
 }
 
 impl SidecarHandle {
@@ -218,6 +251,11 @@ impl SidecarHandle {
         self.health_addr
     }
 
+    /// The process's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// Sessions currently relaying.
     pub fn active_sessions(&self) -> usize {
         self.registry.len()
@@ -229,6 +267,10 @@ impl SidecarHandle {
         self.ready.store(false, Ordering::Release);
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+        // Sessions are gone: deliver what the spool holds within the drain time.
+        if let Some(audit) = self.audit.take() {
+            audit.close().await;
+        }
         if let Some(task) = self.health_task.take() {
             task.abort();
         }
@@ -287,6 +329,20 @@ async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, shared: 
         handshake(Stream::Plain(tcp), hs_ctx),
     )
     .await;
+    // --- metrics and audit of the startup's outcome (a refused startup: bad token, no user,
+    // replication, is an authentication failure) ---
+    match &startup {
+        Ok(Err(FrontendError::Refused(reason))) => {
+            shared.metrics.connection(ConnectionOutcome::AuthFailed);
+            if let Some(audit) = &shared.audit {
+                audit.auth_failure(&ctx.name, &ctx.target.database, &peer.to_string(), reason);
+            }
+        }
+        Err(_) | Ok(Err(_)) => shared.metrics.connection(ConnectionOutcome::StartupFailed),
+        Ok(Ok(Handshake::Cancel(_))) => shared.metrics.connection(ConnectionOutcome::Cancel),
+        Ok(Ok(Handshake::Session(_))) => {}
+    }
+    // --- end ---
     match startup {
         Err(_) => tracing::info!(listener = %ctx.name, %peer, "startup timed out"),
         Ok(Err(e)) => {
@@ -316,22 +372,31 @@ async fn session(client: ClientStartup, peer: SocketAddr, ctx: &ListenerCtx, sha
     } = client;
     if let Err(denial) = shared.hooks.check_startup(&params) {
         tracing::info!(listener = %ctx.name, %peer, "startup parameters refused by policy");
-        let mut out = BytesMut::new();
-        backend::encode_error(
-            &mut out,
-            Severity::Fatal,
-            backend::INSUFFICIENT_PRIVILEGE,
-            &denial.message,
-            denial.detail.as_deref(),
-        );
-        let _ = stream.write_all(&out).await;
-        let _ = stream.shutdown().await;
+        shared.metrics.connection(ConnectionOutcome::Refused);
+        refuse(&mut stream, &denial.message, denial.detail.as_deref()).await;
         return;
     }
+    // --- audit: connection.open before the database is contacted; closed + full refuses.
+    let audit = match SessionAudit::open(
+        shared.audit.as_ref(),
+        shared.metrics.clone(),
+        &ctx.target.database,
+        &identity,
+        peer,
+    ) {
+        Ok(audit) => audit,
+        Err(message) => {
+            shared.metrics.connection(ConnectionOutcome::Refused);
+            refuse(&mut stream, &message, None).await;
+            return;
+        }
+    };
     let upstream = match ctx.target.connect(&params).await {
         Ok(u) => u,
         Err(e) => {
             tracing::warn!(listener = %ctx.name, %peer, error = %e, kind = e.label(), "upstream connection failed");
+            shared.metrics.connection(ConnectionOutcome::UpstreamFailed);
+            audit.close("upstream_failed");
             let mut out = BytesMut::new();
             match &e {
                 BackendError::Server(frame) => out.extend_from_slice(frame.as_bytes()),
@@ -356,8 +421,11 @@ async fn session(client: ClientStartup, peer: SocketAddr, ctx: &ListenerCtx, sha
     backend::encode_ready(&mut out, upstream.status);
     if let Err(e) = stream.write_all(&out).await {
         tracing::info!(listener = %ctx.name, %peer, error = %e, "client left during startup");
+        audit.close("client_closed");
         return;
     }
+    shared.metrics.connection(ConnectionOutcome::Session);
+    let _open = shared.metrics.session_opened();
     let info = SessionInfo {
         listener: ctx.name.clone(),
         database: ctx.target.database.clone(),
@@ -367,6 +435,7 @@ async fn session(client: ClientStartup, peer: SocketAddr, ctx: &ListenerCtx, sha
             .iter()
             .find(|(k, _)| k == "application_name")
             .map(|(_, v)| v.clone()),
+        audit: audit.clone(),
     };
     tracing::info!(
         listener = %ctx.name, %peer, client_user = %user, identity = %info.identity.subject,
@@ -380,12 +449,43 @@ async fn session(client: ClientStartup, peer: SocketAddr, ctx: &ListenerCtx, sha
         idle_timeout: shared.limits.idle_timeout(),
         shutdown: shared.shutdown.clone(),
         cancel: registration.cancelled.clone(),
+        metrics: Some(shared.metrics.clone()),
     };
-    match relay.run().await {
-        Ok(end) => tracing::info!(listener = %ctx.name, %peer, ?end, "session ended"),
-        Err(e) => {
-            tracing::info!(listener = %ctx.name, %peer, error = %e, kind = e.label(), "session failed")
+    let ended = match relay.run().await {
+        Ok(end) => {
+            tracing::info!(listener = %ctx.name, %peer, ?end, "session ended");
+            end_label(end)
         }
-    }
+        Err(e) => {
+            tracing::info!(listener = %ctx.name, %peer, error = %e, kind = e.label(), "session failed");
+            e.label()
+        }
+    };
+    audit.close(ended);
     drop(registration);
+}
+
+/// Ends a connection before its session starts with `FATAL 42501`.
+async fn refuse(stream: &mut Stream, message: &str, detail: Option<&str>) {
+    let mut out = BytesMut::new();
+    backend::encode_error(
+        &mut out,
+        Severity::Fatal,
+        backend::INSUFFICIENT_PRIVILEGE,
+        message,
+        detail,
+    );
+    let _ = stream.write_all(&out).await;
+    let _ = stream.shutdown().await;
+}
+
+/// The bounded label of a session's end, for its `connection.close` event.
+fn end_label(end: SessionEnd) -> &'static str {
+    match end {
+        SessionEnd::Terminated => "terminated",
+        SessionEnd::ClientClosed => "client_closed",
+        SessionEnd::UpstreamClosed => "upstream_closed",
+        SessionEnd::IdleTimeout => "idle_timeout",
+        SessionEnd::Shutdown => "shutdown",
+    }
 }

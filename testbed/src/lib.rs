@@ -9,6 +9,7 @@
 //! A missing tool is an error that names the tool and the command that installs it; the test
 //! bed never skips.
 
+mod collector;
 mod control_plane;
 mod error;
 mod pgbouncer;
@@ -18,6 +19,7 @@ mod process;
 mod run_as;
 mod tools;
 
+pub use collector::Collector;
 pub use control_plane::{ADMIN, ALICE, BOB, CAROL, ControlPlane, DAVE, User};
 pub use error::{Error, Result};
 pub use pgbouncer::PgBouncer;

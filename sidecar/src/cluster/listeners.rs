@@ -7,12 +7,15 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 use dbwarden_crds::DatabaseAccessPolicy;
-use dbwarden_crds::policy::TlsMode as PolicyTlsMode;
+use dbwarden_crds::policy::{
+    AuditFailurePolicy, AuditFormat as PolicyAuditFormat, StatementText, TlsMode as PolicyTlsMode,
+};
 
 use super::env::PodEnv;
 use crate::config::{
-    ClientAuth, Config, CredentialsConfig, HealthConfig, LimitsConfig, ListenerConfig, TlsMode,
-    UpstreamConfig, UpstreamTlsConfig,
+    AuditFileConfig, AuditFormat, ClientAuth, Config, CredentialsConfig, FailureMode, HealthConfig,
+    LimitsConfig, ListenerConfig, TextMode, TlsMode, UpstreamConfig, UpstreamTlsConfig,
+    WorkloadIdentityConfig,
 };
 
 /// Why a listener could not be derived.
@@ -95,10 +98,54 @@ pub fn config(
             listen: env.health_addr,
         }),
         policies: None,
-        identity: None,
+        identity: Some(WorkloadIdentityConfig {
+            service_account: format!("{}/{}", env.namespace, env.service_account),
+            pod: Some(env.pod.clone()),
+            jwks_ca_file: None,
+        }),
         secrets_dir: Some(env.secrets_dir.clone()),
+        audit: audit(env, policies),
     };
     (config, problems)
+}
+
+/// The `spec.audit` of the first admitted policy that has one, with the pod's spool. One
+/// process keeps one hash chain, so it has one collector; others are logged and ignored.
+fn audit(
+    env: &PodEnv,
+    policies: &BTreeMap<String, DatabaseAccessPolicy>,
+) -> Option<AuditFileConfig> {
+    let mut with_audit = env
+        .policies
+        .iter()
+        .filter_map(|name| Some((name, policies.get(name)?.spec.audit.as_ref()?)));
+    let (name, audit) = with_audit.next()?;
+    for (other, _) in with_audit {
+        tracing::warn!(
+            policy = %other, used = %name,
+            "one audit collector per sidecar: this policy's spec.audit is not used"
+        );
+    }
+    let mut config = AuditFileConfig::new(audit.sink_url.clone(), env.spool_dir.clone());
+    config.format = match audit.format {
+        PolicyAuditFormat::Ndjson => AuditFormat::Ndjson,
+        PolicyAuditFormat::Otlp => AuditFormat::Otlp,
+    };
+    config.statement_text = match audit.statement_text {
+        StatementText::Full => TextMode::Full,
+        StatementText::Redacted => TextMode::Redacted,
+        StatementText::None => TextMode::None,
+    };
+    config.failure_policy = match audit.failure_policy {
+        AuditFailurePolicy::Open => FailureMode::Open,
+        AuditFailurePolicy::Closed => FailureMode::Closed,
+    };
+    config.bearer_token_file = audit
+        .bearer_token_secret_ref
+        .as_ref()
+        .map(|token| env.secrets_dir.join(&token.name).join(&token.key));
+    config.instance = Some(env.pod.clone());
+    Some(config)
 }
 
 fn upstream(policy: &DatabaseAccessPolicy, secrets: &Path) -> UpstreamConfig {

@@ -28,8 +28,10 @@ use kube::Api;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::audit::{AuditSettings, AuditSetupError};
 use crate::enforce::{EnforceError, EnforcingHooks, MaskingOptions, PolicySet};
 use crate::identity::{CA_FILE_ENV, PolicyIdentity};
+use crate::metrics::Metrics;
 use crate::{Sidecar, SidecarHandle, StartError};
 
 pub use env::{EnvError, PodEnv};
@@ -49,6 +51,9 @@ pub enum ClusterError {
     /// A listener's catalog connection (for masking) cannot be set up.
     #[error(transparent)]
     Masking(#[from] EnforceError),
+    /// Auditing could not start (spool, bearer token).
+    #[error(transparent)]
+    Audit(#[from] AuditSetupError),
     /// The proxy itself did not start.
     #[error(transparent)]
     Start(#[from] StartError),
@@ -64,7 +69,11 @@ pub struct ClusterSidecar {
 }
 
 /// Starts the sidecar for the pod described by `env`, with policies from `client`'s API server.
-pub async fn start(env: PodEnv, client: kube::Client) -> Result<ClusterSidecar, ClusterError> {
+pub async fn start(
+    env: PodEnv,
+    client: kube::Client,
+    metrics: Arc<Metrics>,
+) -> Result<ClusterSidecar, ClusterError> {
     let labels = labels::read(&env.labels_file)?;
     let hooks = EnforcingHooks::with_policies(
         PolicySet::default(),
@@ -72,6 +81,7 @@ pub async fn start(env: PodEnv, client: kube::Client) -> Result<ClusterSidecar, 
         Some(env.pod.clone()),
         Some(env.secrets_dir.clone()),
     );
+    let hooks = hooks.with_metrics(metrics.clone());
     hooks.attach_approvals(Arc::new(approvals::KubeApprovals::new(
         client.clone(),
         &env.namespace,
@@ -111,10 +121,14 @@ pub async fn start(env: PodEnv, client: kube::Client) -> Result<ClusterSidecar, 
         std::env::var_os(CA_FILE_ENV).map(PathBuf::from),
     ));
     hooks.attach_identity(identity.clone());
-    let handle = Sidecar::new(config)
+    let mut sidecar = Sidecar::new(config.clone())
         .with_hooks(Arc::new(hooks))
         .with_identity(identity)
-        .start()
-        .await?;
+        .with_metrics(metrics.clone());
+    match AuditSettings::from_config(&config)? {
+        Some(settings) => sidecar = sidecar.with_audit(settings.open(metrics)?),
+        None => tracing::warn!("no admitted policy sets spec.audit: no audit events are recorded"),
+    }
+    let handle = sidecar.start().await?;
     Ok(ClusterSidecar { handle, watch })
 }

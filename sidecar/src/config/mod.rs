@@ -1,8 +1,11 @@
 //! Standalone configuration: a YAML file, validated once at load (see [`validate`]).
 
+mod audit;
 mod enforce;
 mod validate;
 
+pub(crate) use audit::valid_instance;
+pub use audit::{AuditFileConfig, AuditFormat, FailureMode, FsyncMode, TextMode};
 pub use enforce::WorkloadIdentityConfig;
 
 use std::fmt;
@@ -89,6 +92,9 @@ pub struct Config {
     /// `/var/run/dbwarden/secrets`); needed for the masking strategy `hash`.
     #[serde(default)]
     pub secrets_dir: Option<PathBuf>,
+    /// Audit events (see `crate::audit`); absent: no events are recorded.
+    #[serde(default)]
+    pub audit: Option<AuditFileConfig>,
 }
 
 /// One local port in front of one upstream database.

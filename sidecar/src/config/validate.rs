@@ -96,6 +96,7 @@ impl Config {
             }
         }
         super::enforce::validate(self.policies.as_deref(), self.identity.as_ref())?;
+        super::audit::validate(self.audit.as_ref())?;
         let l = &self.limits;
         if !(64..=1_048_576).contains(&l.max_startup_message_bytes) {
             return Err(invalid(
@@ -208,6 +209,28 @@ mod tests {
                 format!("{BASE}identity: {{serviceAccount: shop/api, jwks_ca_file: ''}}"),
                 "identity.jwks_ca_file",
             ),
+            (
+                format!("{BASE}audit: {{collector_url: ftp://x, spool_dir: /tmp/s}}"),
+                "audit.collector_url",
+            ),
+            (
+                format!(
+                    "{BASE}audit: {{collector_url: http://x, spool_dir: /tmp/s, spool_max_bytes: 10}}"
+                ),
+                "audit.spool_max_bytes",
+            ),
+            (
+                format!(
+                    "{BASE}audit: {{collector_url: http://x, spool_dir: /tmp/s, failure_policy: maybe}}"
+                ),
+                "maybe",
+            ),
+            (
+                format!(
+                    "{BASE}audit: {{collector_url: http://x, spool_dir: /tmp/s, instance: 'a b'}}"
+                ),
+                "audit.instance",
+            ),
         ] {
             let err = parse(&yaml).unwrap_err();
             assert!(err.contains(needle), "{err} should name {needle}");
@@ -227,6 +250,27 @@ mod tests {
             identity.jwks_ca_file.unwrap(),
             std::path::Path::new("/ca.pem")
         );
+    }
+
+    #[test]
+    fn the_readme_audit_section_parses_and_a_minimal_one_validates() {
+        let readme = include_str!("../../README.md");
+        let block = readme
+            .split("```yaml\n")
+            .filter_map(|rest| rest.split("```").next())
+            .find(|block| block.starts_with("audit:"))
+            .unwrap();
+        let c: Config = serde_yaml::from_str(&format!("{BASE}{block}")).unwrap();
+        let audit = c.audit.unwrap();
+        assert_eq!(audit.failure_policy, FailureMode::Closed);
+        assert_eq!(audit.statement_text, TextMode::Redacted);
+        let c = parse(&format!(
+            "{BASE}audit: {{collector_url: 'http://127.0.0.1:1/x', spool_dir: /tmp/s}}"
+        ))
+        .unwrap();
+        let audit = c.audit.unwrap();
+        assert_eq!(audit.spool_max_bytes, 256 << 20);
+        assert_eq!(audit.fsync, FsyncMode::Interval);
     }
 
     #[test]

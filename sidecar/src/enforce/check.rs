@@ -2,6 +2,7 @@
 //! policy decide, turn the first refusal into a [`Verdict::Deny`].
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use dbwarden_crds::policy::StatementText;
 use dbwarden_policy::analyze::Operation;
@@ -11,6 +12,7 @@ use dbwarden_policy::{CompiledPolicy, Decision, Identity};
 use super::approval::{ApprovalAsk, leading_reason, set_reason};
 
 use super::hooks::Inner;
+use crate::audit::{Outcome, SessionAudit, StatementTrail};
 use crate::hook::{Denial, Statement, StatementHook, Verdict};
 
 /// One session's statement hook.
@@ -18,6 +20,7 @@ pub(super) struct SessionEnforcer {
     inner: Arc<Inner>,
     database: String,
     identity: Identity,
+    audit: SessionAudit,
     /// The session's `SET dbwarden.reason`, for approval requests.
     reason: Option<String>,
 }
@@ -30,11 +33,17 @@ struct Pending {
 }
 
 impl SessionEnforcer {
-    pub(super) fn new(inner: Arc<Inner>, database: String, identity: Identity) -> Self {
+    pub(super) fn new(
+        inner: Arc<Inner>,
+        database: String,
+        identity: Identity,
+        audit: SessionAudit,
+    ) -> Self {
         Self {
             inner,
             database,
             identity,
+            audit,
             reason: None,
         }
     }
@@ -44,10 +53,24 @@ impl SessionEnforcer {
         Verdict::Deny(Denial { message, detail })
     }
 
+    // --- audit: every decision is counted and recorded; under failure policy `closed` a
+    // decision whose event cannot be stored refuses the statement. ---
     fn check_sql(&mut self, sql: &str) -> Verdict {
         if let Some(reason) = set_reason(sql) {
             self.reason = reason;
         }
+        let started = Instant::now();
+        let mut trail = StatementTrail::new(started, 1);
+        let (verdict, analysis) = self.decide_sql(sql, &mut trail);
+        let recorded = self.audit.statements(Some(sql), analysis.as_deref(), trail);
+        audited(verdict, recorded)
+    }
+
+    fn decide_sql(
+        &self,
+        sql: &str,
+        trail: &mut StatementTrail,
+    ) -> (Verdict, Option<Arc<dbwarden_policy::analyze::Analysis>>) {
         let set = self.inner.policies.load();
         let policies = set.for_database(&self.database);
         if policies.is_empty() {
@@ -58,7 +81,8 @@ impl SessionEnforcer {
                     self.database
                 ),
             };
-            return self.deny(message, None, "no_policy");
+            trail.refuse(Outcome::refused("no-policy", message.clone()));
+            return (self.deny(message, None, "no_policy"), None);
         }
         let mut pending = None;
         let analysis = match self.inner.cache.analyze(sql) {
@@ -67,12 +91,16 @@ impl SessionEnforcer {
                 self.inner.invalidate_catalogs(); // masking: could be DDL
                 for policy in policies {
                     let decision = policy.decide_unparsed(&self.identity, &error);
+                    trail.note(0, &decision);
                     if let Some(verdict) = self.refusal(policy, &decision, None, 0, 1, &mut pending)
                     {
-                        return verdict;
+                        return (verdict, None);
                     }
                 }
-                return Verdict::Allow;
+                if let Some(pending) = pending {
+                    return (self.ask(pending, None, sql, 1), None);
+                }
+                return (Verdict::Allow, None);
             }
         };
         let count = analysis.statements.len();
@@ -87,9 +115,11 @@ impl SessionEnforcer {
             self.inner.invalidate_catalogs();
         }
         // --- end masking ---
+        *trail = StatementTrail::new(trail.started(), count);
         for policy in policies {
             let decided = policy.decide_string(&self.identity, sql, &analysis);
             for (index, decision) in decided.decisions.iter().enumerate() {
+                trail.note(index, decision);
                 let fingerprint = analysis
                     .statements
                     .get(index)
@@ -97,7 +127,7 @@ impl SessionEnforcer {
                 if let Some(verdict) =
                     self.refusal(policy, decision, fingerprint, index, count, &mut pending)
                 {
-                    return verdict;
+                    return (verdict, Some(analysis));
                 }
             }
         }
@@ -110,11 +140,12 @@ impl SessionEnforcer {
                     .map(|s| s.fingerprint.normalized.clone()),
                 StatementText::None => None,
             };
-            return self.ask(pending, statement, sql, count);
+            return (self.ask(pending, statement, sql, count), Some(analysis));
         }
         tracing::debug!(database = %self.database, statements = count, "statement allowed");
-        Verdict::Allow
+        (Verdict::Allow, Some(analysis))
     }
+    // --- end audit ---
 
     /// Hands a statement that needs approval to the desk (held or refused there), or refuses it
     /// here when it cannot be asked for.
@@ -243,13 +274,29 @@ impl StatementHook for SessionEnforcer {
     fn check(&mut self, statement: Statement<'_>) -> Verdict {
         match statement {
             Statement::Query { sql } | Statement::Parse { sql, .. } => self.check_sql(sql),
-            Statement::FunctionCall { oid } => self.deny(
-                format!(
+            Statement::FunctionCall { oid } => {
+                let message = format!(
                     "fast-path function calls are not allowed under a policy (function OID {oid})"
-                ),
-                None,
-                "function_call",
-            ),
+                );
+                // --- audit ---
+                let mut trail = StatementTrail::new(Instant::now(), 1);
+                trail.refuse(Outcome::refused("function-call", message.clone()));
+                let _ = self.audit.statements(None, None, trail);
+                // --- end audit ---
+                self.deny(message, None, "function_call")
+            }
         }
+    }
+}
+
+/// The verdict once the audit has had its say: a refusal to record refuses a statement that
+/// would run (now, or after its approval).
+fn audited(verdict: Verdict, recorded: Result<(), String>) -> Verdict {
+    match (verdict, recorded) {
+        (Verdict::Allow | Verdict::Hold(_), Err(message)) => Verdict::Deny(Denial {
+            message,
+            detail: None,
+        }),
+        (verdict, _) => verdict,
     }
 }

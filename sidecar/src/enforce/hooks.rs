@@ -20,6 +20,7 @@ use super::mask::SessionMasker;
 use crate::config::{Config, ConfigError};
 use crate::hook::{Denial, HookFactory, SessionHooks, SessionInfo};
 use crate::identity::PolicyIdentity;
+use crate::metrics::Metrics;
 
 /// How often the policy files are examined for changes.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
@@ -48,6 +49,8 @@ pub(super) struct Inner {
     /// Each listener's catalog, by listener name (none: masked results are refused). Set once:
     /// at load in standalone mode, when the listeners are known in Kubernetes mode.
     catalogs: OnceLock<HashMap<String, Arc<Catalog>>>,
+    /// Reload counts and policy age, once [`EnforcingHooks::with_metrics`] was called.
+    metrics: OnceLock<Arc<Metrics>>,
 }
 
 /// The [`HookFactory`] that enforces the configured policies (see [`crate::enforce`]).
@@ -171,6 +174,7 @@ impl EnforcingHooks {
                 approvals: OnceLock::new(),
                 secrets_dir,
                 catalogs: OnceLock::new(),
+                metrics: OnceLock::new(),
             }),
         }
     }
@@ -188,6 +192,16 @@ impl EnforcingHooks {
             identity.update(set.identities());
         }
         self.inner.policies.store(Arc::new(set));
+        if let Some(m) = self.inner.metrics.get() {
+            m.policy_reload(true);
+        }
+    }
+
+    /// Reports reloads and the policies' age to `metrics` (the set in force counts as loaded now).
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
+        metrics.policies_loaded();
+        let _ = self.inner.metrics.set(metrics);
+        self
     }
 
     /// The policy set in force now.
@@ -252,9 +266,15 @@ impl Inner {
                     identity.update(set.identities());
                 }
                 self.policies.store(Arc::new(set));
+                if let Some(m) = self.metrics.get() {
+                    m.policy_reload(true);
+                }
                 true
             }
             Err(error) => {
+                if let Some(m) = self.metrics.get() {
+                    m.policy_reload(false);
+                }
                 tracing::error!(
                     error = %error, label = error.label(),
                     "policy reload failed: the last good policies stay in force"
@@ -297,6 +317,7 @@ impl HookFactory for EnforcingHooks {
                 Arc::clone(&self.inner),
                 session.database.clone(),
                 identity.clone(),
+                session.audit.clone(),
             ))),
             // Always installed: a reload may add masks or maxRows to an open session.
             rows: Some(Box::new(SessionMasker::new(

@@ -34,6 +34,9 @@ spec:
         peer: "127.0.0.1:1".parse().unwrap(),
         identity: Identity::workload("workload"),
         application_name: None,
+        audit: crate::audit::SessionAudit::disabled(std::sync::Arc::new(
+            crate::metrics::Metrics::new().unwrap(),
+        )),
     };
     let rows = hooks.open(&info).rows.expect("a row hook");
     (dir, rows)

@@ -46,6 +46,9 @@ fn session(hooks: &EnforcingHooks, database: &str) -> Box<dyn StatementHook> {
         peer: "127.0.0.1:1".parse().unwrap(),
         identity: Identity::workload("workload"),
         application_name: None,
+        audit: crate::audit::SessionAudit::disabled(std::sync::Arc::new(
+            crate::metrics::Metrics::new().unwrap(),
+        )),
     };
     hooks.open(&info).statements.unwrap()
 }

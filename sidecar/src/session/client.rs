@@ -320,6 +320,14 @@ impl Pump {
         match delta {
             0 => {}
             d if d > 0 => {
+                if let Some(clock) = self
+                    .progress
+                    .upstream
+                    .as_ref()
+                    .filter(|_| self.progress.idle())
+                {
+                    clock.busy();
+                }
                 self.progress
                     .sent
                     .fetch_add(d.unsigned_abs(), Ordering::AcqRel);

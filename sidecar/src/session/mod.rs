@@ -13,6 +13,7 @@
 
 pub mod cancel;
 mod client;
+mod clock;
 mod server;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 
 use crate::hook::SessionHooks;
+use crate::metrics::Metrics;
 use crate::net::Stream;
 use crate::protocol::backend::{
     self, ADMIN_SHUTDOWN, IDLE_SESSION_TIMEOUT, PROTOCOL_VIOLATION, Severity,
@@ -76,6 +78,8 @@ struct Progress {
     became_idle: tokio::sync::Notify,
     /// Whether anyone waits for `became_idle` (only with an idle timeout).
     signal_idle: bool,
+    /// Times the database's round trips, when metrics are on.
+    upstream: Option<clock::UpstreamClock>,
 }
 
 impl Progress {
@@ -146,6 +150,8 @@ pub struct Relay {
     pub shutdown: watch::Receiver<bool>,
     /// Notified when the client cancels (see [`cancel::CancelRegistry`]); ends a held statement.
     pub cancel: Arc<tokio::sync::Notify>,
+    /// Where the database's round-trip times go (`dbwarden_upstream_duration_seconds`).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl Relay {
@@ -156,12 +162,14 @@ impl Relay {
             upstream: (upstream, upstream_buf),
             hooks,
             limits,
+            metrics,
             ..
         } = self;
         let (mut client_rd, mut client_wr) = client.split();
         let (mut upstream_rd, mut upstream_wr) = upstream.split();
         let progress = Arc::new(Progress {
             signal_idle: self.idle_timeout.is_some(),
+            upstream: metrics.map(clock::UpstreamClock::new),
             ..Progress::default()
         });
         let (denied_tx, denied_rx) = mpsc::channel(MAX_PENDING_DENIALS);

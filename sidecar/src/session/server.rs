@@ -120,6 +120,9 @@ impl Pump {
                 self.discarding = false;
                 pos += len;
                 if self.progress.idle() {
+                    if let Some(clock) = &self.progress.upstream {
+                        clock.idle();
+                    }
                     if self.progress.signal_idle {
                         self.progress.became_idle.notify_one();
                     }

@@ -6,13 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use dbwarden_sidecar::audit::AuditSettings;
 use dbwarden_sidecar::config::{
-    ClientAuth, ClientTlsConfig, Config, CredentialsConfig, HealthConfig, LimitsConfig,
-    ListenerConfig, TlsMode, UpstreamConfig, UpstreamTlsConfig, WorkloadIdentityConfig,
+    AuditFileConfig, ClientAuth, ClientTlsConfig, Config, CredentialsConfig, HealthConfig,
+    LimitsConfig, ListenerConfig, TlsMode, UpstreamConfig, UpstreamTlsConfig,
+    WorkloadIdentityConfig,
 };
 use dbwarden_sidecar::enforce::EnforcingHooks;
 use dbwarden_sidecar::frontend::IdentityHook;
 use dbwarden_sidecar::hook::HookFactory;
+use dbwarden_sidecar::metrics::Metrics;
 use dbwarden_sidecar::{Sidecar, SidecarHandle};
 use dbwarden_testbed::{APP, PgUser, Postgres};
 use tempfile::TempDir;
@@ -34,6 +37,10 @@ pub struct Setup {
     pub password: Option<String>,
     pub hooks: Option<Arc<dyn HookFactory>>,
     pub identity: Option<Arc<dyn IdentityHook>>,
+    /// An `audit:` section (the workload is then `shop/api` in pod `api-0`).
+    pub audit: Option<AuditFileConfig>,
+    /// Metrics shared with the hooks.
+    pub metrics: Option<Arc<Metrics>>,
     /// Enforce policy files as the binary does (`EnforcingHooks::from_config`).
     pub enforce: Option<Enforce>,
 }
@@ -60,6 +67,8 @@ impl Default for Setup {
             hooks: None,
             identity: None,
             enforce: None,
+            audit: None,
+            metrics: None,
         }
     }
 }
@@ -160,8 +169,13 @@ pub async fn proxy(
             listen: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
         }),
         policies: None,
-        identity: None,
+        identity: setup.audit.as_ref().map(|_| WorkloadIdentityConfig {
+            service_account: "shop/api".into(),
+            pod: Some("api-0".into()),
+            jwks_ca_file: None,
+        }),
         secrets_dir: None,
+        audit: setup.audit.clone(),
     };
     let mut config = config;
     if let Some(enforce) = &setup.enforce {
@@ -173,11 +187,22 @@ pub async fn proxy(
         });
         config.secrets_dir = enforce.secrets_dir.clone();
     }
+    let audit = AuditSettings::from_config(&config)?;
     let mut sidecar = Sidecar::new(config.clone());
+    let metrics = match setup.metrics {
+        Some(m) => m,
+        None => Arc::new(Metrics::new()?),
+    };
     if setup.enforce.is_some() {
-        let hooks = EnforcingHooks::from_config(&config)?.ok_or("no policies")?;
+        let hooks = EnforcingHooks::from_config(&config)?
+            .ok_or("no policies")?
+            .with_metrics(metrics.clone());
         sidecar = sidecar.with_hooks(Arc::new(hooks));
     }
+    if let Some(settings) = audit {
+        sidecar = sidecar.with_audit(settings.open(metrics.clone())?);
+    }
+    sidecar = sidecar.with_metrics(metrics);
     if let Some(hooks) = setup.hooks {
         sidecar = sidecar.with_hooks(hooks);
     }

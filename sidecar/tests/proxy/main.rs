@@ -1,6 +1,7 @@
 //! The sidecar against real PostgreSQL with real clients.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod audit;
 mod binary;
 mod common;
 mod drivers;
@@ -13,5 +14,6 @@ mod jwt;
 mod jwt_support;
 mod lifecycle;
 mod masking;
+mod metrics;
 mod programs;
 mod psycopg;

@@ -1,0 +1,223 @@
+//! [`SessionAudit`]: one connection's handle on the audit and the metrics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use dbwarden_audit::{Decision, Event, Identity as AuditIdentity, Kind, StatementText};
+use dbwarden_policy::analyze::{Analysis, StatementAnalysis};
+
+use super::statement::{StatementTrail, tables};
+use super::{SidecarAudit, refusal_message};
+use crate::hook::Identity;
+use crate::metrics::Metrics;
+
+/// The audit and metrics of one session; cheap to clone. Without an auditor it only counts.
+#[derive(Debug, Clone)]
+pub struct SessionAudit {
+    metrics: Arc<Metrics>,
+    conn: Option<Arc<Conn>>,
+}
+
+#[derive(Debug)]
+struct Conn {
+    audit: Arc<SidecarAudit>,
+    number: u64,
+    identity: AuditIdentity,
+    database: String,
+    peer: SocketAddr,
+    opened: Instant,
+}
+
+impl Conn {
+    fn event(&self, kind: Kind) -> Event {
+        Event::new(kind)
+            .identity(self.identity.clone())
+            .database(self.database.clone())
+            .connection(self.number)
+    }
+}
+
+impl SessionAudit {
+    /// Counts only: no auditor configured.
+    pub fn disabled(metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics,
+            conn: None,
+        }
+    }
+
+    /// Records `connection.open` for an authenticated client. `Err` holds the message to refuse
+    /// the connection with (failure policy `closed` and no room in the spool).
+    pub fn open(
+        audit: Option<&Arc<SidecarAudit>>,
+        metrics: Arc<Metrics>,
+        database: &str,
+        identity: &Identity,
+        peer: SocketAddr,
+    ) -> Result<Self, String> {
+        let Some(audit) = audit else {
+            return Ok(Self::disabled(metrics));
+        };
+        let w = &audit.workload;
+        let (user, groups) = if identity.end_user {
+            (Some(identity.subject.clone()), identity.groups.clone())
+        } else {
+            (None, Vec::new())
+        };
+        let service_account = w
+            .service_account
+            .clone()
+            .or_else(|| (!identity.end_user).then(|| identity.subject.clone()));
+        let conn = Conn {
+            audit: Arc::clone(audit),
+            number: audit.next_connection(),
+            identity: AuditIdentity {
+                user,
+                groups,
+                service_account,
+                pod: w.pod.clone(),
+                namespace: w.namespace.clone(),
+            },
+            database: database.to_owned(),
+            peer,
+            opened: Instant::now(),
+        };
+        let event = conn.event(Kind::ConnectionOpen).peer(peer.to_string());
+        match audit.record(vec![event]) {
+            Ok(()) => {}
+            Err(e) if e.must_refuse() => return Err(refusal_message(&e)),
+            Err(e) => tracing::error!(error = %e, "audit: connection.open event not recorded"),
+        }
+        Ok(Self {
+            metrics,
+            conn: Some(Arc::new(conn)),
+        })
+    }
+
+    /// The process's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Records `connection.close` with how the session ended (`end` is a bounded label) and how
+    /// long it lasted.
+    pub fn close(&self, end: &str) {
+        let Some(conn) = &self.conn else { return };
+        let took = u64::try_from(conn.opened.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let event = conn
+            .event(Kind::ConnectionClose)
+            .peer(conn.peer.to_string())
+            .reason(end)
+            .session_duration(took);
+        if let Err(e) = conn.audit.record(vec![event]) {
+            tracing::error!(error = %e, "audit: connection.close event not recorded");
+        }
+    }
+
+    /// Counts and records the decisions on one query string (`analysis` is `None` when it could
+    /// not be analysed or no analysis was needed). `Err` holds the message to refuse the whole
+    /// string with: its events could not be stored under failure policy `closed`.
+    pub fn statements(
+        &self,
+        sql: Option<&str>,
+        analysis: Option<&Analysis>,
+        trail: StatementTrail,
+    ) -> Result<(), String> {
+        let m = &self.metrics;
+        let count = trail.outcomes.len();
+        let refused = trail.refused;
+        let mut decided = Vec::with_capacity(count);
+        let mut events = Vec::with_capacity(if self.conn.is_some() { count } else { 0 });
+        for (index, outcome) in trail.outcomes.into_iter().enumerate() {
+            let statement = analysis.and_then(|a| a.statements.get(index));
+            let operation = match (statement, sql) {
+                (Some(s), _) => s.label(),
+                (None, Some(_)) => "unparsed",
+                (None, None) => "function_call",
+            };
+            // Statements of a refused string that were not refused themselves did not run.
+            let outcome = match (outcome, refused) {
+                (Some(o), _) if o.decision == Decision::Denied => o,
+                (_, Some(k)) => super::Outcome {
+                    decision: Decision::Denied,
+                    policy: None,
+                    rule: None,
+                    error: Some(format!(
+                        "not run: statement {} of {count} in the same query string was refused",
+                        k + 1
+                    )),
+                },
+                (Some(o), None) => o,
+                (None, None) => continue,
+            };
+            if refused == Some(index) {
+                m.denial(
+                    outcome.policy.as_deref().unwrap_or("none"),
+                    outcome.rule.as_deref().unwrap_or("none"),
+                );
+            }
+            decided.push((operation, outcome.decision));
+            if let Some(conn) = &self.conn {
+                events.push(conn.statement_event(sql, statement, operation, outcome));
+            }
+        }
+        let recorded = match &self.conn {
+            None => Ok(()),
+            Some(conn) => match conn.audit.record(events) {
+                Ok(()) => Ok(()),
+                Err(e) if e.must_refuse() => {
+                    tracing::warn!(error = %e, "audit: statement refused, its event cannot be stored");
+                    Err(refusal_message(&e))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "audit: statement events not recorded");
+                    Ok(())
+                }
+            },
+        };
+        for (operation, decision) in decided {
+            let label = if recorded.is_err() && decision != Decision::Denied {
+                "audit_refused"
+            } else {
+                decision.label()
+            };
+            m.statement(operation, label);
+        }
+        m.check_duration(trail.started.elapsed());
+        recorded
+    }
+}
+
+impl Conn {
+    /// The `statement` event of one statement of a query string.
+    fn statement_event(
+        &self,
+        sql: Option<&str>,
+        statement: Option<&StatementAnalysis>,
+        operation: &str,
+        outcome: super::Outcome,
+    ) -> Event {
+        let mut event = self
+            .event(Kind::Statement)
+            .decision(outcome.decision, outcome.rule.as_deref().map(str::to_owned));
+        if let Some(error) = outcome.error {
+            event = event.error(error);
+        }
+        let text = self.audit.text;
+        match (statement, sql) {
+            (Some(s), Some(sql)) => event
+                .analysis(s.fingerprint.hash.clone(), operation, tables(s))
+                .statement(text, sql, &s.fingerprint.normalized),
+            // Text that could not be analysed has no literal-free form: only `full` keeps it.
+            (None, Some(sql)) if text == StatementText::Full => {
+                event.operation = Some(operation.to_owned());
+                event.statement(text, sql, "")
+            }
+            _ => {
+                event.operation = Some(operation.to_owned());
+                event
+            }
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! A local audit collector: a small HTTP/1.1 server that answers every POST with 200 and keeps
+//! the NDJSON event lines it received (or only counts them). It can be stopped and started
+//! again on the same port, to play a collector outage.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
+
+/// Largest request head or body accepted (the shipper's batches are about 1 MiB).
+const MAX_REQUEST: usize = 16 << 20;
+
+/// What the collector received.
+#[derive(Debug, Default)]
+pub struct Received {
+    lines: Mutex<Vec<String>>,
+    events: AtomicU64,
+    requests: AtomicU64,
+}
+
+/// A running collector (stops when dropped).
+#[derive(Debug)]
+pub struct Collector {
+    addr: SocketAddr,
+    keep: bool,
+    received: Arc<Received>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Collector {
+    /// Starts on a free loopback port, keeping every event line.
+    pub async fn start() -> std::io::Result<Self> {
+        Self::bind(true).await
+    }
+
+    /// Starts on a free loopback port, counting events and discarding them (benchmarks).
+    pub async fn discarding() -> std::io::Result<Self> {
+        Self::bind(false).await
+    }
+
+    async fn bind(keep: bool) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let mut c = Self {
+            addr: listener.local_addr()?,
+            keep,
+            received: Arc::default(),
+            task: None,
+        };
+        c.serve(listener);
+        Ok(c)
+    }
+
+    /// The URL to POST batches to.
+    pub fn url(&self) -> String {
+        format!("http://{}/ingest", self.addr)
+    }
+
+    /// Event lines received so far, in arrival order (duplicates included).
+    pub fn lines(&self) -> Vec<String> {
+        self.received
+            .lines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Events received so far (duplicates included).
+    pub fn events(&self) -> u64 {
+        self.received.events.load(Ordering::Relaxed)
+    }
+
+    /// Requests answered so far.
+    pub fn requests(&self) -> u64 {
+        self.received.requests.load(Ordering::Relaxed)
+    }
+
+    /// Stops listening and drops every open connection (the collector is "down").
+    pub async fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn restart(&mut self) -> std::io::Result<()> {
+        self.stop().await;
+        let mut attempt = 0;
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) if attempt >= 100 => return Err(e),
+                Err(_) => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        self.serve(listener);
+        Ok(())
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let received = self.received.clone();
+        let keep = self.keep;
+        self.task = Some(tokio::spawn(async move {
+            // Aborting this task drops the set, which aborts every connection.
+            let mut conns = JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                conns.spawn(connection(stream, received.clone(), keep));
+                while conns.try_join_next().is_some() {}
+            }
+        }));
+    }
+}
+
+/// Serves keep-alive requests on one connection until the client closes it.
+async fn connection(mut stream: TcpStream, received: Arc<Received>, keep: bool) {
+    let mut buf = Vec::new();
+    loop {
+        let Some((head_len, body_len)) = read_head(&mut stream, &mut buf).await else {
+            return;
+        };
+        while buf.len() < head_len + body_len {
+            let mut chunk = [0u8; 64 * 1024];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body = &buf[head_len..head_len + body_len];
+        let text = String::from_utf8_lossy(body);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+        received
+            .events
+            .fetch_add(lines.len() as u64, Ordering::Relaxed);
+        if keep {
+            received
+                .lines
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(lines.into_iter().map(str::to_owned));
+        }
+        received.requests.fetch_add(1, Ordering::Relaxed);
+        buf.drain(..head_len + body_len);
+        let answer =
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+        if stream.write_all(answer).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads until a request head is complete; returns its length and the body's `content-length`.
+async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(usize, usize)> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let body = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            return (body <= MAX_REQUEST).then_some((end + 4, body));
+        }
+        if buf.len() > MAX_REQUEST {
+            return None;
+        }
+        let mut chunk = [0u8; 16 * 1024];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
