@@ -11,6 +11,7 @@
 
 mod control_plane;
 mod error;
+pub mod kubelet;
 mod pgbouncer;
 pub mod pki;
 mod postgres;
@@ -20,6 +21,7 @@ mod tools;
 
 pub use control_plane::{ADMIN, ALICE, BOB, CAROL, ControlPlane, DAVE, User};
 pub use error::{Error, Result};
+pub use kubelet::{PreparedContainer, prepare_container};
 pub use pgbouncer::PgBouncer;
 pub use postgres::{APP, APP_MD5, APP_PLAIN, DATABASE, PgUser, Postgres, psql};
 pub use process::CommandOutput;
