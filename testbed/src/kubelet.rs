@@ -55,7 +55,9 @@ impl PreparedContainer {
 
     /// Where a path of the container's filesystem is on the host.
     pub fn host_path(&self, container_path: &str) -> PathBuf {
-        self.root.path().join(container_path.trim_start_matches('/'))
+        self.root
+            .path()
+            .join(container_path.trim_start_matches('/'))
     }
 
     /// The value of environment variable `name`, if the container sets it.
@@ -137,9 +139,7 @@ pub async fn prepare_container(
             .flatten()
             .find(|v| v.name == mount.name)
             .ok_or_else(|| unsupported(format!("volume mount {:?}: no such volume", mount.name)))?;
-        let dir = root
-            .path()
-            .join(mount.mount_path.trim_start_matches('/'));
+        let dir = root.path().join(mount.mount_path.trim_start_matches('/'));
         create_dir(&dir)?;
         materialise(client, &name, &namespace, pod, volume, &dir).await?;
         mounts.push((mount.mount_path.clone(), dir));
@@ -178,9 +178,11 @@ pub async fn prepare_container(
 /// Container fields that change what runs and that the stand-in cannot honour.
 fn refuse_unsupported_container_fields(c: &Container) -> Result<(), String> {
     if c.command.is_some() {
-        return Err("`command` replaces the image's entrypoint, which the stand-in cannot \
+        return Err(
+            "`command` replaces the image's entrypoint, which the stand-in cannot \
                     resolve to a host program"
-            .into());
+                .into(),
+        );
     }
     if c.env_from.is_some() {
         return Err("envFrom is not supported".into());
@@ -352,7 +354,10 @@ async fn secret_files(
         )
         .collect();
     let files: Vec<(&str, &[u8])> = match &source.items {
-        None => data.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect(),
+        None => data
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect(),
         Some(items) => {
             let mut files = Vec::new();
             for item in items {
@@ -564,7 +569,10 @@ mod tests {
         )];
         let root = Path::new("/r");
         let r = |v: &str| reroot(v, &mounts, root);
-        assert_eq!(r("/var/run/dbwarden/secrets"), "/r/var/run/dbwarden/secrets");
+        assert_eq!(
+            r("/var/run/dbwarden/secrets"),
+            "/r/var/run/dbwarden/secrets"
+        );
         assert_eq!(
             r("/var/run/dbwarden/secrets/db/password"),
             "/r/var/run/dbwarden/secrets/db/password"
@@ -572,6 +580,9 @@ mod tests {
         assert_eq!(r("/etc/other"), "/etc/other");
         assert_eq!(r("/"), "/");
         assert_eq!(r("0.0.0.0:15020"), "0.0.0.0:15020");
-        assert_eq!(r("/var/run/dbwarden/secrets-x"), "/var/run/dbwarden/secrets-x");
+        assert_eq!(
+            r("/var/run/dbwarden/secrets-x"),
+            "/var/run/dbwarden/secrets-x"
+        );
     }
 }
