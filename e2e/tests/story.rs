@@ -47,6 +47,8 @@ const DB_PASSWORD: &str = "orders-api-db-secret";
 /// The end user the agent acts for, and the group the example's `on-call-read` rule names.
 const AGENT_USER: &str = "ops-copilot@acme.example";
 const AGENT_GROUP: &str = "on-call";
+/// Someone the example policy does not name.
+const OUTSIDER: &str = "temp-contractor@acme.example";
 
 /// How long a process may take to answer its readiness probe.
 const READY_WITHIN: Duration = Duration::from_secs(90);
@@ -493,17 +495,35 @@ async fn agent_queries(story: &Story) -> anyhow::Result<()> {
         count == 3,
         "public.orders has {count} rows after the refusals"
     );
+
+    // The identity is the token's: a token for someone no rule names reads nothing.
+    let outsider = story.issuer.token(json!({
+        "iss": "https://login.example.com/realms/acme",
+        "aud": "dbwarden",
+        "sub": "9d2e-contractor",
+        "preferred_username": OUTSIDER,
+        "groups": ["contractors"],
+    }))?;
+    let (client, connection) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} dbname=orders user={OUTSIDER} password={outsider} \
+             sslmode=disable",
+            story.listen_port
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .context("a well-signed token was refused at login")?;
+    tokio::spawn(connection);
+    refused(&client, "SELECT id FROM public.orders", OUTSIDER).await?;
     Ok(())
 }
 
-/// `sql` fails with SQLSTATE 42501 and a message naming the policy and `guardrail`.
-async fn refused(
-    client: &tokio_postgres::Client,
-    sql: &str,
-    guardrail: &str,
-) -> anyhow::Result<()> {
+/// `sql` fails with SQLSTATE 42501 and a message naming the policy and `why` (the guardrail,
+/// or the identity no rule allows).
+async fn refused(client: &tokio_postgres::Client, sql: &str, why: &str) -> anyhow::Result<()> {
     let error = match client.batch_execute(sql).await {
-        Ok(()) => bail!("{sql:?} ran; the guardrail {guardrail} should have stopped it"),
+        Ok(()) => bail!("{sql:?} ran; it should have been refused ({why})"),
         Err(error) => error,
     };
     let db = error
@@ -522,8 +542,8 @@ async fn refused(
         db.message()
     );
     ensure!(
-        db.message().contains(POLICY) && db.message().contains(guardrail),
-        "{sql:?}: the message does not name {POLICY} and {guardrail}: {}",
+        db.message().contains(POLICY) && db.message().contains(why),
+        "{sql:?}: the message does not name {POLICY} and {why}: {}",
         db.message()
     );
     Ok(())
