@@ -1,6 +1,6 @@
 //! Helpers of the end-to-end story.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod binaries;
 pub mod daemon;
