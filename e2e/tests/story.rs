@@ -179,12 +179,7 @@ async fn install(bins: Binaries) -> anyhow::Result<Story> {
     );
     tracing::info!("helm install dbwarden: deployed");
 
-    let chart: serde_json::Value = serde_yaml::from_str(&std::fs::read_to_string(
-        workspace_root().join("charts/dbwarden/Chart.yaml"),
-    )?)?;
-    let app_version = chart["appVersion"]
-        .as_str()
-        .context("Chart.yaml has no appVersion")?;
+    let sidecar_image = chart_sidecar_image(&cp).await?;
     let metrics_port = free_port()?;
     let mut command = tokio::process::Command::new(&bins.operator);
     command
@@ -201,11 +196,7 @@ async fn install(bins: Binaries) -> anyhow::Result<Story> {
             "--webhook-names",
             "127.0.0.1",
         ])
-        // What the chart's Deployment would set from its values.
-        .args([
-            "--sidecar-image",
-            &format!("ghcr.io/dbwarden/dbwarden-sidecar:{app_version}"),
-        ]);
+        .args(["--sidecar-image", &sidecar_image]);
     let mut operator = Daemon::spawn(
         "dbwarden-operator",
         command,
@@ -225,6 +216,40 @@ async fn install(bins: Binaries) -> anyhow::Result<Story> {
         listen_port: free_port()?,
         dir,
     })
+}
+
+/// The sidecar image the chart's Deployment would give the operator, from the installed
+/// release's values (`sidecar.image`, the tag defaulting to the chart's appVersion).
+async fn chart_sidecar_image(cp: &ControlPlane) -> anyhow::Result<String> {
+    let args = [
+        "get",
+        "values",
+        "dbwarden",
+        "-n",
+        "dbwarden-system",
+        "--all",
+        "-o",
+        "json",
+    ];
+    let values: serde_json::Value =
+        serde_json::from_str(&cp.helm(&args).await?.ok("helm get values")?)?;
+    let image = &values["sidecar"]["image"];
+    let repository = image["repository"]
+        .as_str()
+        .context("no sidecar.image.repository in the release's values")?;
+    let tag = match image["tag"].as_str() {
+        Some(tag) if !tag.is_empty() => tag.to_string(),
+        _ => {
+            let chart: serde_json::Value = serde_yaml::from_str(&std::fs::read_to_string(
+                workspace_root().join("charts/dbwarden/Chart.yaml"),
+            )?)?;
+            chart["appVersion"]
+                .as_str()
+                .context("Chart.yaml has no appVersion")?
+                .to_string()
+        }
+    };
+    Ok(format!("{repository}:{tag}"))
 }
 
 /// Step 2: the orders team's setup, by kubectl as examples/README.md walks it; returns the pod
