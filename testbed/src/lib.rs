@@ -6,6 +6,9 @@
 //! kube-apiserver and kubectl are built from Kubernetes' Go modules by `hack/tools.sh`, and
 //! PostgreSQL comes from the distribution's packages.
 //!
+//! Pods are admitted but never run (there are no nodes): [`kubelet`] works out what a kubelet
+//! would run for a container of an admitted pod, so tests run the real binary exactly as injected.
+//!
 //! A missing tool is an error that names the tool and the command that installs it; the test
 //! bed never skips.
 
