@@ -2,7 +2,7 @@
 SHELL := bash
 CARGO ?= cargo
 
-.PHONY: all deps tools build lint test demo bench fuzz crds clean-tools
+.PHONY: all deps tools build lint test e2e demo bench fuzz crds clean-tools
 
 all: build
 
@@ -30,6 +30,10 @@ crds:
 ## test: every test, on real PostgreSQL and a real control plane
 test: deps tools
 	$(CARGO) test --workspace
+
+## e2e: only the end-to-end story (e2e/), narrated step by step
+e2e: deps tools
+	$(CARGO) test -p dbwarden-e2e -- --nocapture
 
 ## demo: a local control plane and database with dbwarden installed, and what to try
 demo: deps tools

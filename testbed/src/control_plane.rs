@@ -374,6 +374,16 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// What a kubelet would run for `container` of `pod` (the Pod as the API server stored it),
+    /// reading the Secrets it mounts as the administrator; see [`crate::kubelet`].
+    pub async fn prepare_container(
+        &self,
+        pod: &k8s_openapi::api::core::v1::Pod,
+        container: &str,
+    ) -> Result<crate::PreparedContainer> {
+        crate::kubelet::prepare_container(&self.admin, pod, container).await
+    }
+
     /// Process ids of etcd and the API server, for tests that stop them on purpose.
     pub fn pids(&self) -> (u32, u32) {
         (self.etcd.pid(), self.apiserver.pid())

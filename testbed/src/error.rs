@@ -54,6 +54,11 @@ pub enum Error {
     #[error("reading a test kubeconfig: {0}")]
     Kubeconfig(#[from] kube::config::KubeconfigError),
 
+    /// The kubelet stand-in cannot run `container` (`namespace/pod/container`) as a kubelet
+    /// would; `problem` says what it does not support or what is missing.
+    #[error("kubelet stand-in, container {container}: {problem}")]
+    Kubelet { container: String, problem: String },
+
     #[error("looking up system user {user:?}: {reason}")]
     SystemUser { user: &'static str, reason: String },
 }

@@ -6,12 +6,16 @@
 //! kube-apiserver and kubectl are built from Kubernetes' Go modules by `hack/tools.sh`, and
 //! PostgreSQL comes from the distribution's packages.
 //!
+//! Pods are admitted but never run (there are no nodes): [`kubelet`] works out what a kubelet
+//! would run for a container of an admitted pod, so tests run the real binary exactly as injected.
+//!
 //! A missing tool is an error that names the tool and the command that installs it; the test
 //! bed never skips.
 
 mod collector;
 mod control_plane;
 mod error;
+pub mod kubelet;
 mod pgbouncer;
 pub mod pki;
 mod postgres;
@@ -22,6 +26,7 @@ mod tools;
 pub use collector::Collector;
 pub use control_plane::{ADMIN, ALICE, BOB, CAROL, ControlPlane, DAVE, User};
 pub use error::{Error, Result};
+pub use kubelet::{PreparedContainer, prepare_container};
 pub use pgbouncer::PgBouncer;
 pub use postgres::{APP, APP_MD5, APP_PLAIN, DATABASE, PgUser, Postgres, psql};
 pub use process::CommandOutput;

@@ -1,0 +1,575 @@
+//! The end-to-end story, as a platform team and its users live it, on a real kube-apiserver
+//! (etcd, no nodes) and a real PostgreSQL:
+//!
+//! 1. The platform team installs dbwarden with its Helm chart; the operator runs (outside the
+//!    cluster, as the chart's ServiceAccount) where the chart's webhook URL points.
+//! 2. The orders team creates its namespace, the database login Secret, the production policy
+//!    of examples/ and the example Deployment; its pod is admitted with the sidecar injected,
+//!    and the sidecar's ServiceAccount gets the chart's `dbwarden-sidecar` role.
+//! 3. The pod starts: the sidecar runs exactly as injected (the test bed's kubelet stand-in
+//!    resolves its environment and materialises its volumes) and becomes ready.
+//! 4. An AI agent acting for an on-call engineer (an end-user JWT as its password) reads
+//!    orders, and its `DROP TABLE` and unbounded `DELETE` are stopped by the guardrails.
+//!
+//! Steps 5-8 (masking, approvals, audit, metrics) are marked where they belong.
+//!
+//! Each step is logged with its number and a failure names the step; the operator's and the
+//! sidecar's logs are printed when the story fails (`cargo test -p dbwarden-e2e -- --nocapture`
+//! shows the whole narration).
+
+mod support;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use dbwarden_testbed::{ADMIN, ControlPlane, Postgres, PreparedContainer, workspace_root};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use tempfile::TempDir;
+use tracing::Instrument;
+
+use support::binaries::{self, Binaries};
+use support::daemon::{Daemon, free_port};
+use support::jwt::Issuer;
+use support::workload::{self, TestDatabase};
+
+const NAMESPACE: &str = "payments";
+const POLICY: &str = "orders-production";
+const SERVICE_ACCOUNT: &str = "orders-api";
+const SIDECAR: &str = "dbwarden-sidecar";
+/// The database login the example's `orders-db-login` Secret holds.
+const DB_USER: &str = "orders_api";
+const DB_PASSWORD: &str = "orders-api-db-secret";
+/// The end user the agent acts for, and the group the example's `on-call-read` rule names.
+const AGENT_USER: &str = "ops-copilot@acme.example";
+const AGENT_GROUP: &str = "on-call";
+/// Someone the example policy does not name.
+const OUTSIDER: &str = "temp-contractor@acme.example";
+
+/// How long a process may take to answer its readiness probe.
+const READY_WITHIN: Duration = Duration::from_secs(90);
+
+/// Everything the story has set up so far; dropped (processes killed, folders removed) at the end.
+struct Story {
+    // Processes first: they stop before the servers they talk to.
+    sidecar: Option<Daemon>,
+    operator: Daemon,
+    pod_root: Option<PreparedContainer>,
+    cp: ControlPlane,
+    pg: Postgres,
+    bins: Binaries,
+    issuer: Issuer,
+    listen_port: u16,
+    /// Logs and the rendered policy.
+    dir: TempDir,
+}
+
+impl Story {
+    /// The end of each process's log, for a failure report.
+    fn logs(&self) -> String {
+        let mut out = format!(
+            "--- end of the operator's log ---\n{}\n",
+            self.operator.tail(60)
+        );
+        if let Some(sidecar) = &self.sidecar {
+            out.push_str(&format!(
+                "--- end of the sidecar's log ---\n{}\n",
+                sidecar.tail(60)
+            ));
+        }
+        out
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ai_agent_queries_production_through_dbwarden() -> anyhow::Result<()> {
+    dbwarden_testbed::init_tracing();
+    let begun = Instant::now();
+    let bins = binaries::fresh().await.context("building the binaries")?;
+    let mut story = step(
+        1,
+        "install dbwarden with Helm; run the operator as the chart's ServiceAccount",
+        install(bins),
+    )
+    .await?;
+    let result = async {
+        let pod = step(
+            2,
+            "namespace, login Secret, example policy and Deployment; the pod gets the sidecar",
+            deploy(&story),
+        )
+        .await?;
+        step(
+            3,
+            "the pod starts: the sidecar runs as injected and becomes ready",
+            start_sidecar(&mut story, &pod),
+        )
+        .await?;
+        step(
+            4,
+            "an AI agent with an end-user token: reads pass, DROP and unbounded DELETE stop",
+            agent_queries(&story),
+        )
+        .await?;
+        // Step 5: masked columns. The example masks public.payments.card_number (partial, last
+        // 4 kept) for everyone but the orders-api ServiceAccount, and redacts API keys found in
+        // any value: the agent's SELECT on public.payments sees masked card numbers, the
+        // service's own connection (no token) sees them in full. Table public.payments and its
+        // rows are created in step 2.
+        //
+        // Step 6: a schema change waits for approval. The example's `schema-changes` rule needs
+        // two DBAs (`requiredApprovals: 2`); with the rule in hold mode the agent's DDL waits,
+        // `kubectl get ar -n payments` shows it Pending, alice and dave (group dba, bound to the
+        // chart's dbwarden-approver role as NOTES step 3 says) each run
+        // `kubectl patch ar NAME -n payments --subresource=status --type=merge -p
+        // '{"status":{"phase":"Approved"}}'`, and the statement runs and the request is Executed.
+        //
+        // Step 7: audit. Point the policy's `spec.audit.sinkUrl` at a collector started by the
+        // test (workload::production_policy drops the example's unreachable sink today); every
+        // decision above arrives as an event naming the agent, and the hash chain verifies.
+        //
+        // Step 8: metrics. The sidecar's and operator's /metrics show the statements by
+        // decision and the guardrail denials of step 4.
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            tracing::info!(took = ?begun.elapsed(), "the story ran to its end");
+            Ok(())
+        }
+        Err(error) => {
+            eprintln!("{}", story.logs());
+            Err(error)
+        }
+    }
+}
+
+/// Runs one numbered step, logging its start and end; its error says which step failed.
+async fn step<T>(
+    number: u8,
+    what: &'static str,
+    body: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let begun = Instant::now();
+    tracing::info!("step {number}: {what}");
+    let out = body
+        .instrument(tracing::info_span!("step", number))
+        .await
+        .with_context(|| format!("step {number} failed: {what}"))?;
+    tracing::info!(took = ?begun.elapsed(), "step {number} done");
+    Ok(out)
+}
+
+/// Step 1: the platform team installs the chart; the operator runs where `webhook.url` points,
+/// with the chart's RBAC (impersonating its ServiceAccount).
+async fn install(bins: Binaries) -> anyhow::Result<Story> {
+    let dir = tempfile::Builder::new().prefix("dbwarden-e2e-").tempdir()?;
+    let (cp, pg) = tokio::join!(ControlPlane::start(), Postgres::start());
+    let (cp, pg) = (cp?, pg?);
+    let webhook_port = free_port()?;
+    let helm = cp.install_dbwarden_chart(webhook_port).await?;
+    ensure!(
+        helm.contains("STATUS: deployed"),
+        "helm install said:\n{helm}"
+    );
+    tracing::info!("helm install dbwarden: deployed");
+
+    let sidecar_image = chart_sidecar_image(&cp).await?;
+    let metrics_port = free_port()?;
+    let mut command = tokio::process::Command::new(&bins.operator);
+    command
+        .env(
+            "KUBECONFIG",
+            cp.kubeconfig_impersonating(ControlPlane::DBWARDEN_OPERATOR)?,
+        )
+        .env("RUST_LOG", "info")
+        .args(["--webhook-addr", &format!("127.0.0.1:{webhook_port}")])
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+        .args([
+            "--namespace",
+            "dbwarden-system",
+            "--webhook-names",
+            "127.0.0.1",
+        ])
+        .args(["--sidecar-image", &sidecar_image]);
+    let mut operator = Daemon::spawn(
+        "dbwarden-operator",
+        command,
+        &dir.path().join("operator.log"),
+    )?;
+    operator
+        .wait_http_ok(metrics_port, "/readyz", READY_WITHIN)
+        .await?;
+    Ok(Story {
+        sidecar: None,
+        operator,
+        pod_root: None,
+        cp,
+        pg,
+        bins,
+        issuer: Issuer::new("acme-2026")?,
+        listen_port: free_port()?,
+        dir,
+    })
+}
+
+/// The sidecar image the chart's Deployment would give the operator, from the installed
+/// release's values (`sidecar.image`, the tag defaulting to the chart's appVersion).
+async fn chart_sidecar_image(cp: &ControlPlane) -> anyhow::Result<String> {
+    let args = [
+        "get",
+        "values",
+        "dbwarden",
+        "-n",
+        "dbwarden-system",
+        "--all",
+        "-o",
+        "json",
+    ];
+    let values: serde_json::Value =
+        serde_json::from_str(&cp.helm(&args).await?.ok("helm get values")?)?;
+    let image = &values["sidecar"]["image"];
+    let repository = image["repository"]
+        .as_str()
+        .context("no sidecar.image.repository in the release's values")?;
+    let tag = match image["tag"].as_str() {
+        Some(tag) if !tag.is_empty() => tag.to_string(),
+        _ => {
+            let chart: serde_json::Value = serde_yaml::from_str(&std::fs::read_to_string(
+                workspace_root().join("charts/dbwarden/Chart.yaml"),
+            )?)?;
+            chart["appVersion"]
+                .as_str()
+                .context("Chart.yaml has no appVersion")?
+                .to_string()
+        }
+    };
+    Ok(format!("{repository}:{tag}"))
+}
+
+/// Step 2: the orders team's setup, by kubectl as examples/README.md walks it; returns the pod
+/// as admitted.
+async fn deploy(story: &Story) -> anyhow::Result<Pod> {
+    let (cp, pg) = (&story.cp, &story.pg);
+
+    // The database the example's Secret logs into, with the tables its rules name.
+    pg.psql_superuser(&format!(
+        "CREATE ROLE {DB_USER} LOGIN PASSWORD '{DB_PASSWORD}';
+         CREATE DATABASE orders OWNER {DB_USER};"
+    ))
+    .await?;
+    let conninfo = format!(
+        "host=127.0.0.1 port={} dbname=orders user={DB_USER} password={DB_PASSWORD} \
+         sslmode=verify-full sslrootcert={}",
+        pg.port(),
+        pg.ca_cert_path().display()
+    );
+    dbwarden_testbed::psql(
+        &conninfo,
+        "CREATE TABLE public.orders (id int PRIMARY KEY, customer text NOT NULL,
+                                     status text NOT NULL, total numeric(10,2) NOT NULL);
+         INSERT INTO public.orders VALUES (1, 'ada', 'paid', 120.00), (2, 'grace', 'shipped', 35.50),
+                                          (3, 'alan', 'pending', 9.99);
+         CREATE TABLE public.order_items (order_id int REFERENCES public.orders, sku text, qty int);
+         CREATE TABLE public.payments (id int PRIMARY KEY, order_id int REFERENCES public.orders,
+                                       card_number text NOT NULL);
+         INSERT INTO public.payments VALUES (1, 1, '4111111111111111'), (2, 2, '5500005555555559');",
+    )
+    .await?
+    .ok("creating the orders tables")?;
+
+    let kubectl = |args: &'static [&'static str]| cp.kubectl_ok(&ADMIN, args);
+    kubectl(&["create", "namespace", NAMESPACE]).await?;
+    kubectl(&["create", "serviceaccount", SERVICE_ACCOUNT, "-n", NAMESPACE]).await?;
+    cp.kubectl_ok(
+        &ADMIN,
+        &[
+            "-n",
+            NAMESPACE,
+            "create",
+            "secret",
+            "generic",
+            "orders-db-login",
+            &format!("--from-literal=username={DB_USER}"),
+            &format!("--from-literal=password={DB_PASSWORD}"),
+        ],
+    )
+    .await?;
+    cp.kubectl_ok(
+        &ADMIN,
+        &[
+            "-n",
+            NAMESPACE,
+            "create",
+            "secret",
+            "generic",
+            "orders-db-ca",
+            &format!("--from-file=ca.crt={}", pg.ca_cert_path().display()),
+        ],
+    )
+    .await?;
+
+    let example =
+        std::fs::read_to_string(workspace_root().join("examples/production-guardrails.yaml"))?;
+    let policy = workload::production_policy(
+        &example,
+        &TestDatabase {
+            port: pg.port(),
+            ca_secret: ("orders-db-ca", "ca.crt"),
+            listen_port: story.listen_port,
+            jwks: story.issuer.jwks(),
+        },
+    )?;
+    let policy_file = story.dir.path().join("orders-production.yaml");
+    std::fs::write(&policy_file, &policy)?;
+    cp.kubectl_ok(&ADMIN, &["apply", "-f", &policy_file.display().to_string()])
+        .await?;
+    cp.kubectl_ok(
+        &ADMIN,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            &format!("dap/{POLICY}"),
+            "-n",
+            NAMESPACE,
+            "--timeout=60s",
+        ],
+    )
+    .await?;
+    let table = cp
+        .kubectl_ok(&ADMIN, &["get", "dap", "-n", NAMESPACE])
+        .await?;
+    tracing::info!("kubectl get dap -n {NAMESPACE}\n{table}");
+    ensure!(
+        table
+            .lines()
+            .any(|l| l.starts_with(POLICY) && l.contains("True")),
+        "the policy is not READY True:\n{table}"
+    );
+
+    // The example Deployment, then its pod as the ReplicaSet controller would create it.
+    let deployment_file = workspace_root().join("examples/annotated-deployment.yaml");
+    cp.kubectl_ok(
+        &ADMIN,
+        &["apply", "-f", &deployment_file.display().to_string()],
+    )
+    .await?;
+    let deployment = Api::<Deployment>::namespaced(cp.admin_client(), NAMESPACE)
+        .get(SERVICE_ACCOUNT)
+        .await?;
+    let pod = workload::create_replica(&cp.admin_client(), &deployment).await?;
+    let pod_name = pod.name_any();
+    let init_containers = cp
+        .kubectl_ok(
+            &ADMIN,
+            &[
+                "get",
+                "pod",
+                &pod_name,
+                "-n",
+                NAMESPACE,
+                "-o",
+                "jsonpath={.spec.initContainers[*].name}",
+            ],
+        )
+        .await?;
+    tracing::info!(pod = %pod_name, %init_containers, "pod admitted");
+    ensure!(
+        init_containers.split_whitespace().any(|c| c == SIDECAR),
+        "the webhook did not inject {SIDECAR} into {pod_name}: init containers {init_containers:?}"
+    );
+
+    // As the chart's NOTES say: let the workload's ServiceAccount read its policies.
+    cp.kubectl_ok(
+        &ADMIN,
+        &[
+            "create",
+            "rolebinding",
+            "dbwarden-sidecar",
+            "-n",
+            NAMESPACE,
+            "--clusterrole=dbwarden-sidecar",
+            &format!("--serviceaccount={NAMESPACE}:{SERVICE_ACCOUNT}"),
+        ],
+    )
+    .await?;
+    let can_i = cp
+        .kubectl(
+            &ADMIN,
+            &[
+                "auth",
+                "can-i",
+                "watch",
+                "databaseaccesspolicies.dbwarden.io",
+                "-n",
+                NAMESPACE,
+                &format!("--as=system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"),
+            ],
+        )
+        .await?;
+    ensure!(
+        can_i.stdout.trim() == "yes",
+        "the sidecar's ServiceAccount cannot watch policies: {} {}",
+        can_i.stdout,
+        can_i.stderr
+    );
+    Ok(pod)
+}
+
+/// Step 3: what the kubelet would run for the injected container, run with the real binary.
+async fn start_sidecar(story: &mut Story, pod: &Pod) -> anyhow::Result<()> {
+    let mut container = story.cp.prepare_container(pod, SIDECAR).await?;
+    ensure!(
+        container.env_value("DBWARDEN_POLICIES") == Some(POLICY),
+        "the sidecar was injected for {:?}, not {POLICY}",
+        container.env_value("DBWARDEN_POLICIES")
+    );
+    // Every pod has its own network namespace; here all share the host's, so the injected
+    // health address (0.0.0.0:<fixed port>) moves to a free loopback port.
+    let injected = container
+        .env_value("DBWARDEN_HEALTH_ADDR")
+        .context("no DBWARDEN_HEALTH_ADDR injected")?
+        .to_string();
+    let health_port = free_port()?;
+    container.set_env("DBWARDEN_HEALTH_ADDR", format!("127.0.0.1:{health_port}"));
+    tracing::info!(
+        root = %container.root().display(),
+        %injected,
+        health_port,
+        args = ?container.args,
+        "running the sidecar as injected"
+    );
+
+    // The pod's ServiceAccount token, in-cluster, becomes a kubeconfig acting as it.
+    let kubeconfig = story.cp.kubeconfig_impersonating(&format!(
+        "system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"
+    ))?;
+    let mut command = container.command(&story.bins.sidecar);
+    command
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "info");
+    let log: PathBuf = story.dir.path().join("sidecar.log");
+    let mut sidecar = Daemon::spawn("dbwarden-sidecar", command, &log)?;
+    let ready = sidecar
+        .wait_http_ok(health_port, "/readyz", READY_WITHIN)
+        .await;
+    story.sidecar = Some(sidecar);
+    story.pod_root = Some(container);
+    ready
+}
+
+/// Step 4: the agent connects with the end user's token as its password.
+async fn agent_queries(story: &Story) -> anyhow::Result<()> {
+    let token = story.issuer.token(json!({
+        "iss": "https://login.example.com/realms/acme",
+        "aud": "dbwarden",
+        "sub": "5b1f0c6e-agent",
+        "preferred_username": AGENT_USER,
+        "groups": [AGENT_GROUP],
+    }))?;
+    let conninfo = format!(
+        "host=127.0.0.1 port={} dbname=orders user={AGENT_USER} password={token} sslmode=disable \
+         application_name=ops-copilot",
+        story.listen_port
+    );
+    let (agent, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+        .await
+        .context("the agent could not connect through the sidecar")?;
+    tokio::spawn(connection);
+
+    let rows = agent
+        .query(
+            "SELECT id, customer, status FROM public.orders ORDER BY id",
+            &[],
+        )
+        .await
+        .context("the agent's SELECT was refused")?;
+    let seen: Vec<(i32, String, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    tracing::info!(?seen, "SELECT through the sidecar");
+    ensure!(
+        seen == [
+            (1, "ada".into(), "paid".into()),
+            (2, "grace".into(), "shipped".into()),
+            (3, "alan".into(), "pending".into())
+        ],
+        "unexpected rows: {seen:?}"
+    );
+
+    refused(&agent, "DROP TABLE public.orders", "guardrails.blockDrop").await?;
+    refused(
+        &agent,
+        "DELETE FROM public.orders",
+        "guardrails.requireWhereForUpdateDelete",
+    )
+    .await?;
+
+    // And nothing happened to the data.
+    let count: i64 = agent
+        .query_one("SELECT count(*) FROM public.orders", &[])
+        .await?
+        .get(0);
+    ensure!(
+        count == 3,
+        "public.orders has {count} rows after the refusals"
+    );
+
+    // The identity is the token's: a token for someone no rule names reads nothing.
+    let outsider = story.issuer.token(json!({
+        "iss": "https://login.example.com/realms/acme",
+        "aud": "dbwarden",
+        "sub": "9d2e-contractor",
+        "preferred_username": OUTSIDER,
+        "groups": ["contractors"],
+    }))?;
+    let (client, connection) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} dbname=orders user={OUTSIDER} password={outsider} \
+             sslmode=disable",
+            story.listen_port
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .context("a well-signed token was refused at login")?;
+    tokio::spawn(connection);
+    refused(&client, "SELECT id FROM public.orders", OUTSIDER).await?;
+    Ok(())
+}
+
+/// `sql` fails with SQLSTATE 42501 and a message naming the policy and `why` (the guardrail,
+/// or the identity no rule allows).
+async fn refused(client: &tokio_postgres::Client, sql: &str, why: &str) -> anyhow::Result<()> {
+    let error = match client.batch_execute(sql).await {
+        Ok(()) => bail!("{sql:?} ran; it should have been refused ({why})"),
+        Err(error) => error,
+    };
+    let db = error
+        .as_db_error()
+        .with_context(|| format!("{sql:?} failed without a database error: {error}"))?;
+    tracing::info!(
+        sql,
+        code = db.code().code(),
+        message = db.message(),
+        "refused"
+    );
+    ensure!(
+        db.code().code() == "42501",
+        "{sql:?}: SQLSTATE {} ({}), expected 42501",
+        db.code().code(),
+        db.message()
+    );
+    ensure!(
+        db.message().contains(POLICY) && db.message().contains(why),
+        "{sql:?}: the message does not name {POLICY} and {why}: {}",
+        db.message()
+    );
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! Fresh `dbwarden-sidecar` and `dbwarden-operator` binaries for the story.
+//!
+//! Cargo gives `CARGO_BIN_EXE_*` only to tests of the package that owns the binary, so the story
+//! asks cargo itself: `cargo build --bins -p dbwarden-sidecar -p dbwarden-operator` into the
+//! target directory this test binary was built in, with the same profile. Under
+//! `cargo test --workspace` the binaries are already built and this is a no-op check; under
+//! `cargo test -p dbwarden-e2e` it builds them. Cargo does not hold its build-directory lock
+//! while tests run (measured: see docs/testing.md), so the nested build does not wait on the
+//! outer one.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail, ensure};
+use dbwarden_testbed::workspace_root;
+use tokio::sync::OnceCell;
+
+/// Paths of the binaries the story runs.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    /// `dbwarden-sidecar`, standing for the sidecar image's entrypoint.
+    pub sidecar: PathBuf,
+    /// `dbwarden-operator`.
+    pub operator: PathBuf,
+}
+
+/// Prefixes of the variables cargo sets for the test of one package.
+const PACKAGE_VARIABLES: [&str; 7] = [
+    "CARGO_MANIFEST_",
+    "CARGO_PKG_",
+    "CARGO_CRATE_",
+    "CARGO_BIN_",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "RUST_RECURSION_COUNT",
+];
+
+static BUILT: OnceCell<Binaries> = OnceCell::const_new();
+
+/// Builds (or finds up to date) both binaries, once per test process.
+pub async fn fresh() -> anyhow::Result<Binaries> {
+    BUILT.get_or_try_init(build).await.cloned()
+}
+
+async fn build() -> anyhow::Result<Binaries> {
+    // This test binary is <target>/<profile>/deps/<name>-<hash>.
+    let exe = std::env::current_exe().context("locating the test binary")?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("the test binary is not in <target>/<profile>/deps")?;
+    let target_dir = profile_dir
+        .parent()
+        .context("the test binary is not in <target>/<profile>/deps")?;
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("unreadable profile folder name")?;
+    let profile = match profile {
+        "debug" => "dev",
+        other => other,
+    };
+    // Cargo sets CARGO for the processes it runs; fall back to the one that compiled us.
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let begun = Instant::now();
+    let mut command = tokio::process::Command::new(&cargo);
+    // Cargo gives this test the variables of its own package (CARGO_MANIFEST_DIR, CARGO_PKG_*,
+    // ...). Passed on, they change the fingerprints of dependencies that read them, and the
+    // nested build would rebuild what the outer one just built, and back (measured: 1-3 min).
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if PACKAGE_VARIABLES
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        {
+            command.env_remove(name);
+        }
+    }
+    let output = command
+        .current_dir(workspace_root())
+        .args([
+            "build",
+            "--bins",
+            "-p",
+            "dbwarden-sidecar",
+            "-p",
+            "dbwarden-operator",
+        ])
+        .args(["--profile", profile])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .with_context(|| format!("running {}", Path::new(&cargo).display()))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        bail!("cargo build of the binaries failed:\n{stderr}");
+    }
+    tracing::info!(
+        took = ?begun.elapsed(),
+        target = %target_dir.display(),
+        "binaries up to date (cargo build --bins -p dbwarden-sidecar -p dbwarden-operator)"
+    );
+    tracing::debug!(%stderr, "cargo build output");
+    let binaries = Binaries {
+        sidecar: profile_dir.join("dbwarden-sidecar"),
+        operator: profile_dir.join("dbwarden-operator"),
+    };
+    for bin in [&binaries.sidecar, &binaries.operator] {
+        ensure!(
+            bin.is_file(),
+            "cargo built, yet {} is missing",
+            bin.display()
+        );
+    }
+    Ok(binaries)
+}

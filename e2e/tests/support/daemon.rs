@@ -1,0 +1,106 @@
+//! A long-running process of the story (the operator, the sidecar), its output in a log file
+//! that is shown when the story fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A process killed when dropped.
+#[derive(Debug)]
+pub struct Daemon {
+    /// What it is, for messages.
+    pub name: &'static str,
+    child: tokio::process::Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `command` with stdout and stderr in `log`.
+    pub fn spawn(
+        name: &'static str,
+        mut command: tokio::process::Command,
+        log: &Path,
+    ) -> anyhow::Result<Self> {
+        let out =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone()?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        Ok(Self {
+            name,
+            child,
+            log: log.to_path_buf(),
+        })
+    }
+
+    /// The last `lines` lines of its log.
+    pub fn tail(&self, lines: usize) -> String {
+        tail(&self.log, lines)
+    }
+
+    /// Waits until `GET path` on 127.0.0.1:`port` answers 200, failing early (with the log)
+    /// when the process ends.
+    pub async fn wait_http_ok(
+        &mut self,
+        port: u16,
+        path: &str,
+        within: Duration,
+    ) -> anyhow::Result<()> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "{} exited ({status}); end of its log:\n{}",
+                    self.name,
+                    self.tail(40)
+                );
+            }
+            if http_status(port, path).await == Some(200) {
+                tracing::info!(process = self.name, path, took = ?start.elapsed(), "ready");
+                return Ok(());
+            }
+            if start.elapsed() > within {
+                bail!(
+                    "{}: {path} did not answer 200 within {within:?}; end of its log:\n{}",
+                    self.name,
+                    self.tail(40)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The last `lines` lines of a file.
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The HTTP status of a plain GET on 127.0.0.1, `None` while nothing answers.
+pub async fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    response.split(' ').nth(1)?.parse().ok()
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
