@@ -10,8 +10,11 @@
 //!    resolves its environment and materialises its volumes) and becomes ready.
 //! 4. An AI agent acting for an on-call engineer (an end-user JWT as its password) reads
 //!    orders, and its `DROP TABLE` and unbounded `DELETE` are stopped by the guardrails.
-//!
-//! Steps 5-8 (masking, approvals, audit, metrics) are marked where they belong.
+//! 5. The agent sees card numbers masked; the service itself (exempt) sees them whole.
+//! 6. The service's `DELETE` of an order waits for a DBA's approval (hold mode); alice approves
+//!    with `kubectl patch`, the statement runs, and the request shows Executed.
+//! 7. Every decision reached the audit collector, naming who asked, and the hash chain verifies.
+//! 8. The sidecar's and the operator's `/metrics` show the counts.
 //!
 //! Each step is logged with its number and a failure names the step; the operator's and the
 //! sidecar's logs are printed when the story fails (`cargo test -p dbwarden-e2e -- --nocapture`
@@ -24,7 +27,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use dbwarden_testbed::{ADMIN, ControlPlane, Postgres, PreparedContainer, workspace_root};
+use dbwarden_testbed::{
+    ADMIN, ALICE, Collector, ControlPlane, Postgres, PreparedContainer, workspace_root,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, ResourceExt};
@@ -33,7 +38,7 @@ use tempfile::TempDir;
 use tracing::Instrument;
 
 use support::binaries::{self, Binaries};
-use support::daemon::{Daemon, free_port};
+use support::daemon::{Daemon, free_port, http_get};
 use support::jwt::Issuer;
 use support::workload::{self, TestDatabase};
 
@@ -64,6 +69,12 @@ struct Story {
     bins: Binaries,
     issuer: Issuer,
     listen_port: u16,
+    /// The sidecar's `/healthz`, `/readyz` and `/metrics` port, once it runs.
+    health_port: u16,
+    /// The operator's metrics port.
+    operator_metrics: u16,
+    /// Where the sidecar ships audit events.
+    collector: Collector,
     /// Logs and the rendered policy.
     dir: TempDir,
 }
@@ -115,25 +126,30 @@ async fn an_ai_agent_queries_production_through_dbwarden() -> anyhow::Result<()>
             agent_queries(&story),
         )
         .await?;
-        // Step 5: masked columns. The example masks public.payments.card_number (partial, last
-        // 4 kept) for everyone but the orders-api ServiceAccount, and redacts API keys found in
-        // any value: the agent's SELECT on public.payments sees masked card numbers, the
-        // service's own connection (no token) sees them in full. Table public.payments and its
-        // rows are created in step 2.
-        //
-        // Step 6: a schema change waits for approval. The example's `schema-changes` rule needs
-        // two DBAs (`requiredApprovals: 2`); with the rule in hold mode the agent's DDL waits,
-        // `kubectl get ar -n payments` shows it Pending, alice and dave (group dba, bound to the
-        // chart's dbwarden-approver role as NOTES step 3 says) each run
-        // `kubectl patch ar NAME -n payments --subresource=status --type=merge -p
-        // '{"status":{"phase":"Approved"}}'`, and the statement runs and the request is Executed.
-        //
-        // Step 7: audit. Point the policy's `spec.audit.sinkUrl` at a collector started by the
-        // test (workload::production_policy drops the example's unreachable sink today); every
-        // decision above arrives as an event naming the agent, and the hash chain verifies.
-        //
-        // Step 8: metrics. The sidecar's and operator's /metrics show the statements by
-        // decision and the guardrail denials of step 4.
+        step(
+            5,
+            "the agent sees card numbers masked; the exempt service sees them whole",
+            masked_reads(&story),
+        )
+        .await?;
+        step(
+            6,
+            "the service's DELETE waits for a DBA; alice approves with kubectl; it runs once",
+            approved_delete(&story),
+        )
+        .await?;
+        step(
+            7,
+            "every decision reached the audit collector, and the hash chain verifies",
+            audit_trail(&story),
+        )
+        .await?;
+        step(
+            8,
+            "the sidecar's and the operator's /metrics show the counts",
+            metrics(&story),
+        )
+        .await?;
         Ok(())
     }
     .await;
@@ -214,6 +230,9 @@ async fn install(bins: Binaries) -> anyhow::Result<Story> {
         bins,
         issuer: Issuer::new("acme-2026")?,
         listen_port: free_port()?,
+        health_port: free_port()?,
+        operator_metrics: metrics_port,
+        collector: Collector::start().await?,
         dir,
     })
 }
@@ -323,6 +342,7 @@ async fn deploy(story: &Story) -> anyhow::Result<Pod> {
             ca_secret: ("orders-db-ca", "ca.crt"),
             listen_port: story.listen_port,
             jwks: story.issuer.jwks(),
+            audit_sink: story.collector.url(),
         },
     )?;
     let policy_file = story.dir.path().join("orders-production.yaml");
@@ -384,7 +404,21 @@ async fn deploy(story: &Story) -> anyhow::Result<Pod> {
         "the webhook did not inject {SIDECAR} into {pod_name}: init containers {init_containers:?}"
     );
 
-    // As the chart's NOTES say: let the workload's ServiceAccount read its policies.
+    // As the chart's NOTES say: the DBAs decide approval requests in this namespace ...
+    cp.kubectl_ok(
+        &ADMIN,
+        &[
+            "create",
+            "rolebinding",
+            "dba-approve",
+            "-n",
+            NAMESPACE,
+            "--clusterrole=dbwarden-approver",
+            "--group=dba",
+        ],
+    )
+    .await?;
+    // ... and the workload's ServiceAccount reads its policies and files requests.
     cp.kubectl_ok(
         &ADMIN,
         &[
@@ -435,7 +469,7 @@ async fn start_sidecar(story: &mut Story, pod: &Pod) -> anyhow::Result<()> {
         .env_value("DBWARDEN_HEALTH_ADDR")
         .context("no DBWARDEN_HEALTH_ADDR injected")?
         .to_string();
-    let health_port = free_port()?;
+    let health_port = story.health_port;
     container.set_env("DBWARDEN_HEALTH_ADDR", format!("127.0.0.1:{health_port}"));
     tracing::info!(
         root = %container.root().display(),
@@ -463,8 +497,8 @@ async fn start_sidecar(story: &mut Story, pod: &Pod) -> anyhow::Result<()> {
     ready
 }
 
-/// Step 4: the agent connects with the end user's token as its password.
-async fn agent_queries(story: &Story) -> anyhow::Result<()> {
+/// The AI agent's connection: the end user's token as its password.
+async fn agent(story: &Story) -> anyhow::Result<tokio_postgres::Client> {
     let token = story.issuer.token(json!({
         "iss": "https://login.example.com/realms/acme",
         "aud": "dbwarden",
@@ -481,6 +515,26 @@ async fn agent_queries(story: &Story) -> anyhow::Result<()> {
         .await
         .context("the agent could not connect through the sidecar")?;
     tokio::spawn(connection);
+    Ok(agent)
+}
+
+/// The orders service's own connection: no token (an empty password), so it is the pod's
+/// ServiceAccount.
+async fn service(story: &Story) -> anyhow::Result<tokio_postgres::Client> {
+    let conninfo = format!(
+        "host=127.0.0.1 port={} dbname=orders user=orders-api password='' sslmode=disable",
+        story.listen_port
+    );
+    let (service, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+        .await
+        .context("the service could not connect through the sidecar")?;
+    tokio::spawn(connection);
+    Ok(service)
+}
+
+/// Step 4: the agent connects with the end user's token as its password.
+async fn agent_queries(story: &Story) -> anyhow::Result<()> {
+    let agent = agent(story).await?;
 
     let rows = agent
         .query(
@@ -570,6 +624,185 @@ async fn refused(client: &tokio_postgres::Client, sql: &str, why: &str) -> anyho
         db.message().contains(POLICY) && db.message().contains(why),
         "{sql:?}: the message does not name {POLICY} and {why}: {}",
         db.message()
+    );
+    Ok(())
+}
+
+/// Step 5: `masking.columns` keeps the last 4 digits of card numbers for everyone the policy
+/// does not exempt; the orders-api ServiceAccount is exempt.
+async fn masked_reads(story: &Story) -> anyhow::Result<()> {
+    let sql = "SELECT card_number FROM public.payments ORDER BY id";
+    let cards = |rows: Vec<tokio_postgres::Row>| -> Vec<String> {
+        rows.iter().map(|r| r.get::<_, String>(0)).collect()
+    };
+    let seen = cards(agent(story).await?.query(sql, &[]).await?);
+    tracing::info!(?seen, "the agent's SELECT of card numbers");
+    ensure!(seen.len() == 2, "expected two payments, got {seen:?}");
+    for (card, last4) in seen.iter().zip(["1111", "5559"]) {
+        ensure!(
+            card.ends_with(last4) && !card.contains("41111111") && !card.contains("55000055"),
+            "card number not masked to its last 4 digits: {card:?}"
+        );
+    }
+    let whole = cards(service(story).await?.query(sql, &[]).await?);
+    tracing::info!(?whole, "the exempt service's SELECT of card numbers");
+    ensure!(
+        whole == ["4111111111111111", "5500005555555559"],
+        "the exempt service saw {whole:?}"
+    );
+    Ok(())
+}
+
+/// Step 6: the example's `deletes` rule (hold mode, one DBA) on the service's own DELETE.
+async fn approved_delete(story: &Story) -> anyhow::Result<()> {
+    let service = service(story).await?;
+    let held = tokio::spawn(async move {
+        service
+            .execute("DELETE FROM public.orders WHERE id = 3", &[])
+            .await
+    });
+    let cp = &story.cp;
+    let pending = "jsonpath={.items[?(@.status.phase==\"Pending\")].metadata.name}";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let name = loop {
+        let names = cp
+            .kubectl_ok(&ADMIN, &["get", "ar", "-n", NAMESPACE, "-o", pending])
+            .await?;
+        if let Some(name) = names.split_whitespace().next() {
+            break name.to_string();
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "no Pending ApprovalRequest appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let listing = cp
+        .kubectl_ok(&ADMIN, &["get", "ar", "-n", NAMESPACE, "-o", "wide"])
+        .await?;
+    tracing::info!("kubectl get ar -n {NAMESPACE} -o wide\n{listing}");
+    ensure!(
+        !held.is_finished(),
+        "the DELETE did not wait for its approval"
+    );
+
+    let approve = [
+        "patch",
+        "ar",
+        name.as_str(),
+        "-n",
+        NAMESPACE,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Approved"}}"#,
+    ];
+    let out = cp.kubectl_ok(&ALICE, &approve).await?;
+    tracing::info!("alice: kubectl patch ar {name} ...: {}", out.trim());
+    let deleted = tokio::time::timeout(Duration::from_secs(30), held)
+        .await
+        .context("the approved DELETE never finished")??
+        .context("the approved DELETE failed")?;
+    ensure!(deleted == 1, "the approved DELETE removed {deleted} rows");
+    let phase = cp
+        .kubectl_ok(
+            &ADMIN,
+            &[
+                "get",
+                "ar",
+                &name,
+                "-n",
+                NAMESPACE,
+                "-o",
+                "jsonpath={.status.phase} {.status.decisions[0].by}",
+            ],
+        )
+        .await?;
+    tracing::info!(request = %name, status = %phase, "after the statement ran");
+    ensure!(
+        phase.trim() == "Executed alice",
+        "the request shows {phase:?}"
+    );
+    let left: i64 = agent(story)
+        .await?
+        .query_one("SELECT count(*) FROM public.orders", &[])
+        .await?
+        .get(0);
+    ensure!(
+        left == 2,
+        "public.orders has {left} rows after the approved DELETE"
+    );
+    Ok(())
+}
+
+/// Step 7: the audit events at the collector.
+async fn audit_trail(story: &Story) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let events: Vec<serde_json::Value> = loop {
+        let events: Vec<serde_json::Value> = story
+            .collector
+            .lines()
+            .iter()
+            .map(|line| serde_json::from_str(line))
+            .collect::<Result<_, _>>()?;
+        let requested = events
+            .iter()
+            .any(|e| e["operation"] == "delete" && e["decision"] == "approval_requested");
+        if requested || Instant::now() > deadline {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    tracing::info!(events = events.len(), "audit events at the collector");
+    let refused_drop = events.iter().find(|e| {
+        e["decision"] == "denied"
+            && e["identity"]["user"] == AGENT_USER
+            && e["rule"].as_str().is_some_and(|r| r.contains("blockDrop"))
+    });
+    ensure!(
+        refused_drop.is_some(),
+        "no event records the agent's refused DROP TABLE"
+    );
+    ensure!(
+        events
+            .iter()
+            .any(|e| e["decision"] == "approval_requested" && e["operation"] == "delete"),
+        "no event records the DELETE waiting for approval"
+    );
+    let lines = story.collector.lines().join("\n");
+    let report = dbwarden_audit::verify(lines.as_bytes())?;
+    tracing::info!(?report, "dbwarden-audit verify");
+    ensure!(
+        report.problems.is_empty(),
+        "the audit chain does not verify: {:?}",
+        report.problems
+    );
+    Ok(())
+}
+
+/// Step 8: what Prometheus would scrape.
+async fn metrics(story: &Story) -> anyhow::Result<()> {
+    let sidecar = http_get(story.health_port, "/metrics")
+        .await
+        .context("the sidecar's /metrics did not answer")?;
+    for needle in [
+        "dbwarden_statements_total{decision=\"denied\"",
+        "rule=\"guardrails.blockDrop\"} 1",
+        "dbwarden_approvals_total{phase=\"pending\"} 1",
+        "dbwarden_masked_values_total",
+        "dbwarden_audit_events_shipped_total",
+    ] {
+        ensure!(
+            sidecar.contains(needle),
+            "the sidecar's /metrics lacks {needle}:\n{sidecar}"
+        );
+    }
+    let operator = http_get(story.operator_metrics, "/metrics")
+        .await
+        .context("the operator's /metrics did not answer")?;
+    ensure!(
+        operator.contains("dbwarden_operator_reconciliations_total{controller=\"approval\"}"),
+        "the operator's /metrics lacks its approval reconciles:\n{operator}"
     );
     Ok(())
 }

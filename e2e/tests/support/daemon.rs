@@ -88,6 +88,12 @@ pub fn tail(path: &Path, lines: usize) -> String {
 
 /// The HTTP status of a plain GET on 127.0.0.1, `None` while nothing answers.
 pub async fn http_status(port: u16, path: &str) -> Option<u16> {
+    let response = http_get(port, path).await?;
+    response.split(' ').nth(1)?.parse().ok()
+}
+
+/// The whole response (status line, headers, body) of a plain GET on 127.0.0.1.
+pub async fn http_get(port: u16, path: &str) -> Option<String> {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .ok()?;
@@ -95,7 +101,7 @@ pub async fn http_status(port: u16, path: &str) -> Option<u16> {
     stream.write_all(request.as_bytes()).await.ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).await.ok()?;
-    response.split(' ').nth(1)?.parse().ok()
+    Some(response)
 }
 
 /// A free TCP port on 127.0.0.1.

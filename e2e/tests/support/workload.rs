@@ -22,16 +22,16 @@ pub struct TestDatabase<'a> {
     pub listen_port: u16,
     /// The inline JWKS of the test's identity provider.
     pub jwks: String,
+    /// The test's audit collector.
+    pub audit_sink: String,
 }
 
 /// examples/production-guardrails.yaml with only what must differ in the test changed, as
 /// YAML: the database address and its CA (verify-full stays), the listener port (every "pod"
 /// here shares the host's loopback), the JWT keys inline instead of fetched from the example's
-/// identity provider, and no audit sink (the example's is not reachable; the audit step will
-/// point it at a collector). Rules, guardrails and approvals are the example's own.
-///
-/// Until the sidecar enforces masking it refuses (fails closed on) any policy with
-/// `spec.masking`, so the masking is left out too; step 5 of the story puts it back.
+/// identity provider, and the audit sink: the test's collector, in NDJSON (what the collector
+/// test server and `dbwarden-audit verify` read; OTLP is covered by the audit crate's tests).
+/// Rules, guardrails, masking and approvals are the example's own.
 pub fn production_policy(example: &str, db: &TestDatabase<'_>) -> anyhow::Result<String> {
     let mut policy: Value = serde_yaml::from_str(example).context("parsing the example policy")?;
     let spec = policy
@@ -51,10 +51,8 @@ pub fn production_policy(example: &str, db: &TestDatabase<'_>) -> anyhow::Result
         .context("the example policy has no spec.identity.jwt")?;
     jwt.remove("jwksUri");
     jwt.insert("jwks".into(), json!(db.jwks));
-    let spec = spec.as_object_mut().context("spec is not a map")?;
-    spec.remove("audit");
-    // Step 5 (masking) removes this line.
-    spec.remove("masking");
+    spec["audit"]["sinkUrl"] = json!(db.audit_sink);
+    spec["audit"]["format"] = json!("ndjson");
     Ok(serde_yaml::to_string(&policy)?)
 }
 

@@ -62,21 +62,21 @@ impl Outcome {
                 rule: Some(Arc::from(d.cause.rule())),
                 error: Some(d.reason.clone()),
             },
-            // Standalone mode cannot ask for approval: the statement is refused.
+            // Handed to the approval desk; a refusal before that (standalone mode, a missing
+            // reason) replaces this outcome through `StatementTrail::refuse`.
             PolicyDecision::NeedsApproval(n) => Self {
-                decision: Decision::Denied,
+                decision: Decision::ApprovalRequested,
                 policy: Some(n.policy.clone()),
                 rule: Some(n.rule.clone()),
-                error: Some(
-                    "needs approval; approvals are not available in standalone mode".into(),
-                ),
+                error: None,
             },
         }
     }
 
     fn rank(&self) -> u8 {
         match self.decision {
-            Decision::Denied => 2,
+            Decision::Denied => 3,
+            Decision::ApprovalRequested => 2,
             Decision::WouldDeny => 1,
             _ => 0,
         }
@@ -121,7 +121,8 @@ impl StatementTrail {
         if slot.as_ref().is_none_or(|old| outcome.rank() > old.rank()) {
             *slot = Some(outcome);
         }
-        if !decision.is_allowed() && self.refused.is_none() {
+        // Waiting for approval is not a refusal of the string (the desk may still refuse it).
+        if matches!(decision, PolicyDecision::Deny(_)) && self.refused.is_none() {
             self.refused = Some(index);
         }
     }

@@ -10,7 +10,10 @@
 //! - `hold` mode watches the request until it is decided, expires or the rule's hold timeout
 //!   passes; `reject` mode refuses at once, naming the request to approve.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use dbwarden_audit::ApprovalPhase as MetricPhase;
 
 use dbwarden_crds::approval::Requester;
 use dbwarden_crds::policy::ApprovalMode;
@@ -24,6 +27,7 @@ use sha2::{Digest, Sha256};
 
 use crate::enforce::{ApprovalAsk, ApprovalDesk};
 use crate::hook::{Denial, Hold, Verdict};
+use crate::metrics::Metrics;
 
 /// The label that finds the requests of one requester, policy and fingerprint.
 pub const REQUEST_KEY_LABEL: &str = "dbwarden.io/request-key";
@@ -37,14 +41,17 @@ const MAX_TABLES: usize = 64;
 pub struct KubeApprovals {
     api: Api<ApprovalRequest>,
     namespace: String,
+    metrics: Arc<Metrics>,
 }
 
 impl KubeApprovals {
-    /// A desk filing requests in `namespace` with `client` (the pod's ServiceAccount).
-    pub fn new(client: kube::Client, namespace: &str) -> Self {
+    /// A desk filing requests in `namespace` with `client` (the pod's ServiceAccount),
+    /// counting them in `dbwarden_approvals_total`.
+    pub fn new(client: kube::Client, namespace: &str, metrics: Arc<Metrics>) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
             namespace: namespace.to_owned(),
+            metrics,
         }
     }
 
@@ -112,6 +119,7 @@ impl KubeApprovals {
             .get_or_insert_default()
             .insert(REQUEST_KEY_LABEL.into(), key.into());
         let created = self.api.create(&PostParams::default(), &request).await?;
+        self.metrics.approval(MetricPhase::Pending);
         tracing::info!(
             request = %created.name_any(), policy = %ask.policy, rule = %ask.needed.rule,
             "approval request filed"
@@ -147,6 +155,7 @@ impl KubeApprovals {
         match phase(&request) {
             ApprovalPhase::Approved => self.execute(&request).await,
             ApprovalPhase::Denied => {
+                self.metrics.approval(MetricPhase::Rejected);
                 let by = request
                     .status
                     .as_ref()
@@ -164,9 +173,12 @@ impl KubeApprovals {
                     "ApprovalRequest {name} was denied by {by}; the statement did not run"
                 ))
             }
-            ApprovalPhase::Expired => deny(format!(
-                "ApprovalRequest {name} expired before it was approved; the statement did not run"
-            )),
+            ApprovalPhase::Expired => {
+                self.metrics.approval(MetricPhase::Expired);
+                deny(format!(
+                    "ApprovalRequest {name} expired before it was approved; the statement did not run"
+                ))
+            }
             other => deny(format!(
                 "ApprovalRequest {name} is {other:?}; the statement did not run"
             )),
@@ -183,6 +195,7 @@ impl KubeApprovals {
             .await
         {
             Ok(_) => {
+                self.metrics.approval(MetricPhase::Approved);
                 tracing::info!(request = %name, "approved statement runs; request marked Executed");
                 Verdict::Allow
             }

@@ -85,6 +85,7 @@ pub async fn start(
     hooks.attach_approvals(Arc::new(approvals::KubeApprovals::new(
         client.clone(),
         &env.namespace,
+        metrics.clone(),
     )));
     let api: Api<DatabaseAccessPolicy> = Api::namespaced(client, &env.namespace);
     let (first_tx, first_rx) = oneshot::channel();

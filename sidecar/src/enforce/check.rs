@@ -98,7 +98,7 @@ impl SessionEnforcer {
                     }
                 }
                 if let Some(pending) = pending {
-                    return (self.ask(pending, None, sql, 1), None);
+                    return (self.ask(pending, None, sql, 1, trail), None);
                 }
                 return (Verdict::Allow, None);
             }
@@ -140,7 +140,10 @@ impl SessionEnforcer {
                     .map(|s| s.fingerprint.normalized.clone()),
                 StatementText::None => None,
             };
-            return (self.ask(pending, statement, sql, count), Some(analysis));
+            return (
+                self.ask(pending, statement, sql, count, trail),
+                Some(analysis),
+            );
         }
         tracing::debug!(database = %self.database, statements = count, "statement allowed");
         (Verdict::Allow, Some(analysis))
@@ -148,38 +151,46 @@ impl SessionEnforcer {
     // --- end audit ---
 
     /// Hands a statement that needs approval to the desk (held or refused there), or refuses it
-    /// here when it cannot be asked for.
-    fn ask(&self, pending: Pending, statement: Option<String>, sql: &str, count: usize) -> Verdict {
+    /// here when it cannot be asked for (and says so in its audit event).
+    fn ask(
+        &self,
+        pending: Pending,
+        statement: Option<String>,
+        sql: &str,
+        count: usize,
+        trail: &mut StatementTrail,
+    ) -> Verdict {
         let policy = &pending.policy;
         let rule = &*pending.needed.rule;
+        let mut refuse = |message: String, label: &'static str| {
+            trail.refuse(Outcome::refused(label, message.clone()));
+            self.deny(message, None, label)
+        };
         let Some(desk) = self.inner.approvals.get() else {
-            return self.deny(
+            return refuse(
                 format!(
                     "statement needs approval (rule {rule:?} of policy {}); approvals need the sidecar in Kubernetes mode",
                     policy.name()
                 ),
-                None,
                 "approval_unavailable",
             );
         };
         if count > 1 {
-            return self.deny(
+            return refuse(
                 format!(
                     "statement needs approval (rule {rule:?} of policy {}); send it on its own, not in a string of {count} statements",
                     policy.name()
                 ),
-                None,
                 "approval_multi_statement",
             );
         }
         let reason = leading_reason(sql).or_else(|| self.reason.clone());
         if pending.needed.require_reason && reason.is_none() {
-            return self.deny(
+            return refuse(
                 format!(
                     "statement needs approval (rule {rule:?} of policy {}) and the rule requires a reason: start the statement with /* reason: ... */ or run SET dbwarden.reason = '...' first",
                     policy.name()
                 ),
-                None,
                 "approval_reason_missing",
             );
         }

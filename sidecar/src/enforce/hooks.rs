@@ -50,7 +50,7 @@ pub(super) struct Inner {
     /// at load in standalone mode, when the listeners are known in Kubernetes mode.
     catalogs: OnceLock<HashMap<String, Arc<Catalog>>>,
     /// Reload counts and policy age, once [`EnforcingHooks::with_metrics`] was called.
-    metrics: OnceLock<Arc<Metrics>>,
+    pub(super) metrics: OnceLock<Arc<Metrics>>,
 }
 
 /// The [`HookFactory`] that enforces the configured policies (see [`crate::enforce`]).

@@ -48,6 +48,9 @@ struct Current {
     truncated: bool,
     /// The portal whose Execute this result answers (extended protocol).
     portal: Option<u64>,
+    /// Values masked in this result, counted into `dbwarden_masked_values_total` when the
+    /// result ends (one metric update per result, not per value).
+    masked: u64,
 }
 
 /// Most portals whose row counts are kept for a possible resume (the oldest are forgotten:
@@ -70,6 +73,12 @@ pub(super) struct SessionMasker {
     /// Reused buffers: the masked value so far, and the next plan's output.
     value: Vec<u8>,
     spare: Vec<u8>,
+}
+
+impl Drop for SessionMasker {
+    fn drop(&mut self) {
+        self.count_masked();
+    }
 }
 
 impl SessionMasker {
@@ -167,11 +176,13 @@ impl SessionMasker {
             let written: &[u8] = match self.mask(i, v)? {
                 None => {
                     changed = true;
+                    self.current.masked += 1;
                     out.put_i32(-1);
                     continue;
                 }
                 Some(true) => {
                     changed = true;
+                    self.current.masked += 1;
                     &self.value
                 }
                 Some(false) => v,
@@ -186,6 +197,7 @@ impl SessionMasker {
 
     /// Builds the state of a new result: limits, and the plans of the policies that mask.
     fn describe(&mut self, description: &RowDescription<'_>) -> Result<(), Denial> {
+        self.count_masked();
         if let Some(portal) = self.current.portal {
             // Keep the count of the portal that may resume; forget the oldest past the bound.
             if self.portals.len() >= MAX_PORTALS {
@@ -251,6 +263,16 @@ impl SessionMasker {
         }
         self.current.described = true;
         Ok(())
+    }
+
+    /// Adds this result's masked values to the metrics.
+    fn count_masked(&mut self) {
+        let masked = mem::take(&mut self.current.masked);
+        if masked > 0
+            && let Some(metrics) = self.inner.metrics.get()
+        {
+            metrics.masked_values(masked);
+        }
     }
 
     fn past_limit(&mut self, limit: &Limit, out: &mut BytesMut) -> RowAction {
