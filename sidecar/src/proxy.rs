@@ -12,8 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::audit::{SessionAudit, SidecarAudit};
-use crate::backend::tls::{UpstreamTlsError, connector};
-use crate::backend::{BackendError, UpstreamTarget};
+use crate::backend::{BackendError, TargetError, UpstreamTarget};
 use crate::config::{ClientAuth, Config, ConfigError, LimitsConfig};
 use crate::frontend::tls::{TlsConfigError, server_config};
 use crate::frontend::{
@@ -37,15 +36,9 @@ pub enum StartError {
     /// The client TLS certificate or key could not be loaded.
     #[error("client TLS")]
     ClientTls(#[from] TlsConfigError),
-    /// The upstream TLS configuration of a listener could not be built.
-    #[error("listener {listener}: upstream TLS")]
-    UpstreamTls {
-        /// The listener.
-        listener: String,
-        /// The cause.
-        #[source]
-        source: UpstreamTlsError,
-    },
+    /// A listener's upstream (TLS, credentials) could not be set up.
+    #[error(transparent)]
+    Upstream(#[from] TargetError),
     /// The metrics could not be registered.
     #[error("registering metrics")]
     Metrics(#[from] prometheus::Error),
@@ -160,22 +153,7 @@ impl Sidecar {
         let mut tasks = JoinSet::new();
         for (i, l) in config.listeners.iter().enumerate() {
             let up = &l.upstream;
-            let tls = connector(up).map_err(|source| StartError::UpstreamTls {
-                listener: l.name.clone(),
-                source,
-            })?;
-            let credentials = up
-                .credentials
-                .resolve(&format!("listeners[{i}].upstream.credentials"))?;
-            let target = Arc::new(UpstreamTarget {
-                host: up.host.clone(),
-                port: up.port,
-                database: up.database.clone(),
-                mode: up.tls.mode,
-                tls,
-                credentials,
-                connect_timeout: config.limits.connect_timeout(),
-            });
+            let target = Arc::new(UpstreamTarget::for_listener(&config, i)?);
             let tcp = TcpListener::bind(l.listen)
                 .await
                 .map_err(|source| StartError::Bind {

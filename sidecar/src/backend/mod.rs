@@ -10,7 +10,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::config::{Credentials, TlsMode};
+use crate::config::{Config, ConfigError, Credentials, TlsMode};
 use crate::net::{Stream, fill};
 use crate::protocol::backend::ErrorFields;
 use crate::protocol::startup::{CancelRequest, encode_cancel, encode_ssl_request};
@@ -111,6 +111,48 @@ pub struct UpstreamTarget {
     pub credentials: Credentials,
     /// Budget for connect + TLS + authentication.
     pub connect_timeout: Duration,
+}
+
+/// Why a listener's upstream target could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// The listener's upstream TLS settings are unusable.
+    #[error("listener {listener}: upstream TLS")]
+    Tls {
+        /// The listener.
+        listener: String,
+        /// The cause.
+        #[source]
+        source: tls::UpstreamTlsError,
+    },
+    /// The credentials could not be read.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+impl UpstreamTarget {
+    /// The target of listener `index` of `config`: address, TLS connector and credentials (read
+    /// now from their files or environment).
+    pub fn for_listener(config: &Config, index: usize) -> Result<Self, TargetError> {
+        let listener = &config.listeners[index];
+        let up = &listener.upstream;
+        let tls = tls::connector(up).map_err(|source| TargetError::Tls {
+            listener: listener.name.clone(),
+            source,
+        })?;
+        let credentials = up
+            .credentials
+            .resolve(&format!("listeners[{index}].upstream.credentials"))?;
+        Ok(Self {
+            host: up.host.clone(),
+            port: up.port,
+            database: up.database.clone(),
+            mode: up.tls.mode,
+            tls,
+            credentials,
+            connect_timeout: config.limits.connect_timeout(),
+        })
+    }
 }
 
 /// How the sidecar proved itself to the database.

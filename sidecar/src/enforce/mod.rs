@@ -36,8 +36,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::backend::UpstreamTarget;
-use crate::backend::tls::{UpstreamTlsError, connector};
+use crate::backend::{TargetError, UpstreamTarget};
 use crate::config::Config;
 use catalog::Catalog;
 
@@ -99,15 +98,9 @@ pub enum EnforceError {
         /// What is wrong with it.
         problem: String,
     },
-    /// A listener's upstream TLS settings (for its catalog connection) are unusable.
-    #[error("listener {listener}: upstream TLS for catalog look-ups")]
-    UpstreamTls {
-        /// The listener.
-        listener: String,
-        /// The cause.
-        #[source]
-        source: UpstreamTlsError,
-    },
+    /// A listener's upstream (for its catalog connection) could not be set up.
+    #[error("catalog connection: {0}")]
+    Upstream(#[from] TargetError),
     /// The configuration has no usable identity.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
@@ -123,7 +116,7 @@ impl EnforceError {
             Self::NoName { .. } => "no_name",
             Self::Compile { error, .. } => error.label(),
             Self::HashKey { .. } => "hash_key",
-            Self::UpstreamTls { .. } => "upstream_tls",
+            Self::Upstream(_) => "upstream",
             Self::Config(_) => "config",
         }
     }
@@ -149,23 +142,7 @@ impl MaskingOptions {
     pub fn from_config(config: &Config) -> Result<Self, EnforceError> {
         let mut catalogs = HashMap::new();
         for (i, l) in config.listeners.iter().enumerate() {
-            let up = &l.upstream;
-            let tls = connector(up).map_err(|source| EnforceError::UpstreamTls {
-                listener: l.name.clone(),
-                source,
-            })?;
-            let credentials = up
-                .credentials
-                .resolve(&format!("listeners[{i}].upstream.credentials"))?;
-            let target = Arc::new(UpstreamTarget {
-                host: up.host.clone(),
-                port: up.port,
-                database: up.database.clone(),
-                mode: up.tls.mode,
-                tls,
-                credentials,
-                connect_timeout: config.limits.connect_timeout(),
-            });
+            let target = Arc::new(UpstreamTarget::for_listener(config, i)?);
             catalogs.insert(l.name.clone(), Arc::new(Catalog::new(target)));
         }
         // In a pod the injected container says where the Secrets are mounted.
