@@ -232,15 +232,17 @@ async fn held_statements_run_after_approval_and_fail_on_denial_or_expiry() {
     let app = world.app().await;
 
     // 1. DROP TABLE waits; the request names who asked and what.
-    let held = tokio::spawn({
-        let app = world.app().await;
-        async move {
-            app.execute(
-                "/* reason: OPS-42 retire the archive */ DROP TABLE public.archive",
-                &[],
-            )
-            .await
-        }
+    // A psql session, as a person or a script would run it (no password: the workload).
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user=orders dbname=app sslmode=disable",
+        world.port
+    );
+    let held = tokio::spawn(async move {
+        dbwarden_testbed::psql(
+            &conninfo,
+            "/* reason: OPS-42 retire the archive */ DROP TABLE public.archive",
+        )
+        .await
     });
     let request = world.one_request(ApprovalPhase::Pending).await;
     let name = name_of(&request);
@@ -264,11 +266,12 @@ async fn held_statements_run_after_approval_and_fail_on_denial_or_expiry() {
         .await
         .ok("alice approves")
         .unwrap();
-    tokio::time::timeout(Duration::from_secs(30), held)
+    let psql = tokio::time::timeout(Duration::from_secs(30), held)
         .await
         .expect("the held statement never finished")
         .unwrap()
         .unwrap();
+    assert!(psql.status.success(), "psql: {}", psql.stderr);
     assert!(
         !world.table_exists("public.archive").await,
         "the table is still there"
