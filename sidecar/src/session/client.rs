@@ -239,6 +239,11 @@ impl Pump {
     ) -> Result<Held, SessionError> {
         let mut wait = hold.0;
         tracing::info!("statement held for a decision");
+        // One registration for the whole hold, so a cancel between two reads is not missed.
+        let notify = Arc::clone(&self.cancel);
+        let cancelled = notify.notified();
+        tokio::pin!(cancelled);
+        cancelled.as_mut().enable();
         loop {
             // A Terminate sent behind the held statement is a goodbye like a closed socket.
             if self.terminated_after(after) {
@@ -248,7 +253,7 @@ impl Pump {
             let can_read = self.buf.len() < HOLD_READ_LIMIT;
             tokio::select! {
                 verdict = &mut wait => return Ok(Held::Verdict(verdict)),
-                () = self.cancel.notified() => {
+                () = &mut cancelled => {
                     tracing::info!("held statement cancelled by the client");
                     return Ok(Held::Verdict(Verdict::Deny(Denial::new(
                         "canceling statement due to user request; it will not run (an approval \
