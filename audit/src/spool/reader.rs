@@ -64,17 +64,12 @@ impl Spool {
                 Err(e) => return Err(io_err("reading", &path)(e)),
             };
             let mut records = Vec::new();
+            let mut corrupt = Vec::new();
             let mut consumed = 0u64;
-            if bytes.is_empty() {
+            let short = bytes.is_empty();
+            if short {
                 // The file is shorter than what was appended to it (truncated behind our back):
                 // skip to its recorded end rather than wait forever.
-                Stats::add(&self.stats.corrupt, 1);
-                tracing::error!(
-                    segment = start.segment,
-                    offset = start.offset,
-                    expected_len = seg_len,
-                    "audit spool: segment shorter than written; skipping its rest"
-                );
                 consumed = seg_len - start.offset;
             }
             for line in bytes.split_inclusive(|&b| b == b'\n') {
@@ -85,29 +80,42 @@ impl Spool {
                 let line = &line[..line.len() - 1];
                 match chain::check_line(line) {
                     Ok(_) => records.push(line.to_vec()),
-                    Err(e) => {
-                        Stats::add(&self.stats.corrupt, 1);
-                        tracing::error!(
-                            segment = start.segment,
-                            offset = start.offset + consumed - line.len() as u64 - 1,
-                            error = %e,
-                            "audit spool: skipped a corrupt record"
-                        );
-                    }
+                    Err(e) => corrupt.push((start.offset + consumed - line.len() as u64 - 1, e)),
                 }
             }
             let end = Cursor {
                 segment: start.segment,
                 offset: start.offset + consumed,
             };
-            let mut inner = self.lock();
-            if inner.read != start {
-                // The segment was dropped meanwhile; what we read is still valid to deliver.
-                inner.read = inner.read.max(end);
-            } else {
+            {
+                let mut inner = self.lock();
+                if !inner.segments.iter().any(|s| s.id == start.segment) {
+                    // Policy `open` dropped the segment while we read it, and counted every
+                    // record from `start` on as dropped (the read cursor was still there). The
+                    // bytes we hold are the unlinked file's: delivering them would count those
+                    // events twice. Forget them and read on from where the drop left the cursor.
+                    continue;
+                }
                 inner.read = end;
             }
-            drop(inner);
+            if short {
+                Stats::add(&self.stats.corrupt, 1);
+                tracing::error!(
+                    segment = start.segment,
+                    offset = start.offset,
+                    expected_len = seg_len,
+                    "audit spool: segment shorter than written; skipping its rest"
+                );
+            }
+            for (offset, e) in corrupt {
+                Stats::add(&self.stats.corrupt, 1);
+                tracing::error!(
+                    segment = start.segment,
+                    offset,
+                    error = %e,
+                    "audit spool: skipped a corrupt record"
+                );
+            }
             if records.is_empty() {
                 // Only corrupt records: acknowledge them away and read on.
                 self.ack(end)?;
