@@ -142,9 +142,33 @@ impl Spool {
     }
 
     /// Reads again from the acknowledgement cursor (after a failed batch was abandoned).
+    /// Prefer [`Spool::abandon`], which also accounts for a batch whose segment was dropped.
     pub fn rewind(&self) {
         let mut inner = self.lock();
         inner.read = inner.acked;
+    }
+
+    /// Gives up on a batch that was read but not acknowledged (the shipper is stopping, or the
+    /// batch could not be encoded) and reads again from the acknowledgement cursor. A drop under
+    /// policy `open` leaves out the records the shipper holds, as they are still retried; if
+    /// the batch's segment was dropped, nothing will send them again, so they are counted as
+    /// dropped now.
+    pub fn abandon(&self, batch: &Batch) {
+        let mut inner = self.lock();
+        inner.read = inner.acked;
+        // Only a drop removes a segment the shipper has not acknowledged past.
+        if inner.segments.iter().any(|s| s.id == batch.end.segment) {
+            return;
+        }
+        drop(inner);
+        let lost = batch.records.len() as u64;
+        Stats::add(&self.stats.dropped, lost);
+        tracing::error!(
+            segment = batch.end.segment,
+            events = lost,
+            max_bytes = self.config().max_bytes,
+            "audit spool full (failure policy open): gave up on undelivered events whose segment was dropped"
+        );
     }
 
     /// True when every appended record has been acknowledged.
