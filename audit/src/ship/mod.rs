@@ -171,7 +171,7 @@ impl Worker {
                 // Records passed their hash check, so this is a bug, not data: keep them.
                 tracing::error!(error = %e, events = n, "audit batch encoding failed; will retry");
                 self.stats.set_error(Some(e.to_string()));
-                self.spool.rewind();
+                self.spool.abandon(&batch);
                 return self.sleep(backoff.next_delay()).await;
             }
         };
@@ -181,7 +181,7 @@ impl Worker {
                 result = self.sender.post(body.clone()) => result,
                 () = deadline_passed(&mut stop) => {
                     // Maybe delivered, maybe not: it is sent again after the next start.
-                    self.spool.rewind();
+                    self.spool.abandon(&batch);
                     return false;
                 }
             };
@@ -216,7 +216,7 @@ impl Worker {
                     );
                     self.stats.set_error(Some(e.to_string()));
                     if !self.sleep(delay).await {
-                        self.spool.rewind();
+                        self.spool.abandon(&batch);
                         return false;
                     }
                 }

@@ -327,7 +327,8 @@ impl Spool {
                 break;
             };
             let path = files::segment_path(&self.cfg.dir, seg.id);
-            // Records the shipper has read are in its hands and still retried; the rest is lost.
+            // Records the shipper has read are in its hands and still retried (if it gives up
+            // on them, `abandon` counts them); the rest is lost.
             let lost = if inner.read.segment > seg.id {
                 0
             } else {

@@ -64,17 +64,12 @@ impl Spool {
                 Err(e) => return Err(io_err("reading", &path)(e)),
             };
             let mut records = Vec::new();
+            let mut corrupt = Vec::new();
             let mut consumed = 0u64;
-            if bytes.is_empty() {
+            let short = bytes.is_empty();
+            if short {
                 // The file is shorter than what was appended to it (truncated behind our back):
                 // skip to its recorded end rather than wait forever.
-                Stats::add(&self.stats.corrupt, 1);
-                tracing::error!(
-                    segment = start.segment,
-                    offset = start.offset,
-                    expected_len = seg_len,
-                    "audit spool: segment shorter than written; skipping its rest"
-                );
                 consumed = seg_len - start.offset;
             }
             for line in bytes.split_inclusive(|&b| b == b'\n') {
@@ -85,29 +80,42 @@ impl Spool {
                 let line = &line[..line.len() - 1];
                 match chain::check_line(line) {
                     Ok(_) => records.push(line.to_vec()),
-                    Err(e) => {
-                        Stats::add(&self.stats.corrupt, 1);
-                        tracing::error!(
-                            segment = start.segment,
-                            offset = start.offset + consumed - line.len() as u64 - 1,
-                            error = %e,
-                            "audit spool: skipped a corrupt record"
-                        );
-                    }
+                    Err(e) => corrupt.push((start.offset + consumed - line.len() as u64 - 1, e)),
                 }
             }
             let end = Cursor {
                 segment: start.segment,
                 offset: start.offset + consumed,
             };
-            let mut inner = self.lock();
-            if inner.read != start {
-                // The segment was dropped meanwhile; what we read is still valid to deliver.
-                inner.read = inner.read.max(end);
-            } else {
+            {
+                let mut inner = self.lock();
+                if !inner.segments.iter().any(|s| s.id == start.segment) {
+                    // Policy `open` dropped the segment while we read it, and counted every
+                    // record from `start` on as dropped (the read cursor was still there). The
+                    // bytes we hold are the unlinked file's: delivering them would count those
+                    // events twice. Forget them and read on from where the drop left the cursor.
+                    continue;
+                }
                 inner.read = end;
             }
-            drop(inner);
+            if short {
+                Stats::add(&self.stats.corrupt, 1);
+                tracing::error!(
+                    segment = start.segment,
+                    offset = start.offset,
+                    expected_len = seg_len,
+                    "audit spool: segment shorter than written; skipping its rest"
+                );
+            }
+            for (offset, e) in corrupt {
+                Stats::add(&self.stats.corrupt, 1);
+                tracing::error!(
+                    segment = start.segment,
+                    offset,
+                    error = %e,
+                    "audit spool: skipped a corrupt record"
+                );
+            }
             if records.is_empty() {
                 // Only corrupt records: acknowledge them away and read on.
                 self.ack(end)?;
@@ -134,9 +142,33 @@ impl Spool {
     }
 
     /// Reads again from the acknowledgement cursor (after a failed batch was abandoned).
+    /// Prefer [`Spool::abandon`], which also accounts for a batch whose segment was dropped.
     pub fn rewind(&self) {
         let mut inner = self.lock();
         inner.read = inner.acked;
+    }
+
+    /// Gives up on a batch that was read but not acknowledged (the shipper is stopping, or the
+    /// batch could not be encoded) and reads again from the acknowledgement cursor. A drop under
+    /// policy `open` leaves out the records the shipper holds, as they are still retried; if
+    /// the batch's segment was dropped, nothing will send them again, so they are counted as
+    /// dropped now.
+    pub fn abandon(&self, batch: &Batch) {
+        let mut inner = self.lock();
+        inner.read = inner.acked;
+        // Only a drop removes a segment the shipper has not acknowledged past.
+        if inner.segments.iter().any(|s| s.id == batch.end.segment) {
+            return;
+        }
+        drop(inner);
+        let lost = batch.records.len() as u64;
+        Stats::add(&self.stats.dropped, lost);
+        tracing::error!(
+            segment = batch.end.segment,
+            events = lost,
+            max_bytes = self.config().max_bytes,
+            "audit spool full (failure policy open): gave up on undelivered events whose segment was dropped"
+        );
     }
 
     /// True when every appended record has been acknowledged.
