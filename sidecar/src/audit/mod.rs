@@ -249,6 +249,39 @@ impl SidecarAudit {
         }
     }
 
+    /// Records an `approval.requested` or `approval.decided` event about `request`, for the
+    /// statement of `who` that the approval rule `rule` held (the approvals desk calls this).
+    pub fn approval(
+        &self,
+        kind: Kind,
+        who: &dbwarden_policy::Identity,
+        database: &str,
+        rule: &str,
+        approval: dbwarden_audit::Approval,
+    ) {
+        let (user, groups) = match &who.end_user {
+            Some(end_user) => (Some(end_user.username.clone()), end_user.groups.clone()),
+            None => (None, Vec::new()),
+        };
+        let event = Event::new(kind)
+            .identity(dbwarden_audit::Identity {
+                user,
+                groups,
+                service_account: Some(who.service_account.name.clone()),
+                pod: who.pod.clone(),
+                namespace: Some(who.service_account.namespace.clone()),
+            })
+            .database(database)
+            .decision(
+                dbwarden_audit::Decision::ApprovalRequested,
+                Some(rule.to_owned()),
+            )
+            .approval(approval);
+        if let Err(e) = self.record(vec![event]) {
+            tracing::error!(error = %e, kind = e.label(), "audit: approval event not recorded");
+        }
+    }
+
     /// The auditor, for its counters and `flush`.
     pub fn auditor(&self) -> &Auditor {
         &self.auditor

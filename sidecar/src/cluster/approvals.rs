@@ -10,10 +10,9 @@
 //! - `hold` mode watches the request until it is decided, expires or the rule's hold timeout
 //!   passes; `reject` mode refuses at once, naming the request to approve.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
 
-use dbwarden_audit::ApprovalPhase as MetricPhase;
+use dbwarden_audit::{Approval, ApprovalPhase as MetricPhase, Kind};
 
 use dbwarden_crds::approval::Requester;
 use dbwarden_crds::policy::ApprovalMode;
@@ -25,6 +24,7 @@ use kube::runtime::wait::await_condition;
 use kube::{Api, ResourceExt};
 use sha2::{Digest, Sha256};
 
+use crate::audit::SidecarAudit;
 use crate::enforce::{ApprovalAsk, ApprovalDesk};
 use crate::hook::{Denial, Hold, Verdict};
 use crate::metrics::Metrics;
@@ -42,6 +42,8 @@ pub struct KubeApprovals {
     api: Api<ApprovalRequest>,
     namespace: String,
     metrics: Arc<Metrics>,
+    /// Records `approval.*` events once auditing is open (it starts after the desk).
+    audit: Arc<OnceLock<Arc<SidecarAudit>>>,
 }
 
 impl KubeApprovals {
@@ -52,6 +54,41 @@ impl KubeApprovals {
             api: Api::namespaced(client, namespace),
             namespace: namespace.to_owned(),
             metrics,
+            audit: Arc::default(),
+        }
+    }
+
+    /// Records `approval.requested` and `approval.decided` events with `audit` from now on.
+    pub fn attach_audit(&self, audit: Arc<SidecarAudit>) {
+        let _ = self.audit.set(audit);
+    }
+
+    /// Counts a request reaching `phase` and audits it (`decided_by` for decisions).
+    fn seen(
+        &self,
+        ask: &ApprovalAsk,
+        request: &str,
+        phase: MetricPhase,
+        decided_by: Option<String>,
+    ) {
+        self.metrics.approval(phase);
+        if let Some(audit) = self.audit.get() {
+            let kind = if phase == MetricPhase::Pending {
+                Kind::ApprovalRequested
+            } else {
+                Kind::ApprovalDecided
+            };
+            audit.approval(
+                kind,
+                &ask.identity,
+                &ask.database,
+                &ask.needed.rule,
+                Approval {
+                    request: request.to_owned(),
+                    phase,
+                    decided_by,
+                },
+            );
         }
     }
 
@@ -79,7 +116,7 @@ impl KubeApprovals {
         found.retain(|ar| same_statement(ar, ask) && ar.spec.expires_at.0 > now);
         found.sort_by_key(|ar| ar.creation_timestamp());
         if let Some(approved) = found.iter().find(|ar| phase(ar) == ApprovalPhase::Approved) {
-            return Ok(self.execute(approved).await);
+            return Ok(self.execute(ask, approved).await);
         }
         let request = match found
             .into_iter()
@@ -97,7 +134,7 @@ impl KubeApprovals {
                 "statement needs approval (rule {:?} of policy {}): requested as ApprovalRequest {name} (kubectl get ar -n {} {name}); run it again once it is approved",
                 &*ask.needed.rule, ask.policy, self.namespace
             )),
-            ApprovalMode::Hold => self.wait(&name, ask.needed.hold_timeout).await,
+            ApprovalMode::Hold => self.wait(ask, &name).await,
         })
     }
 
@@ -119,7 +156,7 @@ impl KubeApprovals {
             .get_or_insert_default()
             .insert(REQUEST_KEY_LABEL.into(), key.into());
         let created = self.api.create(&PostParams::default(), &request).await?;
-        self.metrics.approval(MetricPhase::Pending);
+        self.seen(ask, &created.name_any(), MetricPhase::Pending, None);
         tracing::info!(
             request = %created.name_any(), policy = %ask.policy, rule = %ask.needed.rule,
             "approval request filed"
@@ -128,7 +165,8 @@ impl KubeApprovals {
     }
 
     /// Watches the request until it is decided, expires, or `timeout` passes.
-    async fn wait(&self, name: &str, timeout: Duration) -> Verdict {
+    async fn wait(&self, ask: &ApprovalAsk, name: &str) -> Verdict {
+        let timeout = ask.needed.hold_timeout;
         let decided =
             |ar: Option<&ApprovalRequest>| ar.is_none_or(|ar| phase(ar) != ApprovalPhase::Pending);
         let outcome =
@@ -153,17 +191,20 @@ impl KubeApprovals {
             Ok(Ok(Some(request))) => request,
         };
         match phase(&request) {
-            ApprovalPhase::Approved => self.execute(&request).await,
+            ApprovalPhase::Approved => self.execute(ask, &request).await,
             ApprovalPhase::Denied => {
-                self.metrics.approval(MetricPhase::Rejected);
-                let by = request
-                    .status
-                    .as_ref()
-                    .and_then(|s| {
-                        s.decisions
-                            .iter()
-                            .find(|d| d.decision == DecisionKind::Deny)
-                    })
+                let denier = request.status.as_ref().and_then(|s| {
+                    s.decisions
+                        .iter()
+                        .find(|d| d.decision == DecisionKind::Deny)
+                });
+                self.seen(
+                    ask,
+                    name,
+                    MetricPhase::Rejected,
+                    denier.map(|d| d.by.clone()),
+                );
+                let by = denier
                     .map(|d| match &d.comment {
                         Some(comment) => format!("{} ({comment})", d.by),
                         None => d.by.clone(),
@@ -174,7 +215,7 @@ impl KubeApprovals {
                 ))
             }
             ApprovalPhase::Expired => {
-                self.metrics.approval(MetricPhase::Expired);
+                self.seen(ask, name, MetricPhase::Expired, None);
                 deny(format!(
                     "ApprovalRequest {name} expired before it was approved; the statement did not run"
                 ))
@@ -186,7 +227,7 @@ impl KubeApprovals {
     }
 
     /// Marks an approved request `Executed`; the statement runs only if that succeeded.
-    async fn execute(&self, request: &ApprovalRequest) -> Verdict {
+    async fn execute(&self, ask: &ApprovalAsk, request: &ApprovalRequest) -> Verdict {
         let name = request.name_any();
         let patch = serde_json::json!({"status": {"phase": "Executed"}});
         match self
@@ -195,7 +236,23 @@ impl KubeApprovals {
             .await
         {
             Ok(_) => {
-                self.metrics.approval(MetricPhase::Approved);
+                let approvers: Vec<&str> = request
+                    .status
+                    .as_ref()
+                    .map(|s| {
+                        s.decisions
+                            .iter()
+                            .filter(|d| d.decision == DecisionKind::Approve)
+                            .map(|d| d.by.as_str())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                self.seen(
+                    ask,
+                    &name,
+                    MetricPhase::Approved,
+                    Some(approvers.join(", ")),
+                );
                 tracing::info!(request = %name, "approved statement runs; request marked Executed");
                 Verdict::Allow
             }

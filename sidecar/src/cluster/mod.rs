@@ -82,11 +82,12 @@ pub async fn start(
         Some(env.secrets_dir.clone()),
     );
     let hooks = hooks.with_metrics(metrics.clone());
-    hooks.attach_approvals(Arc::new(approvals::KubeApprovals::new(
+    let desk = Arc::new(approvals::KubeApprovals::new(
         client.clone(),
         &env.namespace,
         metrics.clone(),
-    )));
+    ));
+    hooks.attach_approvals(desk.clone());
     let api: Api<DatabaseAccessPolicy> = Api::namespaced(client, &env.namespace);
     let (first_tx, first_rx) = oneshot::channel();
     tracing::info!(
@@ -127,7 +128,11 @@ pub async fn start(
         .with_identity(identity)
         .with_metrics(metrics.clone());
     match AuditSettings::from_config(&config)? {
-        Some(settings) => sidecar = sidecar.with_audit(settings.open(metrics)?),
+        Some(settings) => {
+            let audit = settings.open(metrics)?;
+            desk.attach_audit(audit.clone());
+            sidecar = sidecar.with_audit(audit);
+        }
         None => tracing::warn!("no admitted policy sets spec.audit: no audit events are recorded"),
     }
     let handle = sidecar.start().await?;
