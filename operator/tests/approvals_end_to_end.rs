@@ -225,7 +225,7 @@ async fn held_statements_run_after_approval_and_fail_on_denial_or_expiry() {
     let world = World::start(
         "    - {name: drops, when: {operations: [drop]}, approvers: {groups: [dba]}, mode: hold, holdTimeout: 60s}
     - {name: truncates, when: {operations: [truncate]}, approvers: {users: [alice]}, mode: hold, holdTimeout: 60s}
-    - {name: alters, when: {operations: [alter]}, approvers: {groups: [dba]}, mode: hold, holdTimeout: 4s, ttl: 5s}",
+    - {name: alters, when: {operations: [alter]}, approvers: {groups: [dba]}, mode: hold, holdTimeout: 5s, ttl: 6s}",
     )
     .await;
     let _sidecar = world.sidecar().await;
@@ -293,8 +293,9 @@ async fn held_statements_run_after_approval_and_fail_on_denial_or_expiry() {
     let message = refusal(result);
     assert!(message.contains("denied by alice"), "{message}");
 
-    // 3. Nobody decides: the hold timeout fails the statement and the request stays pending;
-    // a retry waits on that request, and its expiry reaches the client. The table is untouched.
+    // 3. Nobody decides: the hold timeout (5 s) fails the statement and the request stays
+    // pending; a retry waits on that request (up to 5 s more), and its expiry (6 s after it was
+    // filed) reaches the client. The table is untouched.
     let alter = "ALTER TABLE public.orders ADD COLUMN note text";
     let message = refusal(app.execute(alter, &[]).await);
     assert!(message.contains("hold timeout"), "{message}");
