@@ -141,7 +141,7 @@ A DBA ({DBA_USER}, group dba) deletes a payment; the statement waits for another
 Kubernetes:
   kubectl get dap,ar -n {NAMESPACE}              # the policy (READY) and the approval requests
   kubectl get pods -n {NAMESPACE} -o jsonpath='{{.items[0].spec.initContainers[*].name}}'   # injected
-  kubectl edit dap {policy} -n {NAMESPACE}       # change a rule; the sidecar reloads it live
+  kubectl edit dap {policy} -n {NAMESPACE}       # the policy the sidecar watches: edit a rule, query again
   Other people: {kubeconfigs}/{{alice,dave}}.kubeconfig (dba), bob.kubeconfig, carol.kubeconfig
 
 Metrics and logs:
