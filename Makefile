@@ -35,10 +35,9 @@ test: deps tools
 e2e: deps tools
 	$(CARGO) test -p dbwarden-e2e -- --nocapture
 
-## demo: a local control plane and database with dbwarden installed, and what to try
+## demo: the end-to-end story narrated step by step, then the environment stays up to try (Ctrl-C stops it)
 demo: deps tools
-	$(CARGO) build --quiet -p dbwarden-operator -p dbwarden-testbed --bins
-	$(CARGO) run --quiet -p dbwarden-testbed --bin dbwarden-devenv
+	$(CARGO) run --quiet -p dbwarden-e2e --bin dbwarden-demo
 
 ## bench: pgbench straight to PostgreSQL, through pgbouncer and through the sidecar, as ratios
 bench: deps

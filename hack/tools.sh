@@ -53,5 +53,6 @@ build helm "v$HELM_VERSION $helm_ldflags" \
 	env GOBIN="$bin" go install -trimpath -ldflags "$helm_ldflags" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
 
 "$bin/kube-apiserver" --version
-"$bin/kubectl" version --client | head -1
+# sed, not head: head may exit before kubectl is done writing, a SIGPIPE that pipefail fails on.
+"$bin/kubectl" version --client | sed -n 1p
 "$bin/helm" version --short

@@ -1,7 +1,7 @@
 //! An identity provider made in the test: one ES256 signing key, its JWKS for the policy's
 //! inline `spec.identity.jwt.jwks`, and the tokens it issues to end users.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow};
 use base64::Engine;
@@ -51,13 +51,18 @@ impl Issuer {
     }
 
     /// A signed token over `claims`, with `iat` and `exp` (ten minutes) added.
-    pub fn token(&self, mut claims: Value) -> anyhow::Result<String> {
+    pub fn token(&self, claims: Value) -> anyhow::Result<String> {
+        self.token_valid_for(claims, Duration::from_secs(600))
+    }
+
+    /// A signed token over `claims`, valid for `lifetime` from now.
+    pub fn token_valid_for(&self, mut claims: Value, lifetime: Duration) -> anyhow::Result<String> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .context("the clock is before 1970")?
             .as_secs();
         claims["iat"] = json!(now);
-        claims["exp"] = json!(now + 600);
+        claims["exp"] = json!(now + lifetime.as_secs());
         let header = json!({"alg": "ES256", "typ": "JWT", "kid": self.kid});
         let signing_input = format!(
             "{}.{}",

@@ -41,6 +41,17 @@ impl Daemon {
         })
     }
 
+    /// Kills the process and waits until it is gone (dropping it only sends the signal).
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if self.child.try_wait()?.is_none() {
+            self.child
+                .kill()
+                .await
+                .with_context(|| format!("stopping {}", self.name))?;
+        }
+        Ok(())
+    }
+
     /// The last `lines` lines of its log.
     pub fn tail(&self, lines: usize) -> String {
         tail(&self.log, lines)

@@ -2,7 +2,7 @@
 //!
 //! Cargo gives `CARGO_BIN_EXE_*` only to tests of the package that owns the binary, so the story
 //! asks cargo itself: `cargo build --bins -p dbwarden-sidecar -p dbwarden-operator` into the
-//! target directory this test binary was built in, with the same profile. Under
+//! target directory the running test (or demo) binary was built in, with the same profile. Under
 //! `cargo test --workspace` the binaries are already built and this is a no-op check; under
 //! `cargo test -p dbwarden-e2e` it builds them. Cargo does not hold its build-directory lock
 //! while tests run (measured: see docs/testing.md), so the nested build does not wait on the
@@ -37,21 +37,28 @@ const PACKAGE_VARIABLES: [&str; 7] = [
 
 static BUILT: OnceCell<Binaries> = OnceCell::const_new();
 
-/// Builds (or finds up to date) both binaries, once per test process.
+/// Builds (or finds up to date) both binaries, once per process.
 pub async fn fresh() -> anyhow::Result<Binaries> {
     BUILT.get_or_try_init(build).await.cloned()
 }
 
 async fn build() -> anyhow::Result<Binaries> {
-    // This test binary is <target>/<profile>/deps/<name>-<hash>.
-    let exe = std::env::current_exe().context("locating the test binary")?;
-    let profile_dir = exe
+    // A test binary is <target>/<profile>/deps/<name>-<hash>; the demo, a binary of this crate,
+    // is <target>/<profile>/dbwarden-demo.
+    let exe = std::env::current_exe().context("locating the running binary")?;
+    let parent = exe
         .parent()
-        .and_then(Path::parent)
-        .context("the test binary is not in <target>/<profile>/deps")?;
+        .context("the running binary is not in <target>/<profile>")?;
+    let profile_dir = if parent.file_name().is_some_and(|n| n == "deps") {
+        parent
+            .parent()
+            .context("the test binary is not in <target>/<profile>/deps")?
+    } else {
+        parent
+    };
     let target_dir = profile_dir
         .parent()
-        .context("the test binary is not in <target>/<profile>/deps")?;
+        .context("the running binary is not in <target>/<profile>")?;
     let profile = profile_dir
         .file_name()
         .and_then(|n| n.to_str())
@@ -64,7 +71,7 @@ async fn build() -> anyhow::Result<Binaries> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
     let begun = Instant::now();
     let mut command = tokio::process::Command::new(&cargo);
-    // Cargo gives this test the variables of its own package (CARGO_MANIFEST_DIR, CARGO_PKG_*,
+    // Cargo gives this test (and `cargo run`, the demo) the variables of its own package (CARGO_MANIFEST_DIR, CARGO_PKG_*,
     // ...). Passed on, they change the fingerprints of dependencies that read them, and the
     // nested build would rebuild what the outer one just built, and back (measured: 1-3 min).
     for (name, _) in std::env::vars_os() {
