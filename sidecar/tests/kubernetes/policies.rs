@@ -1,5 +1,6 @@
 //! Policies come from the API server: nothing is served before the first list, changes apply
-//! to open sessions, a deleted policy closes its database.
+//! to open sessions, a deleted policy closes its database, and while the API server is gone the
+//! last policies seen stay in force.
 
 use std::time::Duration;
 
@@ -105,6 +106,38 @@ async fn serves_nothing_until_policies_load_then_follows_the_api_server() -> Tes
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(last.contains("no dbwarden policy governs"), "{last}");
+
+    // Back again; then the API server goes away: the last policies seen stay in force.
+    cluster
+        .cp
+        .apply(&ADMIN, &cluster.policy("orders", port, SELECT_ONLY, ""))
+        .await?;
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            app.query("SELECT id FROM public.orders", &[]).await.is_ok()
+        })
+        .await,
+        "the re-applied policy never allowed the SELECT"
+    );
+    let (_etcd, apiserver) = cluster.cp.pids();
+    let killed = Command::new("kill")
+        .args(["-9", &apiserver.to_string()])
+        .status()
+        .await?;
+    assert!(killed.success());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for _ in 0..3 {
+        app.query("SELECT id FROM public.orders", &[]).await?;
+        let refused = app
+            .execute("INSERT INTO public.orders VALUES (3, 1)", &[])
+            .await
+            .unwrap_err();
+        assert_eq!(sqlstate(&refused), Some("42501"), "{refused:?}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // New connections are governed the same way.
+    let late = connect(port).await?;
+    late.query("SELECT id FROM public.orders", &[]).await?;
     Ok(())
 }
 
