@@ -327,6 +327,13 @@ async fn policy_identity_applies_the_listeners_policies() {
         "{e}"
     );
     assert!(!e.contains(&token));
+
+    // A password that is no JWT at all (libpq apps must send something): the workload where no
+    // token is required, refused where one is.
+    let id = auth(&hook, "other", Some("placeholder")).await.unwrap();
+    assert_eq!((id.subject.as_str(), id.end_user), ("shop/api", false));
+    let e = auth(&hook, "main", Some("placeholder")).await.unwrap_err();
+    assert!(e.contains("not a well-formed JWT"), "{e}");
 }
 
 #[tokio::test]
