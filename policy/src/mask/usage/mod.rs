@@ -150,29 +150,33 @@ pub(crate) fn check_indexed(
             return Err((index, refuse(MaskedColumnUse::Copy)));
         }
     }
-    // Deep operator chains recurse once per operator when walked and dropped (see the analysis
-    // module's limits); size the stack by the input, as the analysis does.
+    // Deep operator chains recurse once per operator when parsed, walked and dropped (see the
+    // analysis module's limits): all three happen inside one closure given a stack sized by the
+    // input, grown only when the caller has less than that left (no stack allocation per
+    // statement in the common case).
     let budget = sql.len().saturating_mul(256).clamp(1 << 20, 96 << 20);
-    let parsed = stacker::grow(budget, || {
-        Parser::new(&PostgreSqlDialect {})
-            .with_recursion_limit(50)
-            .try_with_sql(sql)
-            .and_then(|mut p| p.parse_statements())
-    });
-    let Ok(statements) = parsed else {
-        return Err((0, refuse(MaskedColumnUse::Unchecked)));
-    };
-    if statements.len() != per_statement.len() {
-        return Err((0, refuse(MaskedColumnUse::Unchecked)));
-    }
-    for (index, (statement, parts)) in statements.iter().zip(&per_statement).enumerate() {
-        if parts.is_empty() {
-            continue;
-        }
-        let problem = stacker::grow(budget, || walk::check_statement(statement, parts));
-        if let Some(problem) = problem {
-            return Err((index, refuse(problem)));
-        }
-    }
-    Ok(())
+    let found = stacker::maybe_grow(
+        budget,
+        budget,
+        || -> Result<(), (usize, MaskedColumnUse)> {
+            let statements = Parser::new(&PostgreSqlDialect {})
+                .with_recursion_limit(50)
+                .try_with_sql(sql)
+                .and_then(|mut p| p.parse_statements())
+                .map_err(|_| (0, MaskedColumnUse::Unchecked))?;
+            if statements.len() != per_statement.len() {
+                return Err((0, MaskedColumnUse::Unchecked));
+            }
+            for (index, (statement, parts)) in statements.iter().zip(&per_statement).enumerate() {
+                if parts.is_empty() {
+                    continue;
+                }
+                if let Some(problem) = walk::check_statement(statement, parts) {
+                    return Err((index, problem));
+                }
+            }
+            Ok(())
+        },
+    );
+    found.map_err(|(index, problem)| (index, refuse(problem)))
 }
