@@ -158,7 +158,8 @@ async fn settled(collector: &Collector) -> u64 {
 }
 
 /// The policy-enforcing sidecar with and without audit, same pgbench runs.
-async fn audit_table(pg: &Postgres, dir: &std::path::Path, seconds: u64) -> Result<()> {
+async fn audit_table(pg: &Postgres, dir: &std::path::Path, plan: &Plan) -> Result<()> {
+    let seconds = plan.seconds;
     let policy = dir.join("policy.yaml");
     std::fs::write(&policy, POLICY)?;
     let enforce = format!(
@@ -181,8 +182,8 @@ async fn audit_table(pg: &Postgres, dir: &std::path::Path, seconds: u64) -> Resu
         "{:<9} {:>7} | {:>10} {:>8} | {:>10} {:>8} | {:>8} {:>10}",
         "mode", "clients", "policy", "ms", "+audit", "ms", "cost", "events/s"
     );
-    for mode in ["simple", "prepared"] {
-        for clients in [1, 16] {
+    for &mode in &plan.modes {
+        for &clients in &plan.clients {
             let without = measure(plain_port, "no-token", mode, clients, seconds).await?;
             let before = settled(&collector).await;
             let with = measure(audit_port, "no-token", mode, clients, seconds).await?;
@@ -204,12 +205,54 @@ async fn audit_table(pg: &Postgres, dir: &std::path::Path, seconds: u64) -> Resu
     Ok(())
 }
 
+/// Which runs to make: everything by default; `BENCH_SECONDS`, `BENCH_MODES` (comma-separated
+/// `simple,prepared`), `BENCH_CLIENTS` (`1,16`) and `BENCH_AUDIT=0` narrow it down while working
+/// on one figure.
+struct Plan {
+    seconds: u64,
+    modes: Vec<&'static str>,
+    clients: Vec<u32>,
+    audit: bool,
+}
+
+impl Plan {
+    fn from_env() -> Result<Self> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let seconds = match var("BENCH_SECONDS") {
+            Some(s) => s.parse().with_context(|| format!("BENCH_SECONDS={s:?}"))?,
+            None => 10,
+        };
+        let modes = match var("BENCH_MODES") {
+            Some(list) => list
+                .split(',')
+                .map(|m| match m.trim() {
+                    "simple" => Ok("simple"),
+                    "prepared" => Ok("prepared"),
+                    other => bail!("BENCH_MODES: unknown mode {other:?} (simple, prepared)"),
+                })
+                .collect::<Result<_>>()?,
+            None => vec!["simple", "prepared"],
+        };
+        let clients = match var("BENCH_CLIENTS") {
+            Some(list) => list
+                .split(',')
+                .map(|c| c.trim().parse().with_context(|| format!("BENCH_CLIENTS: {c:?}")))
+                .collect::<Result<_>>()?,
+            None => vec![1, 16],
+        };
+        Ok(Self {
+            seconds,
+            modes,
+            clients,
+            audit: var("BENCH_AUDIT").is_none_or(|v| v != "0"),
+        })
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
-    let seconds: u64 = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+    let plan = Plan::from_env()?;
+    let seconds = plan.seconds;
     let pg = Postgres::start().await?;
     pgbench(pg.port(), APP.password, &["-i", "-q", "-s", "10"]).await?;
     let bouncer = PgBouncer::start(&pg, &APP, 64).await?;
@@ -232,6 +275,10 @@ async fn main() -> Result<()> {
     )
     .await?;
 
+    eprintln!(
+        "pids: sidecar {pid}, enforcing {}",
+        enforcing.id().unwrap_or_default()
+    );
     println!(
         "pgbench -S (select-only), {seconds} s per run, PostgreSQL on 127.0.0.1, no TLS anywhere"
     );
@@ -252,8 +299,8 @@ async fn main() -> Result<()> {
         "/sidecar"
     );
     let mut peak_rss = 0;
-    for mode in ["simple", "prepared"] {
-        for clients in [1, 16] {
+    for &mode in &plan.modes {
+        for &clients in &plan.clients {
             let direct = measure(pg.port(), APP.password, mode, clients, seconds).await?;
             let pool = measure(bouncer.port(), APP.password, mode, clients, seconds).await?;
             let peak = Arc::new(AtomicU64::new(0));
@@ -294,6 +341,8 @@ async fn main() -> Result<()> {
     println!("target: enforcing (rules, guardrails, masking) >= 0.9x the pass-through sidecar");
     sidecar.kill().await.ok();
     enforcing.kill().await.ok();
-    audit_table(&pg, dir.path(), seconds).await?;
+    if plan.audit {
+        audit_table(&pg, dir.path(), &plan).await?;
+    }
     Ok(())
 }
