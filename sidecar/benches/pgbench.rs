@@ -236,7 +236,11 @@ impl Plan {
         let clients = match var("BENCH_CLIENTS") {
             Some(list) => list
                 .split(',')
-                .map(|c| c.trim().parse().with_context(|| format!("BENCH_CLIENTS: {c:?}")))
+                .map(|c| {
+                    c.trim()
+                        .parse()
+                        .with_context(|| format!("BENCH_CLIENTS: {c:?}"))
+                })
                 .collect::<Result<_>>()?,
             None => vec![1, 16],
         };

@@ -118,6 +118,11 @@ impl Catalog {
         self.lock().entries.clear();
     }
 
+    /// Changes whenever the cache is invalidated (what was derived from it is stale).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// The cached relation `oid`, if fresh.
     pub fn cached(&self, oid: u32) -> Option<Arc<Relation>> {
         let cache = self.lock();

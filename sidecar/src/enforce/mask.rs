@@ -1,8 +1,8 @@
 //! The per-session [`RowHook`]: masks result values and enforces `guardrails.maxRows`.
 //!
-//! Per result (each RowDescription) every applicable policy whose masks apply to the session's
-//! identity builds a [`MaskPlan`] from the resolved column sources; the plans are applied to each
-//! value in turn (each only ever hides more of what the previous one left, so the combination
+//! Per result description every applicable policy whose masks apply to the session's identity
+//! builds a [`MaskPlan`] from the resolved column sources (kept while the same description comes
+//! back, see [`Memo`]); the plans are applied to each value in turn (each only ever hides more of what the previous one left, so the combination
 //! is at least as strict as any single policy; an exemption in one policy does not lift
 //! another's masks). Rows of a result no plan touches are forwarded without being looked at.
 //!
@@ -13,14 +13,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::mem;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
 use dbwarden_crds::policy::OnMaxRows;
 use dbwarden_policy::Identity;
 use dbwarden_policy::mask::{ColumnSource, Format, MaskOutcome, MaskPlan, ResultColumn};
 
-use super::catalog::{Catalog, MAX_OIDS, Relation, Relations};
+use super::catalog::{CATALOG_TTL, Catalog, MAX_OIDS, Relation, Relations};
 use super::hooks::Inner;
+use super::load::PolicySet;
 use crate::hook::{Denial, Pending, RowAction, RowHook};
 use crate::protocol::backend::{DataRow, RowDescription};
 use crate::protocol::codec::{put_cstr, put_message};
@@ -36,14 +38,48 @@ struct Limit {
     policy: String,
 }
 
+/// What one result description comes to under the policies in force.
+#[derive(Debug)]
+struct Shape {
+    columns: usize,
+    /// The plans that change something, in policy order.
+    plans: Vec<MaskPlan>,
+    limit: Option<Limit>,
+}
+
+/// The last description's [`Shape`], reused while the same description comes back (a statement
+/// executed again), the same policy set is in force, the catalog was not invalidated (DDL), and
+/// the relations it was resolved from would still be fresh in the catalog's cache.
+#[derive(Debug)]
+struct Memo {
+    count: usize,
+    encoded: Vec<u8>,
+    set: Arc<PolicySet>,
+    generation: u64,
+    built: Instant,
+    shape: Arc<Shape>,
+}
+
+impl Memo {
+    fn fits(
+        &self,
+        description: &RowDescription<'_>,
+        set: &Arc<PolicySet>,
+        generation: u64,
+    ) -> bool {
+        self.count == description.len()
+            && self.encoded == description.encoded()
+            && Arc::ptr_eq(&self.set, set)
+            && self.generation == generation
+            && self.built.elapsed() < CATALOG_TTL
+    }
+}
+
 /// What the hook knows about the result being sent.
 #[derive(Debug, Default)]
 struct Current {
-    /// A RowDescription was accepted (rows without one are refused).
-    described: bool,
-    columns: usize,
-    plans: Vec<MaskPlan>,
-    limit: Option<Limit>,
+    /// The accepted description's shape (rows without one are refused).
+    shape: Option<Arc<Shape>>,
     rows: u64,
     truncated: bool,
     /// The portal whose Execute this result answers (extended protocol).
@@ -73,6 +109,10 @@ pub(super) struct SessionMasker {
     /// Reused buffers: the masked value so far, and the next plan's output.
     value: Vec<u8>,
     spare: Vec<u8>,
+    memo: Option<Memo>,
+    /// `resolve` found the memo fits the description at hand (so `describe` uses it even if
+    /// its TTL ran out in between).
+    memo_resolved: bool,
 }
 
 impl Drop for SessionMasker {
@@ -98,7 +138,14 @@ impl SessionMasker {
             portals: BTreeMap::new(),
             value: Vec::new(),
             spare: Vec::new(),
+            memo: None,
+            memo_resolved: false,
         }
+    }
+
+    /// The catalog's generation (0 without a catalog).
+    fn generation(&self) -> u64 {
+        self.catalog.as_ref().map_or(0, |c| c.generation())
     }
 
     /// True when some applicable policy masks this identity's results.
@@ -146,7 +193,8 @@ impl SessionMasker {
     /// means the masked value is in `self.value`.
     fn mask(&mut self, i: usize, v: &[u8]) -> Result<Option<bool>, ()> {
         let mut masked = false;
-        for plan in &self.current.plans {
+        let plans = self.current.shape.as_ref().map_or(&[][..], |s| &s.plans);
+        for plan in plans {
             let input: &[u8] = if masked { &self.value } else { v };
             match plan.mask_value(i, input, &mut self.spare) {
                 MaskOutcome::Pass => {}
@@ -195,7 +243,7 @@ impl SessionMasker {
         Ok(changed)
     }
 
-    /// Builds the state of a new result: limits, and the plans of the policies that mask.
+    /// Starts a new result: its shape from the memo, or built and remembered.
     fn describe(&mut self, description: &RowDescription<'_>) -> Result<(), Denial> {
         self.count_masked();
         if let Some(portal) = self.current.portal {
@@ -208,6 +256,31 @@ impl SessionMasker {
         }
         self.current = Current::default();
         let set = self.inner.policies.load_full();
+        let generation = self.generation();
+        let resolved = mem::take(&mut self.memo_resolved);
+        let shape = match &self.memo {
+            Some(memo) if resolved || memo.fits(description, &set, generation) => {
+                Arc::clone(&memo.shape)
+            }
+            _ => {
+                let shape = Arc::new(self.shape(description, &set)?);
+                self.memo = Some(Memo {
+                    count: description.len(),
+                    encoded: description.encoded().to_vec(),
+                    set,
+                    generation,
+                    built: Instant::now(),
+                    shape: Arc::clone(&shape),
+                });
+                shape
+            }
+        };
+        self.current.shape = Some(shape);
+        Ok(())
+    }
+
+    /// The limits of a result described by `description`, and the plans of the policies that mask.
+    fn shape(&self, description: &RowDescription<'_>, set: &PolicySet) -> Result<Shape, Denial> {
         let policies = set.for_database(&self.database);
         if policies.is_empty() {
             return Err(Denial::new(format!(
@@ -215,7 +288,7 @@ impl SessionMasker {
                 self.database
             )));
         }
-        self.current.limit = policies
+        let limit = policies
             .iter()
             .filter_map(|p| {
                 p.max_rows().map(|m| Limit {
@@ -225,7 +298,7 @@ impl SessionMasker {
                 })
             })
             .min_by_key(|l| (l.rows, l.on_exceed != OnMaxRows::Error));
-        self.current.columns = description.len();
+        let mut plans = Vec::new();
         if policies.iter().any(|p| p.masks_for(&self.identity)) {
             let sources = self.sources(description)?;
             let mut columns = Vec::with_capacity(sources.len());
@@ -257,12 +330,15 @@ impl SessionMasker {
                     Denial::new(format!("dbwarden: {e}; the result is refused"))
                 })?;
                 if !plan.is_passthrough() {
-                    self.current.plans.push(plan);
+                    plans.push(plan);
                 }
             }
         }
-        self.current.described = true;
-        Ok(())
+        Ok(Shape {
+            columns: description.len(),
+            plans,
+            limit,
+        })
     }
 
     /// Adds this result's masked values to the metrics.
@@ -328,10 +404,18 @@ fn put_notice(out: &mut BytesMut, message: &str) {
 
 impl RowHook for SessionMasker {
     fn resolve(&mut self, description: &RowDescription<'_>) -> Option<Pending> {
-        let catalog = self.catalog.clone()?;
-        if !self.masks() {
+        let catalog = self.catalog.as_ref()?;
+        self.memo_resolved = self.memo.as_ref().is_some_and(|m| {
+            m.fits(
+                description,
+                &self.inner.policies.load(),
+                catalog.generation(),
+            )
+        });
+        if self.memo_resolved || !self.masks() {
             return None;
         }
+        let catalog = Arc::clone(catalog);
         let mut missing: Vec<u32> = Vec::new();
         {
             // Cache hits are pinned for this description, so an entry expiring between here and
@@ -408,20 +492,20 @@ impl RowHook for SessionMasker {
     }
 
     fn data_row(&mut self, row: &DataRow<'_>, out: &mut BytesMut) -> RowAction {
-        if !self.current.described {
+        let Some(shape) = &self.current.shape else {
             return RowAction::Deny(unresolved("rows arrived without a description"));
-        }
+        };
         self.current.rows += 1;
-        if let Some(limit) = &self.current.limit
+        if let Some(limit) = &shape.limit
             && self.current.rows > limit.rows
         {
             let limit = limit.clone();
             return self.past_limit(&limit, out);
         }
-        if self.current.plans.is_empty() {
+        if shape.plans.is_empty() {
             return RowAction::Forward;
         }
-        if row.len() != self.current.columns {
+        if row.len() != shape.columns {
             return RowAction::Deny(unresolved("a row does not match its description"));
         }
         match self.mask_row(row, out) {

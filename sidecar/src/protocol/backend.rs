@@ -143,6 +143,12 @@ impl<'a> RowDescription<'a> {
         self.count == 0
     }
 
+    /// The encoded column descriptions (everything after the count): two descriptions with
+    /// equal counts and equal bytes describe the same result.
+    pub fn encoded(&self) -> &'a [u8] {
+        self.fields
+    }
+
     /// The columns, in order.
     pub fn fields(&self) -> impl Iterator<Item = FieldDescription<'a>> + 'a {
         let mut r = Reader::new(b'T', self.fields);

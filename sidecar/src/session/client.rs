@@ -5,9 +5,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, mpsc, watch};
 
+use super::out::Output;
 use super::{Denied, Expect, Progress, SessionEnd, SessionError};
 use crate::hook::{Denial, Hold, Statement, StatementHook, Verdict};
 use crate::net::{fill, reclaim};
@@ -75,8 +76,10 @@ pub(super) struct Pump {
     pub expect: Option<mpsc::Sender<Expect>>,
     /// The Describe added before an Execute (reused).
     pub describe: BytesMut,
-    /// Portals executed since their Bind.
+    /// Portals numbered since their Bind.
     pub executed: Executed,
+    /// What this batch sends upstream when it is not a plain run of the client's frames.
+    pub out: Output,
     pub idle_timeout: Option<Duration>,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -179,7 +182,10 @@ impl Pump {
             let action = match self.checker.decide(message)? {
                 Action::Hold { hold, ready } => {
                     // Everything before the held statement goes now; it waits alone.
-                    write(upstream, &self.buf[run_start..pos]).await?;
+                    self.out
+                        .finish(upstream, &self.buf[run_start..pos])
+                        .await
+                        .map_err(SessionError::UpstreamIo)?;
                     run_start = pos;
                     match self.hold(client, hold, pos + len).await? {
                         Held::Verdict(Verdict::Allow) => Action::Forward,
@@ -196,30 +202,40 @@ impl Pump {
                 }
                 action => action,
             };
-            if let (Action::Forward, Some((injected, portal, resumed))) = (&action, describe) {
-                if injected {
-                    write(upstream, &self.buf[run_start..pos]).await?;
-                    run_start = pos;
+            match (&action, describe) {
+                (Action::Forward, Some(note)) => {
+                    if note.injected {
+                        self.out.push(&self.buf[run_start..pos]);
+                        self.out.push(&self.describe);
+                        run_start = pos;
+                    }
+                    self.expect_describe(note).await?;
                 }
-                self.expect_describe(injected, portal, resumed).await?;
-                if injected {
-                    write(upstream, &self.describe).await?;
-                }
+                // A Describe that was not forwarded answers for no Execute.
+                (Action::Forward, None) => {}
+                _ => self.executed.described = None,
             }
             match action {
                 Action::Forward => self.account(tag),
                 Action::Terminate => end = Some(SessionEnd::Terminated),
                 Action::Skip | Action::Deny { .. } | Action::Hold { .. } => {
-                    write(upstream, &self.buf[run_start..pos]).await?;
+                    self.out.push(&self.buf[run_start..pos]);
                     run_start = pos + len;
                 }
             }
             if let Action::Deny { denial, ready } = action {
-                self.deny(upstream, denial, ready).await?;
+                self.deny(denial, ready).await?;
             }
+            self.out
+                .flush_if_large(upstream)
+                .await
+                .map_err(SessionError::UpstreamIo)?;
             pos += len;
         }
-        write(upstream, &self.buf[run_start..pos]).await?;
+        self.out
+            .finish(upstream, &self.buf[run_start..pos])
+            .await
+            .map_err(SessionError::UpstreamIo)?;
         self.buf.advance(pos);
         reclaim(&mut self.buf);
         if end.is_some() {
@@ -351,12 +367,7 @@ impl Pump {
     }
 
     /// Tells the server pump a Describe answer is coming (before it can possibly arrive).
-    async fn expect_describe(
-        &mut self,
-        injected: bool,
-        portal: u64,
-        resumed: bool,
-    ) -> Result<(), SessionError> {
+    async fn expect_describe(&mut self, note: Note) -> Result<(), SessionError> {
         let Some(expect) = &self.expect else {
             return Ok(());
         };
@@ -364,21 +375,15 @@ impl Pump {
         expect
             .send(Expect {
                 at,
-                injected,
-                portal,
-                resumed,
+                injected: note.injected,
+                portal: note.portal,
             })
             .await
             .map_err(|_| SessionError::UpstreamIo(std::io::ErrorKind::BrokenPipe.into()))
     }
 
     /// Sends a Sync in place of the denied message and queues the error for its ReadyForQuery.
-    async fn deny<W: AsyncWrite + Unpin>(
-        &mut self,
-        upstream: &mut W,
-        denial: Denial,
-        ready: bool,
-    ) -> Result<(), SessionError> {
+    async fn deny(&mut self, denial: Denial, ready: bool) -> Result<(), SessionError> {
         tracing::info!(message = %denial.message, "statement denied");
         let mut error = BytesMut::new();
         backend::encode_error(
@@ -398,7 +403,8 @@ impl Pump {
             .await
             .map_err(|_| SessionError::UpstreamIo(std::io::ErrorKind::BrokenPipe.into()))?;
         self.progress.sent.fetch_add(1, Ordering::AcqRel);
-        write(upstream, SYNC).await
+        self.out.push(SYNC);
+        Ok(())
     }
 }
 
@@ -471,34 +477,75 @@ impl Checker {
     }
 }
 
-/// Most portal names remembered as executed (a client holding more open portals gets new
-/// numbers for the oldest again, which the row hook may refuse).
-const MAX_EXECUTED: usize = 1024;
+/// Most portal names remembered (a client holding more open portals gets new numbers for the
+/// oldest again, which the row hook may refuse).
+const MAX_PORTALS: usize = 1024;
 
-/// Portals executed since their Bind (name -> number), so an Execute resuming one can be
-/// told apart.
+/// Portals seen since their Bind (name -> number, executed yet), so an Execute resuming one can
+/// be told apart; and the portal the client's previous message described, if any.
 #[derive(Debug, Default)]
 pub(super) struct Executed {
-    portals: std::collections::HashMap<Vec<u8>, u64>,
+    portals: std::collections::HashMap<Vec<u8>, (u64, bool)>,
     next: u64,
+    /// Set by a forwarded Describe of a portal, taken by the message after it: an Execute of
+    /// that portal right behind its Describe needs no Describe of the sidecar's own.
+    pub described: Option<u64>,
 }
 
-/// For a row hook, every Execute is preceded by a Describe of its portal, so the rows of any
-/// result follow a RowDescription with their real formats. Returns `Some((injected, portal, resumed))`
-/// for messages whose RowDescription/NoData answer must be matched: the client's own Describe
-/// (not injected) and an Execute (injected, with the added Describe written to `describe`).
+impl Executed {
+    /// The portal's number, and whether it was executed since its Bind.
+    fn number(&mut self, portal: &[u8]) -> (u64, bool) {
+        if let Some(&(number, executed)) = self.portals.get(portal) {
+            return (number, executed);
+        }
+        if self.portals.len() >= MAX_PORTALS {
+            self.portals.clear();
+        }
+        self.next += 1;
+        self.portals.insert(portal.to_vec(), (self.next, false));
+        (self.next, false)
+    }
+}
+
+/// What the server pump must know about a Describe's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Note {
+    /// The sidecar added the Describe: its answer is not the client's.
+    injected: bool,
+    /// The portal described (number, executed before), for a Describe of a portal.
+    portal: Option<(u64, bool)>,
+}
+
+/// For a row hook, the rows of every result must follow a RowDescription with their real
+/// formats, whichever prepared statement they come from. libpq describes each portal right
+/// before executing it; for other clients the sidecar adds that Describe itself (its answer is
+/// for the hook only). Returns the note for messages whose RowDescription/NoData answer must be
+/// matched: the client's own Describe, and an Execute that needs a Describe (written to
+/// `describe`).
 fn describe_before(
     message: &FrontendMessage<'_>,
     describe: &mut BytesMut,
     executed: &mut Executed,
-) -> Option<(bool, u64, bool)> {
+) -> Option<Note> {
+    let described = executed.described.take();
     match message {
-        FrontendMessage::Describe { .. } => Some((false, 0, false)),
-        FrontendMessage::Bind { portal, .. } => {
-            executed.portals.remove(*portal);
-            None
+        FrontendMessage::Describe {
+            target: Target::Portal,
+            name,
+        } => {
+            let (number, was_executed) = executed.number(name);
+            executed.described = Some(number);
+            Some(Note {
+                injected: false,
+                portal: Some((number, was_executed)),
+            })
         }
-        FrontendMessage::Close {
+        FrontendMessage::Describe { .. } => Some(Note {
+            injected: false,
+            portal: None,
+        }),
+        FrontendMessage::Bind { portal: name, .. }
+        | FrontendMessage::Close {
             target: Target::Portal,
             name,
         } => {
@@ -506,33 +553,26 @@ fn describe_before(
             None
         }
         FrontendMessage::Execute { portal, .. } => {
+            let (number, was_executed) = executed.number(portal);
+            if let Some(entry) = executed.portals.get_mut(*portal) {
+                entry.1 = true;
+            }
+            if described == Some(number) {
+                // The client's own Describe, just before, already told the hook.
+                return None;
+            }
             describe.clear();
             put_message(describe, b'D', |b| {
                 b.extend_from_slice(b"P");
                 put_cstr(b, portal);
             });
-            if let Some(number) = executed.portals.get(*portal) {
-                return Some((true, *number, true));
-            }
-            if executed.portals.len() >= MAX_EXECUTED {
-                executed.portals.clear();
-            }
-            executed.next += 1;
-            executed.portals.insert(portal.to_vec(), executed.next);
-            Some((true, executed.next, false))
+            Some(Note {
+                injected: true,
+                portal: Some((number, was_executed)),
+            })
         }
         _ => None,
     }
-}
-
-async fn write<W: AsyncWrite + Unpin>(upstream: &mut W, bytes: &[u8]) -> Result<(), SessionError> {
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    upstream
-        .write_all(bytes)
-        .await
-        .map_err(SessionError::UpstreamIo)
 }
 
 #[cfg(test)]
@@ -540,39 +580,104 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn execute(portal: &'static [u8]) -> FrontendMessage<'static> {
+        FrontendMessage::Execute {
+            portal,
+            max_rows: 0,
+        }
+    }
+
+    fn injected(number: u64, was_executed: bool) -> Option<Note> {
+        Some(Note {
+            injected: true,
+            portal: Some((number, was_executed)),
+        })
+    }
+
     #[test]
     fn executes_get_a_describe_and_portals_are_numbered_until_rebound() {
         let mut describe = BytesMut::new();
         let mut executed = Executed::default();
-        let execute = |portal: &'static [u8]| FrontendMessage::Execute {
-            portal,
-            max_rows: 0,
-        };
         assert_eq!(
             describe_before(&execute(b"c"), &mut describe, &mut executed),
-            Some((true, 1, false))
+            injected(1, false)
         );
         assert_eq!(&describe[..], b"D\0\0\0\x07Pc\0");
         // Resumed until the next Bind of that name; other portals get their own numbers.
         assert_eq!(
             describe_before(&execute(b""), &mut describe, &mut executed),
-            Some((true, 2, false))
+            injected(2, false)
         );
         assert_eq!(
             describe_before(&execute(b"c"), &mut describe, &mut executed),
-            Some((true, 1, true))
+            injected(1, true)
         );
         let bind = FrontendMessage::decode(b'B', b"c\0s\0\0\0\0\0\0\0").unwrap();
         assert_eq!(describe_before(&bind, &mut describe, &mut executed), None);
         assert_eq!(
             describe_before(&execute(b"c"), &mut describe, &mut executed),
-            Some((true, 3, false))
+            injected(3, false)
         );
-        // The client's own Describe is matched but not injected.
+        // The client's Describe of a statement is matched but not injected, and describes no portal.
         let own = FrontendMessage::decode(b'D', b"Sx\0").unwrap();
         assert_eq!(
             describe_before(&own, &mut describe, &mut executed),
-            Some((false, 0, false))
+            Some(Note {
+                injected: false,
+                portal: None
+            })
+        );
+        assert_eq!(
+            describe_before(&execute(b"c"), &mut describe, &mut executed),
+            injected(3, true)
+        );
+    }
+
+    #[test]
+    fn a_portal_described_by_the_client_right_before_its_execute_needs_no_describe() {
+        let mut describe = BytesMut::new();
+        let mut executed = Executed::default();
+        let describe_portal = |name: &'static [u8]| FrontendMessage::Describe {
+            target: Target::Portal,
+            name,
+        };
+        // libpq: Bind, Describe portal, Execute, Sync.
+        let bind = FrontendMessage::decode(b'B', b"\0s\0\0\0\0\0\0\0").unwrap();
+        assert_eq!(describe_before(&bind, &mut describe, &mut executed), None);
+        assert_eq!(
+            describe_before(&describe_portal(b""), &mut describe, &mut executed),
+            Some(Note {
+                injected: false,
+                portal: Some((1, false))
+            })
+        );
+        assert_eq!(
+            describe_before(&execute(b""), &mut describe, &mut executed),
+            None
+        );
+        // Executing it again (after PortalSuspended) without a new Describe: the sidecar's own.
+        assert_eq!(
+            describe_before(&execute(b""), &mut describe, &mut executed),
+            injected(1, true)
+        );
+        // A Describe of one portal does not stand for another's Execute...
+        assert_eq!(
+            describe_before(&describe_portal(b"a"), &mut describe, &mut executed),
+            Some(Note {
+                injected: false,
+                portal: Some((2, false))
+            })
+        );
+        assert_eq!(
+            describe_before(&execute(b""), &mut describe, &mut executed),
+            injected(1, true)
+        );
+        // ...nor for an Execute that does not follow it directly.
+        describe_before(&describe_portal(b"a"), &mut describe, &mut executed);
+        describe_before(&FrontendMessage::Flush, &mut describe, &mut executed);
+        assert_eq!(
+            describe_before(&execute(b"a"), &mut describe, &mut executed),
+            injected(2, false)
         );
     }
 }

@@ -14,6 +14,7 @@
 pub mod cancel;
 mod client;
 mod clock;
+mod out;
 mod server;
 
 use std::sync::Arc;
@@ -52,17 +53,20 @@ const MAX_PENDING_DESCRIBES: usize = 4096;
 
 /// A Describe forwarded while a row hook is installed: its RowDescription or NoData is
 /// matched to this note, in order, within ReadyForQuery cycle `at`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Expect {
     /// Sequence number of the ReadyForQuery that ends the cycle.
     at: u64,
     /// True when the sidecar added the Describe itself: its answer is not the client's.
     injected: bool,
-    /// The portal of the Execute it precedes (a session-unique number).
-    portal: u64,
-    /// That Execute resumes a portal that was executed before.
-    resumed: bool,
+    /// For a Describe of a portal: its session-unique number and whether it was executed
+    /// before (a resumed portal's row count carries on). None for a prepared statement.
+    portal: Option<(u64, bool)>,
 }
+
+/// Bytes a pump writes at the end of its batch, when it had to change something; above this
+/// they are written at once (large results stay streamed).
+const OUT_FLUSH_BYTES: usize = 64 * 1024;
 
 /// Counters the two pumps share.
 #[derive(Debug, Default)]
@@ -195,6 +199,7 @@ impl Relay {
             expect: expect_tx,
             describe: BytesMut::new(),
             executed: client::Executed::default(),
+            out: out::Output::default(),
             idle_timeout: self.idle_timeout,
             shutdown: self.shutdown,
         };
@@ -213,6 +218,7 @@ impl Relay {
             cycle_errored: false,
             discarding: false,
             scratch: BytesMut::new(),
+            out: out::Output::default(),
         };
         let result = tokio::select! {
             r = to_server.run(&mut client_rd, &mut upstream_wr) => r,

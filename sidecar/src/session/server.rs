@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
+use super::out::Output;
 use super::{Denied, Expect, Progress, SessionEnd, SessionError};
 use crate::hook::{Denial, Pending, RowAction, RowHook};
 use crate::net::{fill, reclaim};
@@ -32,6 +33,8 @@ pub(super) struct Pump {
     pub expected: Expected,
     /// How many times the row hook's `resolve` was awaited for the message at hand.
     pub resolve_attempts: u8,
+    /// What this batch sends the client when it is not a plain run of the database's frames.
+    pub out: Output,
 }
 
 /// Most times the row hook's `resolve` is awaited for one RowDescription; after that the hook
@@ -109,9 +112,9 @@ impl Pump {
                 ready_status(body).map_err(SessionError::UpstreamProtocol)?;
                 let seen = self.progress.seen.fetch_add(1, Ordering::AcqRel) + 1;
                 if let Some(denied) = self.take_denial(seen) {
-                    write(client, &self.buf[run_start..pos]).await?;
+                    self.out.push(&self.buf[run_start..pos]);
                     if !self.cycle_errored {
-                        write(client, &denied.error).await?;
+                        self.out.push(&denied.error);
                     }
                     // A denied Parse's stand-in ReadyForQuery is not the client's to see.
                     run_start = if denied.ready { pos } else { pos + len };
@@ -135,7 +138,10 @@ impl Pump {
             let mut action = self.decide(tag, pos, len)?;
             if let Action::Await(pending) = action {
                 // Whatever came before is the client's already; it should not wait for this.
-                write(client, &self.buf[run_start..pos]).await?;
+                self.out
+                    .finish(client, &self.buf[run_start..pos])
+                    .await
+                    .map_err(SessionError::ClientIo)?;
                 run_start = pos;
                 self.resolve_attempts += 1;
                 match pending.await {
@@ -147,12 +153,12 @@ impl Pump {
             match action {
                 Action::Forward | Action::Await(_) => {}
                 Action::Skip | Action::Replace | Action::Deny(_) => {
-                    write(client, &self.buf[run_start..pos]).await?;
+                    self.out.push(&self.buf[run_start..pos]);
                     run_start = pos + len;
                 }
             }
             match action {
-                Action::Replace => write(client, &self.scratch).await?,
+                Action::Replace => self.out.push(&self.scratch),
                 Action::Deny(denial) => {
                     tracing::info!(message = %denial.message, "result denied by the row hook");
                     let mut error = BytesMut::new();
@@ -163,15 +169,22 @@ impl Pump {
                         &denial.message,
                         denial.detail.as_deref(),
                     );
-                    write(client, &error).await?;
+                    self.out.push(&error);
                     self.discarding = true;
                     self.cycle_errored = true;
                 }
                 Action::Forward | Action::Skip | Action::Await(_) => {}
             }
+            self.out
+                .flush_if_large(client)
+                .await
+                .map_err(SessionError::ClientIo)?;
             pos += len;
         }
-        write(client, &self.buf[run_start..pos]).await?;
+        self.out
+            .finish(client, &self.buf[run_start..pos])
+            .await
+            .map_err(SessionError::ClientIo)?;
         self.buf.advance(pos);
         reclaim(&mut self.buf);
         Ok(end)
@@ -202,11 +215,11 @@ impl Pump {
                     return Ok(Action::Await(pending));
                 }
                 let note = self.expected.take(&self.progress);
-                let described = match note {
-                    Some(n) if n.injected => {
-                        hook.portal_description(&description, n.portal, n.resumed)
+                let described = match note.and_then(|n| n.portal) {
+                    Some((portal, resumed)) => {
+                        hook.portal_description(&description, portal, resumed)
                     }
-                    _ => hook.row_description(&description),
+                    None => hook.row_description(&description),
                 };
                 match described {
                     Ok(()) if note.is_some_and(|n| n.injected) => Action::Skip,
@@ -261,14 +274,4 @@ impl Expected {
             }
         }
     }
-}
-
-async fn write<W: AsyncWrite + Unpin>(client: &mut W, bytes: &[u8]) -> Result<(), SessionError> {
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    client
-        .write_all(bytes)
-        .await
-        .map_err(SessionError::ClientIo)
 }
