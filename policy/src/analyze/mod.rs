@@ -3,7 +3,7 @@
 //! [`analyze`] parses a client string (one or several statements, as the simple-query protocol
 //! allows) with sqlparser's PostgreSQL dialect and returns one [`StatementAnalysis`] per statement.
 //! Anything that cannot be parsed is [`AnalyzeError::Unparseable`]: the caller fails closed.
-//! [`AnalysisCache`] memoises results per statement text.
+//! [`AnalysisCache`] memoises results per statement text, and per shape (literal values erased).
 //!
 //! # Operation labels
 //!
@@ -81,6 +81,7 @@ pub mod functions;
 mod lex;
 mod names;
 mod operation;
+mod shape;
 mod statement;
 
 pub use cache::AnalysisCache;
@@ -91,6 +92,9 @@ pub use statement::{Explain, StatementAnalysis};
 
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::TokenWithSpan;
+
+use crate::mask::MaskedUseMemo;
 
 /// Limits applied to every analysed string.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,6 +168,10 @@ impl AnalyzeError {
 pub struct Analysis {
     /// The statements, in the order the client sent them.
     pub statements: Vec<StatementAnalysis>,
+    /// Answers of the masked-column check per compiled policy, kept only on analyses the
+    /// [`AnalysisCache`] shares between texts (it vouches they share the answer); ignored by
+    /// equality, emptied by cloning.
+    pub(crate) masked_use: MaskedUseMemo,
 }
 
 impl Analysis {
@@ -188,19 +196,36 @@ pub fn analyze(sql: &str) -> Result<Analysis, AnalyzeError> {
 
 /// Analyses `sql` with explicit limits.
 pub fn analyze_with(sql: &str, config: &AnalyzeConfig) -> Result<Analysis, AnalyzeError> {
+    check_size(sql, config)?;
+    let tokens = lex::tokenize(sql)?;
+    analyze_lexed(sql, tokens, config, None).map(|(analysis, _)| analysis)
+}
+
+fn check_size(sql: &str, config: &AnalyzeConfig) -> Result<(), AnalyzeError> {
     if sql.len() > config.max_input_bytes {
         return Err(AnalyzeError::TooLarge {
             len: sql.len(),
             limit: config.max_input_bytes,
         });
     }
-    let tokens = lex::tokenize(sql)?;
+    Ok(())
+}
+
+/// [`analyze_with`] from the tokens of `sql` (what [`lex::tokenize`] gave). With a `shape`, also
+/// says whether the analysis holds for every text of that shape ([`shape::literal_independent`]);
+/// without one, or when the string only parsed statement by statement, that is `false`.
+fn analyze_lexed(
+    sql: &str,
+    tokens: Vec<TokenWithSpan>,
+    config: &AnalyzeConfig,
+    shape: Option<&shape::Shape>,
+) -> Result<(Analysis, bool), AnalyzeError> {
     let operators = lex::check_operators(&tokens, config.max_operators)?;
     if operators <= SMALL_STACK_OPERATORS {
         // Nesting is bounded by the parser's limit (measured to need under 1 MiB in debug builds
         // at the default); grow only when the caller has less than that left.
         stacker::maybe_grow(1024 * 1024, 4 * 1024 * 1024, || {
-            analyze_tokens(sql, tokens, config)
+            analyze_tokens(sql, tokens, config, shape)
         })
     } else {
         // Printing, cloning, comparing and dropping the tree recurse once per chained operator and
@@ -209,7 +234,7 @@ pub fn analyze_with(sql: &str, config: &AnalyzeConfig) -> Result<Analysis, Analy
         let stack = STACK_PER_OPERATOR
             .saturating_mul(operators)
             .max(1024 * 1024);
-        stacker::grow(stack, || analyze_tokens(sql, tokens, config))
+        stacker::grow(stack, || analyze_tokens(sql, tokens, config, shape))
     }
 }
 
@@ -221,27 +246,34 @@ const STACK_PER_OPERATOR: usize = 16 * 1024;
 
 fn analyze_tokens(
     sql: &str,
-    tokens: Vec<sqlparser::tokenizer::TokenWithSpan>,
+    tokens: Vec<TokenWithSpan>,
     config: &AnalyzeConfig,
-) -> Result<Analysis, AnalyzeError> {
+    shape: Option<&shape::Shape>,
+) -> Result<(Analysis, bool), AnalyzeError> {
     match parse(tokens, config) {
-        Ok(statements) => Ok(Analysis {
-            statements: statements
-                .iter()
-                .map(statement::analyze_statement)
-                .collect(),
-        }),
+        Ok(statements) => {
+            let analysis = Analysis {
+                statements: statements
+                    .iter()
+                    .map(statement::analyze_statement)
+                    .collect(),
+                masked_use: MaskedUseMemo::default(),
+            };
+            let shared = shape.is_some_and(|shape| shape::literal_independent(&statements, shape));
+            Ok((analysis, shared))
+        }
         Err(error @ (AnalyzeError::TooDeep { .. } | AnalyzeError::TooComplex { .. })) => Err(error),
         // The rare failure path tokenizes again rather than cloning the tokens on every call.
         Err(error) => lex::tokenize(sql)
             .ok()
             .and_then(|tokens| analyze_segments(tokens, config))
+            .map(|analysis| (analysis, false))
             .ok_or(error),
     }
 }
 
 fn parse(
-    tokens: Vec<sqlparser::tokenizer::TokenWithSpan>,
+    tokens: Vec<TokenWithSpan>,
     config: &AnalyzeConfig,
 ) -> Result<Vec<sqlparser::ast::Statement>, AnalyzeError> {
     Parser::new(&PostgreSqlDialect {})
@@ -261,10 +293,7 @@ fn parse(
 /// The fallback when the whole string does not parse: statement by statement, recognising `DO` and
 /// `ALTER SYSTEM`. `None` when any statement is still unparseable (the caller reports the first
 /// error).
-fn analyze_segments(
-    tokens: Vec<sqlparser::tokenizer::TokenWithSpan>,
-    config: &AnalyzeConfig,
-) -> Option<Analysis> {
+fn analyze_segments(tokens: Vec<TokenWithSpan>, config: &AnalyzeConfig) -> Option<Analysis> {
     let mut statements = Vec::new();
     for segment in lex::split_statements(tokens) {
         if let Some((operation, fingerprint)) = lex::recognize_unparsed(&segment) {
@@ -274,5 +303,8 @@ fn analyze_segments(
             statements.extend(parsed.iter().map(statement::analyze_statement));
         }
     }
-    Some(Analysis { statements })
+    Some(Analysis {
+        statements,
+        masked_use: MaskedUseMemo::default(),
+    })
 }

@@ -10,6 +10,7 @@ pub(crate) mod glob;
 pub(crate) mod ops;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dbwarden_crds::policy::{ApprovalMode, OnMaxRows, StatementText, Unparseable};
@@ -126,6 +127,10 @@ pub(crate) struct CompiledApproval {
 /// (`Arc<CompiledPolicy>` behind an `ArcSwap` in the sidecar).
 #[derive(Debug, Clone)]
 pub struct CompiledPolicy {
+    /// Unique among the policies compiled by this process (a clone keeps it: same rules). Answers
+    /// memoised per policy are keyed by it, never by address, so a policy dropped and another
+    /// compiled in its place cannot inherit them.
+    pub(crate) id: u64,
     pub(crate) name: Arc<str>,
     pub(crate) environment: String,
     pub(crate) database: String,
@@ -135,6 +140,13 @@ pub struct CompiledPolicy {
     pub(crate) approvals: Vec<CompiledApproval>,
     pub(crate) masking: Option<CompiledMasking>,
     pub(crate) hash_key: Option<HashKey>,
+}
+
+/// A fresh [`CompiledPolicy::id`]. A process-wide counter rather than shared state: it only hands
+/// out numbers, and 2^64 compilations will not wrap.
+fn next_policy_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Default `holdTimeout` of approval rules in `hold` mode.
@@ -239,6 +251,7 @@ impl CompiledPolicy {
             .map(|m| CompiledMasking::compile(&policy, namespace, m))
             .transpose()?;
         Ok(Self {
+            id: next_policy_id(),
             name: Arc::from(policy.as_str()),
             environment: spec.database.environment.clone(),
             database: format!("{}/{}", spec.database.host, spec.database.name),

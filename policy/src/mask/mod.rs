@@ -12,8 +12,8 @@ pub use plan::{
     MaskPlanError, ResultColumn,
 };
 pub use strategy::{HashEncoding, HashKey, Mask, REDACTED};
-pub(crate) use usage::check_indexed;
 pub use usage::{MaskedColumnUse, check_masked_column_use};
+pub(crate) use usage::{MaskedUseMemo, check_indexed};
 
 use dbwarden_crds::policy::{Detector, Masking, OnUnmaskable, PartialMask, Strategy};
 

@@ -20,7 +20,10 @@
 //! Names are matched by column name only (a qualifier may be an alias), against the masks whose
 //! table part could match a table the statement touches, so the check errs towards refusing.
 
+mod memo;
 mod walk;
+
+pub(crate) use memo::MaskedUseMemo;
 
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -150,33 +153,54 @@ pub(crate) fn check_indexed(
             return Err((index, refuse(MaskedColumnUse::Copy)));
         }
     }
+    // The walk re-parses the text; a cached analysis may remember its answer for this policy (see
+    // `memo`), valid for every text the cache hands this analysis for.
+    let found = match analysis.masked_use.get(policy.id) {
+        Some(outcome) => outcome,
+        None => {
+            let (outcome, read_literal) = walk_text(sql, &per_statement);
+            if !read_literal {
+                analysis.masked_use.put(policy.id, outcome);
+            }
+            outcome
+        }
+    };
+    found.map_err(|(index, problem)| (index, refuse(problem)))
+}
+
+/// Parses `sql` again and walks each statement that touches masked columns (`parts`, per statement);
+/// also says whether the answer came from a literal value.
+fn walk_text(sql: &str, per_statement: &[Vec<&Part>]) -> (memo::Outcome, bool) {
     // Deep operator chains recurse once per operator when parsed, walked and dropped (see the
     // analysis module's limits): all three happen inside one closure given a stack sized by the
     // input, grown only when the caller has less than that left (no stack allocation per
     // statement in the common case).
     let budget = sql.len().saturating_mul(256).clamp(1 << 20, 96 << 20);
-    let found = stacker::maybe_grow(
-        budget,
-        budget,
-        || -> Result<(), (usize, MaskedColumnUse)> {
-            let statements = Parser::new(&PostgreSqlDialect {})
-                .with_recursion_limit(50)
-                .try_with_sql(sql)
-                .and_then(|mut p| p.parse_statements())
-                .map_err(|_| (0, MaskedColumnUse::Unchecked))?;
-            if statements.len() != per_statement.len() {
-                return Err((0, MaskedColumnUse::Unchecked));
+    stacker::maybe_grow(budget, budget, || {
+        let Ok(statements) = Parser::new(&PostgreSqlDialect {})
+            .with_recursion_limit(50)
+            .try_with_sql(sql)
+            .and_then(|mut p| p.parse_statements())
+        else {
+            return (Err((0, MaskedColumnUse::Unchecked)), false);
+        };
+        if statements.len() != per_statement.len() {
+            return (Err((0, MaskedColumnUse::Unchecked)), false);
+        }
+        let mut read_literal = false;
+        for (index, (statement, parts)) in statements.iter().zip(per_statement).enumerate() {
+            if parts.is_empty() {
+                continue;
             }
-            for (index, (statement, parts)) in statements.iter().zip(&per_statement).enumerate() {
-                if parts.is_empty() {
-                    continue;
-                }
-                if let Some(problem) = walk::check_statement(statement, parts) {
-                    return Err((index, problem));
-                }
+            let walked = walk::check_statement(statement, parts);
+            read_literal |= walked.read_literal;
+            if let Some(problem) = walked.problem {
+                return (Err((index, problem)), read_literal);
             }
-            Ok(())
-        },
-    );
-    found.map_err(|(index, problem)| (index, refuse(problem)))
+        }
+        (Ok(()), read_literal)
+    })
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,7 +11,26 @@ use sqlparser::ast::{
 use super::MaskedColumnUse;
 use crate::compile::glob::Part;
 
-pub(super) fn check_statement(statement: &Statement, parts: &[&Part]) -> Option<MaskedColumnUse> {
+/// What the walk over one statement found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Walked {
+    /// The first refused use of a masked column.
+    pub(super) problem: Option<MaskedColumnUse>,
+    /// The answer came from a literal: a positional reference (`ORDER BY 2` names a result column
+    /// by number), so texts differing only in literal values may get different answers.
+    pub(super) read_literal: bool,
+}
+
+impl Walked {
+    fn found(problem: MaskedColumnUse) -> Self {
+        Self {
+            problem: Some(problem),
+            read_literal: false,
+        }
+    }
+}
+
+pub(super) fn check_statement(statement: &Statement, parts: &[&Part]) -> Walked {
     let top = match statement {
         Statement::Query(query) => Some(query.as_ref()),
         _ => None,
@@ -36,10 +55,10 @@ pub(super) fn check_statement(statement: &Statement, parts: &[&Part]) -> Option<
     let mut relations = Relations::default();
     let _ = statement.visit(&mut relations);
     if let Some(problem) = relations.problem {
-        return Some(problem);
+        return Walked::found(problem);
     }
     if returning_wildcard(statement) {
-        return Some(MaskedColumnUse::NestedWildcard);
+        return Walked::found(MaskedColumnUse::NestedWildcard);
     }
     let mut walker = Uses {
         parts,
@@ -48,12 +67,16 @@ pub(super) fn check_statement(statement: &Statement, parts: &[&Part]) -> Option<
         top: top.map(std::ptr::from_ref),
         total: 0,
         problem: None,
+        read_literal: false,
     };
     let _ = statement.visit(&mut walker);
-    if let Some(problem) = walker.problem {
-        return Some(problem);
+    let problem = walker
+        .problem
+        .or_else(|| (walker.total > plain).then_some(MaskedColumnUse::Expression));
+    Walked {
+        problem,
+        read_literal: walker.read_literal,
     }
-    (walker.total > plain).then_some(MaskedColumnUse::Expression)
 }
 
 /// The column name of a plain reference (`email`, `u.email`), lowercased unless quoted.
@@ -135,6 +158,8 @@ struct Uses<'a> {
     top: Option<*const Query>,
     total: usize,
     problem: Option<MaskedColumnUse>,
+    /// Set when a positional reference was met (see [`Walked::read_literal`]).
+    read_literal: bool,
 }
 
 impl Uses<'_> {
@@ -197,12 +222,18 @@ impl Visitor for Uses<'_> {
         match query.order_by.as_ref().map(|o| &o.kind) {
             Some(OrderByKind::All(_)) => return self.fail(MaskedColumnUse::Positional),
             Some(OrderByKind::Expressions(items)) if items.iter().any(|i| is_position(&i.expr)) => {
+                self.read_literal = true;
                 return self.fail(MaskedColumnUse::Positional);
             }
             _ => {}
         }
-        if positional_group_by(&query.body) {
-            return self.fail(MaskedColumnUse::Positional);
+        match positional_group_by(&query.body) {
+            Some(Grouping::All) => return self.fail(MaskedColumnUse::Positional),
+            Some(Grouping::Position) => {
+                self.read_literal = true;
+                return self.fail(MaskedColumnUse::Positional);
+            }
+            None => {}
         }
         ControlFlow::Continue(())
     }
@@ -212,16 +243,26 @@ fn is_position(expr: &Expr) -> bool {
     matches!(expr, Expr::Value(v) if matches!(v.value, Value::Number(..)))
 }
 
-fn positional_group_by(body: &SetExpr) -> bool {
+/// How a `GROUP BY` refers to columns other than by expression.
+enum Grouping {
+    /// `GROUP BY ALL`.
+    All,
+    /// `GROUP BY 2`: a literal names the column.
+    Position,
+}
+
+fn positional_group_by(body: &SetExpr) -> Option<Grouping> {
     match body {
         SetExpr::Select(select) => match &select.group_by {
-            GroupByExpr::All(_) => true,
-            GroupByExpr::Expressions(exprs, _) => exprs.iter().any(is_position),
+            GroupByExpr::All(_) => Some(Grouping::All),
+            GroupByExpr::Expressions(exprs, _) => {
+                exprs.iter().any(is_position).then_some(Grouping::Position)
+            }
         },
         SetExpr::SetOperation { left, right, .. } => {
-            positional_group_by(left) || positional_group_by(right)
+            positional_group_by(left).or_else(|| positional_group_by(right))
         }
-        _ => false,
+        _ => None,
     }
 }
 
