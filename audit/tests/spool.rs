@@ -340,3 +340,37 @@ fn garbage_in_the_spool_never_panics() {
     spool.append(&[&l]).unwrap();
     assert_eq!(drain(&spool), vec![l]);
 }
+
+#[test]
+fn delivered_segments_are_deleted_by_the_acknowledgement_and_interval_fsync_covers_rotations() {
+    let dir = tempfile::tempdir().unwrap();
+    let segments = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".ndjson")
+            })
+            .count()
+    };
+    let cfg = SpoolConfig {
+        segment_bytes: 16 << 10,
+        fsync: FsyncPolicy::Interval(std::time::Duration::ZERO),
+        ..cfg(dir.path(), 1 << 20, FailurePolicy::Closed)
+    };
+    let (spool, _) = Spool::open(cfg, Arc::default()).unwrap();
+    let mut chain = Chain::new("pod-a");
+    for l in &lines(&mut chain, 300) {
+        spool.append(&[l]).unwrap();
+    }
+    let written = segments(dir.path());
+    assert!(written > 3, "rotated into {written} segments");
+    // Rotations left the closed segments' data for the interval fsync, which takes them all.
+    spool.sync_if_due().unwrap();
+    assert_eq!(drain(&spool).len(), 300);
+    // Everything delivered: only the active segment is left.
+    assert_eq!(segments(dir.path()), 1);
+}

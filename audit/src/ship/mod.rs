@@ -187,8 +187,18 @@ impl Worker {
             };
             match attempt {
                 Ok(()) => {
-                    if let Err(e) = self.spool.ack(batch.end) {
-                        tracing::error!(error = %e, "audit spool acknowledgement failed; events may be sent again");
+                    // The cursor's rename and the deletion of delivered segments can wait for
+                    // the device: on the blocking pool, not the sessions' threads.
+                    let spool = Arc::clone(&self.spool);
+                    let end = batch.end;
+                    match tokio::task::spawn_blocking(move || spool.ack(end)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "audit spool acknowledgement failed; events may be sent again");
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "audit spool acknowledgement task failed; events may be sent again");
+                        }
                     }
                     Stats::add(&self.stats.shipped, n);
                     Stats::add(&self.stats.batches_ok, 1);

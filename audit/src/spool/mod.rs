@@ -13,6 +13,7 @@ mod reader;
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::mem;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -45,6 +46,12 @@ pub(crate) struct Inner {
     pub(crate) acked: Cursor,
     pub(crate) read: Cursor,
     dirty_since: Option<Instant>,
+    /// Closed segments with appends not yet forced to disk: the interval fsync takes them, so
+    /// a rotation on the statement path never waits for the disk.
+    unsynced: Vec<(u64, File)>,
+    /// Delivered segments to delete, outside the lock and off the statement path (deleting
+    /// can wait for the device: ext4 discards the freed blocks).
+    pub(crate) doomed: Vec<u64>,
 }
 
 /// The spool. Shared by the recorder (appends) and the shipper (reads, acknowledgements).
@@ -148,6 +155,8 @@ impl Spool {
                 acked,
                 read: acked,
                 dirty_since: None,
+                unsynced: Vec::new(),
+                doomed: Vec::new(),
             }),
             stats,
             _lock: lock,
@@ -257,24 +266,46 @@ impl Spool {
     /// The fsync runs on a duplicate of the file handle outside the lock, so appends do not
     /// wait for the disk.
     pub fn sync_if_due(&self) -> Result<(), SpoolError> {
-        let (file, path) = {
+        let files = {
             let mut inner = self.lock();
             let due = match (self.cfg.fsync, inner.dirty_since) {
                 (FsyncPolicy::Interval(every), Some(since)) => since.elapsed() >= every,
                 _ => false,
             };
-            let (Some(file), Some(seg), true) = (inner.active.as_ref(), inner.segments.back(), due)
-            else {
+            if !due {
                 return Ok(());
-            };
-            let path = files::segment_path(&self.cfg.dir, seg.id);
-            let file = file
-                .try_clone()
-                .map_err(io_err("duplicating the handle of", &path))?;
+            }
+            let mut files = mem::take(&mut inner.unsynced);
+            if let (Some(file), Some(seg)) = (inner.active.as_ref(), inner.segments.back()) {
+                let path = files::segment_path(&self.cfg.dir, seg.id);
+                let file = file
+                    .try_clone()
+                    .map_err(io_err("duplicating the handle of", &path))?;
+                files.push((seg.id, file));
+            }
             inner.dirty_since = None;
-            (file, path)
+            files
         };
-        file.sync_data().map_err(io_err("syncing", &path))
+        self.sync_files(files)
+    }
+
+    fn sync_files(&self, files: Vec<(u64, File)>) -> Result<(), SpoolError> {
+        for (id, file) in files {
+            let path = files::segment_path(&self.cfg.dir, id);
+            file.sync_data().map_err(io_err("syncing", &path))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the delivered segments [`Self::delete_acked`] set aside (call without the lock).
+    pub(crate) fn remove_doomed(&self) {
+        let doomed = mem::take(&mut self.lock().doomed);
+        for id in doomed {
+            let path = files::segment_path(&self.cfg.dir, id);
+            if let Err(e) = fs::remove_file(&path) {
+                tracing::error!(path = %path.display(), error = %e, "audit spool: removing a delivered segment failed");
+            }
+        }
     }
 
     /// Forces appended records to disk now.
@@ -284,6 +315,7 @@ impl Spool {
     }
 
     fn sync_locked(&self, inner: &mut Inner) -> Result<(), SpoolError> {
+        self.sync_files(mem::take(&mut inner.unsynced))?;
         if let (Some(file), Some(seg)) = (inner.active.as_ref(), inner.segments.back()) {
             let path = files::segment_path(&self.cfg.dir, seg.id);
             file.sync_data().map_err(io_err("syncing", &path))?;
@@ -293,8 +325,13 @@ impl Spool {
     }
 
     fn rotate(&self, inner: &mut Inner) -> Result<(), SpoolError> {
-        if inner.dirty_since.is_some() {
-            self.sync_locked(inner)?;
+        if let (Some(_), Some(old), Some(seg)) = (
+            inner.dirty_since,
+            inner.active.take(),
+            inner.segments.back(),
+        ) {
+            // Left for the interval fsync, which also covers the new segment from now on.
+            inner.unsynced.push((seg.id, old));
         }
         let id = inner.segments.back().map_or(0, |s| s.id + 1);
         let path = files::segment_path(&self.cfg.dir, id);
@@ -370,10 +407,7 @@ impl Spool {
                 break;
             }
             inner.segments.pop_front();
-            let path = files::segment_path(&self.cfg.dir, first.id);
-            if let Err(e) = fs::remove_file(&path) {
-                tracing::error!(path = %path.display(), error = %e, "audit spool: removing a delivered segment failed");
-            }
+            inner.doomed.push(first.id);
             let next = Cursor {
                 segment: first.id + 1,
                 offset: 0,

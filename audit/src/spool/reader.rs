@@ -137,6 +137,7 @@ impl Spool {
         let acked = inner.acked;
         self.update_gauges(&inner);
         drop(inner);
+        self.remove_doomed();
         let dir = &self.config().dir;
         files::write_cursor(dir, acked).map_err(io_err("writing the cursor in", dir))
     }
