@@ -146,9 +146,26 @@ pub enum RowAction {
 }
 
 /// Checks statements before they reach the server; one instance per session.
+///
+/// Besides [`Self::check`], the extended protocol's Bind, Execute and Close pass through the
+/// hook (after the session's own discarding, so only what reaches the server): a hook that
+/// audits prepared statements when they run follows portals from here. The defaults do nothing.
 pub trait StatementHook: Send {
     /// Decides on one statement.
     fn check(&mut self, statement: Statement<'_>) -> Verdict;
+
+    /// A Bind of prepared statement `statement` into `portal` (empty names: the unnamed ones).
+    fn bind(&mut self, _portal: &[u8], _statement: &[u8]) -> Verdict {
+        Verdict::Allow
+    }
+
+    /// An Execute of `portal`, about to be forwarded.
+    fn execute(&mut self, _portal: &[u8]) -> Verdict {
+        Verdict::Allow
+    }
+
+    /// A Close of a portal (`portal` true) or a prepared statement.
+    fn close(&mut self, _portal: bool, _name: &[u8]) {}
 }
 
 /// Work a row hook needs done before it can describe a result (catalog look-ups); the server

@@ -73,6 +73,18 @@ impl Outcome {
         }
     }
 
+    /// How executions of a prepared statement decided this way are recorded: one that waited
+    /// for an approval runs because of it.
+    pub fn when_run(self) -> Self {
+        match self.decision {
+            Decision::ApprovalRequested => Self {
+                decision: Decision::Approved,
+                ..self
+            },
+            _ => self,
+        }
+    }
+
     fn rank(&self) -> u8 {
         match self.decision {
             Decision::Denied => 3,
@@ -103,6 +115,23 @@ impl StatementTrail {
     }
 
     /// When the check started.
+    /// The trail of one prepared statement's execution, decided at its Parse.
+    pub fn ran(started: Instant, outcome: Outcome) -> Self {
+        Self {
+            started,
+            outcomes: vec![Some(outcome)],
+            refused: None,
+        }
+    }
+
+    /// The outcome of a string of exactly one statement, if it was decided.
+    pub fn single(&self) -> Option<&Outcome> {
+        match self.outcomes.as_slice() {
+            [one] => one.as_ref(),
+            _ => None,
+        }
+    }
+
     pub fn started(&self) -> Instant {
         self.started
     }

@@ -12,6 +12,7 @@ use dbwarden_policy::{CompiledPolicy, Decision, Identity};
 use super::approval::{ApprovalAsk, leading_reason, set_reason};
 
 use super::hooks::Inner;
+use super::prepared::{Prepared, Tracker};
 use crate::audit::{Outcome, SessionAudit, StatementTrail};
 use crate::hook::{Denial, Statement, StatementHook, Verdict};
 
@@ -23,6 +24,8 @@ pub(super) struct SessionEnforcer {
     audit: SessionAudit,
     /// The session's `SET dbwarden.reason`, for approval requests.
     reason: Option<String>,
+    /// Prepared statements and portals, to audit each Execute.
+    prepared: Tracker,
 }
 
 /// A statement an approval rule matched, waiting to be handed to the desk.
@@ -45,6 +48,7 @@ impl SessionEnforcer {
             identity,
             audit,
             reason: None,
+            prepared: Tracker::default(),
         }
     }
 
@@ -64,6 +68,66 @@ impl SessionEnforcer {
         let (verdict, analysis) = self.decide_sql(sql, &mut trail);
         let recorded = self.audit.statements(Some(sql), analysis.as_deref(), trail);
         audited(verdict, recorded)
+    }
+
+    /// A Parse: decided now, audited now only when it is refused, waits for approval or is
+    /// observed (`would_deny`); a plainly allowed statement is audited at each Execute.
+    fn check_parse(&mut self, name: &[u8], sql: &str) -> Verdict {
+        if let Some(reason) = set_reason(sql) {
+            self.reason = reason;
+        }
+        let mut trail = StatementTrail::new(Instant::now(), 1);
+        let (verdict, analysis) = self.decide_sql(sql, &mut trail);
+        if matches!(verdict, Verdict::Deny(_)) {
+            self.prepared.close_statement(name);
+            let recorded = self.audit.statements(Some(sql), analysis.as_deref(), trail);
+            return audited(verdict, recorded);
+        }
+        let outcome = trail.single().cloned();
+        let plain = outcome
+            .as_ref()
+            .is_none_or(|o| o.decision == dbwarden_audit::Decision::Allowed);
+        let prepared = Prepared {
+            sql: sql.into(),
+            analysis: analysis.clone(),
+            outcome: outcome.map(Outcome::when_run),
+        };
+        if let Err(full) = self.prepared.parse(name, prepared) {
+            let message = full.message();
+            trail.refuse(Outcome::refused("prepared-statements", message.clone()));
+            let _ = self.audit.statements(Some(sql), analysis.as_deref(), trail);
+            return self.deny(message, None, "prepared_statements");
+        }
+        if plain {
+            return verdict;
+        }
+        let recorded = self.audit.statements(Some(sql), analysis.as_deref(), trail);
+        audited(verdict, recorded)
+    }
+
+    /// An Execute: the statement its portal runs is recorded with the decision made at Parse.
+    fn check_execute(&mut self, portal: &[u8]) -> Verdict {
+        let started = Instant::now();
+        match self.prepared.execute(portal) {
+            Ok(None) => Verdict::Allow,
+            Ok(Some(prepared)) => {
+                let Some(outcome) = prepared.outcome.clone() else {
+                    return Verdict::Allow;
+                };
+                let trail = StatementTrail::ran(started, outcome);
+                let recorded =
+                    self.audit
+                        .statements(Some(&prepared.sql), prepared.analysis.as_deref(), trail);
+                audited(Verdict::Allow, recorded)
+            }
+            Err(unknown) => {
+                let message = unknown.message();
+                let mut trail = StatementTrail::new(started, 1);
+                trail.refuse(Outcome::refused("unknown-portal", message.clone()));
+                let _ = self.audit.statements(None, None, trail);
+                self.deny(message, None, "unknown_portal")
+            }
+        }
     }
 
     fn decide_sql(
@@ -284,7 +348,8 @@ impl SessionEnforcer {
 impl StatementHook for SessionEnforcer {
     fn check(&mut self, statement: Statement<'_>) -> Verdict {
         match statement {
-            Statement::Query { sql } | Statement::Parse { sql, .. } => self.check_sql(sql),
+            Statement::Query { sql } => self.check_sql(sql),
+            Statement::Parse { name, sql } => self.check_parse(name.as_bytes(), sql),
             Statement::FunctionCall { oid } => {
                 let message = format!(
                     "fast-path function calls are not allowed under a policy (function OID {oid})"
@@ -296,6 +361,23 @@ impl StatementHook for SessionEnforcer {
                 // --- end audit ---
                 self.deny(message, None, "function_call")
             }
+        }
+    }
+
+    fn bind(&mut self, portal: &[u8], statement: &[u8]) -> Verdict {
+        self.prepared.bind(portal, statement);
+        Verdict::Allow
+    }
+
+    fn execute(&mut self, portal: &[u8]) -> Verdict {
+        self.check_execute(portal)
+    }
+
+    fn close(&mut self, portal: bool, name: &[u8]) {
+        if portal {
+            self.prepared.close_portal(name);
+        } else {
+            self.prepared.close_statement(name);
         }
     }
 }

@@ -31,6 +31,7 @@ mod check;
 mod hooks;
 pub mod load;
 mod mask;
+mod prepared;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -435,18 +435,25 @@ impl Checker {
             _ if self.discarding => Action::Skip,
             M::Query { sql } => self.check(sql, None, true),
             M::Parse { name, sql, .. } => self.check(sql, Some(name), false),
-            M::FunctionCall { oid, .. } => match self
-                .hook
-                .as_mut()
-                .map(|h| h.check(Statement::FunctionCall { oid }))
-            {
-                Some(Verdict::Deny(denial)) => Action::Deny {
-                    denial,
-                    ready: true,
-                },
-                Some(Verdict::Hold(hold)) => Action::Hold { hold, ready: true },
-                Some(Verdict::Allow) | None => Action::Forward,
-            },
+            M::FunctionCall { oid, .. } => {
+                let verdict = self
+                    .hook
+                    .as_mut()
+                    .map(|h| h.check(Statement::FunctionCall { oid }));
+                action(verdict, true)
+            }
+            M::Bind {
+                portal, statement, ..
+            } => action(self.hook.as_mut().map(|h| h.bind(portal, statement)), false),
+            M::Execute { portal, .. } => {
+                action(self.hook.as_mut().map(|h| h.execute(portal)), false)
+            }
+            M::Close { target, name } => {
+                if let Some(hook) = self.hook.as_mut() {
+                    hook.close(target == Target::Portal, name);
+                }
+                Action::Forward
+            }
             _ => Action::Forward,
         })
     }
@@ -469,11 +476,17 @@ impl Checker {
         } else {
             Statement::Parse { name, sql }
         };
-        match hook.check(statement) {
-            Verdict::Allow => Action::Forward,
-            Verdict::Deny(denial) => Action::Deny { denial, ready },
-            Verdict::Hold(hold) => Action::Hold { hold, ready },
-        }
+        action(Some(hook.check(statement)), ready)
+    }
+}
+
+/// What to do with a message given the hook's verdict (`None`: no hook). `ready`: the message
+/// produces a ReadyForQuery of its own (see [`Action::Deny`]).
+fn action(verdict: Option<Verdict>, ready: bool) -> Action {
+    match verdict {
+        Some(Verdict::Deny(denial)) => Action::Deny { denial, ready },
+        Some(Verdict::Hold(hold)) => Action::Hold { hold, ready },
+        Some(Verdict::Allow) | None => Action::Forward,
     }
 }
 

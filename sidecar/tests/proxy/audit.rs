@@ -167,6 +167,16 @@ async fn statements_through_a_policy_become_a_verified_chain_at_the_collector() 
         .prepare("UPDATE public.t SET name = $1 WHERE id = $2")
         .await?;
     client.execute(&stmt, &[&"eve", &2i32]).await?;
+    client.execute(&stmt, &[&"fay", &1i32]).await?;
+    // Prepared and never run: nothing ran, nothing to record.
+    client.prepare("DELETE FROM public.t WHERE id = $1").await?;
+    // A portal fetched in chunks is one run.
+    let mut client = client;
+    let tx = client.transaction().await?;
+    let portal = tx.bind("SELECT id FROM public.t ORDER BY id", &[]).await?;
+    assert_eq!(tx.query_portal(&portal, 1).await?.len(), 1);
+    assert_eq!(tx.query_portal(&portal, 10).await?.len(), 1);
+    tx.commit().await?;
     drop(client);
 
     wait_for(&collector, Duration::from_secs(20), |evs| {
@@ -231,14 +241,33 @@ async fn statements_through_a_policy_become_a_verified_chain_at_the_collector() 
             .contains("shop/app-access")
     );
 
-    // The prepared UPDATE is recorded at Parse, with its text and no parameter values.
-    let update = statements
+    // The prepared UPDATE is recorded each time it runs, with its text and no parameter values.
+    let updates: Vec<&&Value> = statements
         .iter()
-        .find(|e| e["operation"] == "update")
-        .expect("the prepared update");
-    assert_eq!(update["decision"], "allowed");
+        .filter(|e| e["operation"] == "update")
+        .collect();
+    assert_eq!(updates.len(), 2, "one event per execution: {updates:#?}");
+    for update in &updates {
+        assert_eq!(update["decision"], "allowed");
+        assert_eq!(update["rule"], "api-crud");
+        assert_eq!(update["tables"], serde_json::json!(["public.t"]));
+        assert_eq!(update["fingerprint"], updates[0]["fingerprint"]);
+    }
     assert!(
-        !lines.join("\n").contains("eve"),
+        !statements.iter().any(|e| e["operation"] == "delete"),
+        "a statement never executed has no event"
+    );
+    let ordered = statements
+        .iter()
+        .filter(|e| {
+            e["statement"]
+                .as_str()
+                .is_some_and(|s| s.contains("ORDER BY"))
+        })
+        .count();
+    assert_eq!(ordered, 1, "a portal fetched in two chunks ran once");
+    assert!(
+        !lines.join("\n").contains("eve") && !lines.join("\n").contains("fay"),
         "parameter values never recorded"
     );
     Ok(())

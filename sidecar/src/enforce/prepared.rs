@@ -1,0 +1,191 @@
+//! The prepared statements and portals of one session, so each Execute is audited with the
+//! statement it runs (the decision was made at Parse; the statement runs at Execute, maybe
+//! many times).
+//!
+//! Bounded, and closed when full: a Parse past the bound and an Execute of a portal the
+//! sidecar does not know are refused, rather than letting a statement run without its event.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use dbwarden_policy::analyze::Analysis;
+
+use crate::audit::Outcome;
+
+/// Most named prepared statements a session may hold under a policy.
+pub(super) const MAX_STATEMENTS: usize = 4096;
+/// Most bytes of statement text they may hold together.
+pub(super) const MAX_STATEMENT_BYTES: usize = 8 << 20;
+/// Most named portals remembered (portals end with their transaction, which the sidecar does
+/// not follow: past this the oldest are forgotten, and executing one is refused).
+pub(super) const MAX_PORTALS: usize = 1024;
+
+/// What every execution of a prepared statement is recorded as.
+#[derive(Debug)]
+pub(super) struct Prepared {
+    pub(super) sql: Box<str>,
+    pub(super) analysis: Option<Arc<Analysis>>,
+    /// The decision at Parse (`None`: nothing to record, e.g. an empty statement).
+    pub(super) outcome: Option<Outcome>,
+}
+
+/// Why a prepared statement or portal cannot be followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Untracked {
+    /// Too many named statements, or too much text.
+    Full,
+    /// An Execute of a portal never bound here (or forgotten).
+    UnknownPortal,
+}
+
+impl Untracked {
+    pub(super) fn message(self) -> String {
+        match self {
+            Self::Full => format!(
+                "dbwarden: this session holds too many prepared statements to audit (at most \
+                 {MAX_STATEMENTS}, {} MiB of text); close some before preparing more",
+                MAX_STATEMENT_BYTES >> 20
+            ),
+            Self::UnknownPortal => "dbwarden: the portal executed was not bound through the \
+                 sidecar (or too many portals are open); it is refused rather than run without \
+                 its audit event"
+                .to_owned(),
+        }
+    }
+}
+
+/// A session's statements and portals.
+#[derive(Debug, Default)]
+pub(super) struct Tracker {
+    statements: HashMap<Box<[u8]>, Arc<Prepared>>,
+    bytes: usize,
+    /// Portal -> (bind order, statement, executed since its Bind).
+    portals: HashMap<Box<[u8]>, (u64, Arc<Prepared>, bool)>,
+    /// Bind order, to forget the oldest named portal first.
+    binds: u64,
+}
+
+impl Tracker {
+    /// Remembers statement `name` (replacing one of that name).
+    pub(super) fn parse(&mut self, name: &[u8], prepared: Prepared) -> Result<(), Untracked> {
+        let size = prepared.sql.len();
+        let replaced = self.statements.get(name).map_or(0, |p| p.sql.len());
+        let named = self.statements.len() - usize::from(self.statements.contains_key(&b""[..]));
+        if !name.is_empty()
+            && (self.bytes - replaced + size > MAX_STATEMENT_BYTES
+                || (replaced == 0 && named >= MAX_STATEMENTS))
+        {
+            return Err(Untracked::Full);
+        }
+        self.bytes = self.bytes - replaced + size;
+        self.statements.insert(name.into(), Arc::new(prepared));
+        Ok(())
+    }
+
+    /// Forgets statement `name` (its Parse was refused, or it was closed).
+    pub(super) fn close_statement(&mut self, name: &[u8]) {
+        if let Some(p) = self.statements.remove(name) {
+            self.bytes -= p.sql.len();
+        }
+    }
+
+    /// Binds `portal` to statement `statement`. A statement the sidecar does not know leaves
+    /// the portal unknown (the server refuses the Bind, or the Execute is refused here).
+    pub(super) fn bind(&mut self, portal: &[u8], statement: &[u8]) {
+        self.portals.remove(portal);
+        let Some(prepared) = self.statements.get(statement) else {
+            return;
+        };
+        if self.portals.len() >= MAX_PORTALS
+            && let Some(oldest) = self
+                .portals
+                .iter()
+                .min_by_key(|(_, (at, _, _))| *at)
+                .map(|(name, _)| name.clone())
+        {
+            self.portals.remove(&oldest);
+        }
+        self.binds += 1;
+        self.portals
+            .insert(portal.into(), (self.binds, Arc::clone(prepared), false));
+    }
+
+    /// The statement `portal` runs; `None` when this Execute resumes the portal (fetching more
+    /// rows of the same run, which was recorded at its first Execute).
+    pub(super) fn execute(&mut self, portal: &[u8]) -> Result<Option<Arc<Prepared>>, Untracked> {
+        let (_, prepared, executed) = self
+            .portals
+            .get_mut(portal)
+            .ok_or(Untracked::UnknownPortal)?;
+        Ok((!std::mem::replace(executed, true)).then(|| Arc::clone(prepared)))
+    }
+
+    pub(super) fn close_portal(&mut self, portal: &[u8]) {
+        self.portals.remove(portal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn statement(sql: &str) -> Prepared {
+        Prepared {
+            sql: sql.into(),
+            analysis: None,
+            outcome: None,
+        }
+    }
+
+    #[test]
+    fn portals_run_the_statement_they_were_bound_to() {
+        let mut t = Tracker::default();
+        t.parse(b"s1", statement("select 1")).unwrap();
+        t.parse(b"", statement("select 2")).unwrap();
+        t.bind(b"", b"s1");
+        t.bind(b"p", b"");
+        // Re-preparing the unnamed statement does not change what bound portals run.
+        t.parse(b"", statement("select 3")).unwrap();
+        assert_eq!(&*t.execute(b"").unwrap().unwrap().sql, "select 1");
+        assert_eq!(&*t.execute(b"p").unwrap().unwrap().sql, "select 2");
+        // Fetching more rows of the same run is not another run; a new Bind is.
+        assert!(t.execute(b"p").unwrap().is_none());
+        t.bind(b"p", b"");
+        assert!(t.execute(b"p").unwrap().is_some());
+        t.close_portal(b"p");
+        assert_eq!(t.execute(b"p").unwrap_err(), Untracked::UnknownPortal);
+        // A Bind of an unknown statement leaves the portal unknown.
+        t.bind(b"", b"nope");
+        assert_eq!(t.execute(b"").unwrap_err(), Untracked::UnknownPortal);
+    }
+
+    #[test]
+    fn bounded_and_closed_when_full() {
+        let mut t = Tracker::default();
+        for i in 0..MAX_STATEMENTS {
+            t.parse(format!("s{i}").as_bytes(), statement("select 1"))
+                .unwrap();
+        }
+        assert_eq!(
+            t.parse(b"one-more", statement("select 1")).unwrap_err(),
+            Untracked::Full
+        );
+        // Replacing one, and the unnamed statement, still work.
+        t.parse(b"s0", statement("select 2")).unwrap();
+        t.parse(b"", statement("select 2")).unwrap();
+        t.close_statement(b"s1");
+        t.parse(b"one-more", statement("select 1")).unwrap();
+        let big = "x".repeat(MAX_STATEMENT_BYTES);
+        assert_eq!(
+            t.parse(b"big", statement(&big)).unwrap_err(),
+            Untracked::Full
+        );
+        // Past the portal bound the oldest is forgotten.
+        for i in 0..=MAX_PORTALS {
+            t.bind(format!("p{i}").as_bytes(), b"s0");
+        }
+        assert_eq!(t.execute(b"p0").unwrap_err(), Untracked::UnknownPortal);
+        assert!(t.execute(format!("p{MAX_PORTALS}").as_bytes()).is_ok());
+    }
+}
