@@ -1,7 +1,7 @@
 //! File-level helpers of the spool: segment names, torn-tail repair, the acknowledgement cursor.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::chain;
@@ -108,14 +108,20 @@ pub(crate) fn read_cursor(dir: &Path) -> Option<Cursor> {
     Some(Cursor { segment, offset })
 }
 
-/// Replaces the acknowledgement cursor atomically (write, then rename). Not fsynced: losing it
-/// in a machine crash only means re-sending, which at-least-once allows.
+/// Overwrites the acknowledgement cursor in place: one fixed-width line written at offset 0 of
+/// the same file (a single small write within one page: a crash leaves the old or the new
+/// line). Not renamed into place, which on every acknowledgement would free an inode and
+/// discard its block; not fsynced: losing it, or reading a damaged one, only means sending
+/// again, which at-least-once allows.
 pub(crate) fn write_cursor(dir: &Path, cursor: Cursor) -> io::Result<()> {
-    let tmp = dir.join(format!("{CURSOR_FILE}.tmp"));
-    let mut file = File::create(&tmp)?;
-    writeln!(file, "{} {}", cursor.segment, cursor.offset)?;
-    drop(file);
-    fs::rename(tmp, dir.join(CURSOR_FILE))
+    use std::os::unix::fs::FileExt;
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(CURSOR_FILE))?;
+    let line = format!("{:020} {:020}\n", cursor.segment, cursor.offset);
+    file.write_all_at(line.as_bytes(), 0)
 }
 
 /// Reads bytes `[from, to)` of a segment, extended to end on a newline.
@@ -156,6 +162,26 @@ mod tests {
         assert_eq!(repair_tail(&p).unwrap(), (5, 0));
         fs::write(&p, b"no newline at all").unwrap();
         assert_eq!(repair_tail(&p).unwrap(), (0, 17));
+    }
+
+    #[test]
+    fn the_cursor_is_overwritten_in_place_and_reads_the_older_format() {
+        let dir = tempfile::tempdir().unwrap();
+        // Written by an earlier version: variable width.
+        fs::write(dir.path().join(CURSOR_FILE), b"3 1234\n").unwrap();
+        assert_eq!(
+            read_cursor(dir.path()),
+            Some(Cursor {
+                segment: 3,
+                offset: 1234
+            })
+        );
+        for (segment, offset) in [(u64::MAX, u64::MAX), (4, 7), (0, 0)] {
+            write_cursor(dir.path(), Cursor { segment, offset }).unwrap();
+            assert_eq!(read_cursor(dir.path()), Some(Cursor { segment, offset }));
+        }
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
     }
 
     #[test]
