@@ -166,6 +166,10 @@ pub trait StatementHook: Send {
 
     /// A Close of a portal (`portal` true) or a prepared statement.
     fn close(&mut self, _portal: bool, _name: &[u8]) {}
+
+    /// The statement this hook last held ([`Verdict::Hold`]) was forwarded (`true`) or not
+    /// (refused, cancelled, or the session ended).
+    fn held(&mut self, _forwarded: bool) {}
 }
 
 /// Work a row hook needs done before it can describe a result (catalog look-ups); the server

@@ -26,6 +26,8 @@ pub(super) struct SessionEnforcer {
     reason: Option<String>,
     /// Prepared statements and portals, to audit each Execute.
     prepared: Tracker,
+    /// A Parse waiting for an approval: it becomes a prepared statement only if forwarded.
+    held_parse: Option<(Box<[u8]>, Prepared)>,
 }
 
 /// A statement an approval rule matched, waiting to be handed to the desk.
@@ -49,6 +51,7 @@ impl SessionEnforcer {
             audit,
             reason: None,
             prepared: Tracker::default(),
+            held_parse: None,
         }
     }
 
@@ -60,6 +63,7 @@ impl SessionEnforcer {
     // --- audit: every decision is counted and recorded; under failure policy `closed` a
     // decision whose event cannot be stored refuses the statement. ---
     fn check_sql(&mut self, sql: &str) -> Verdict {
+        self.held_parse = None;
         if let Some(reason) = set_reason(sql) {
             self.reason = reason;
         }
@@ -73,6 +77,7 @@ impl SessionEnforcer {
     /// A Parse: decided now, audited now only when it is refused, waits for approval or is
     /// observed (`would_deny`); a plainly allowed statement is audited at each Execute.
     fn check_parse(&mut self, name: &[u8], sql: &str) -> Verdict {
+        self.held_parse = None;
         if let Some(reason) = set_reason(sql) {
             self.reason = reason;
         }
@@ -92,6 +97,15 @@ impl SessionEnforcer {
             analysis: analysis.clone(),
             outcome: outcome.map(Outcome::when_run),
         };
+        if matches!(verdict, Verdict::Hold(_)) {
+            let recorded = self.audit.statements(Some(sql), analysis.as_deref(), trail);
+            let verdict = audited(verdict, recorded);
+            // Until the approval, the server still has whatever had this name before.
+            if matches!(verdict, Verdict::Hold(_)) {
+                self.held_parse = Some((name.into(), prepared));
+            }
+            return verdict;
+        }
         if let Err(full) = self.prepared.parse(name, prepared) {
             let message = full.message();
             trail.refuse(Outcome::refused("prepared-statements", message.clone()));
@@ -371,6 +385,17 @@ impl StatementHook for SessionEnforcer {
 
     fn execute(&mut self, portal: &[u8]) -> Verdict {
         self.check_execute(portal)
+    }
+
+    fn held(&mut self, forwarded: bool) {
+        if let Some((name, prepared)) = self.held_parse.take()
+            && forwarded
+            && let Err(full) = self.prepared.parse(&name, prepared)
+        {
+            // Approved, but past the bound: its executions will be refused as unknown.
+            tracing::warn!(cause = ?full, "approved prepared statement cannot be followed");
+            self.prepared.close_statement(&name);
+        }
     }
 
     fn close(&mut self, portal: bool, name: &[u8]) {

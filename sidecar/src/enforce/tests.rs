@@ -166,3 +166,96 @@ fn startup_parameters_that_change_the_role_are_refused() {
         assert!(hooks.check_startup(&param(key)).is_err(), "{key}");
     }
 }
+
+/// A desk that decides at once (the hook never awaits it itself).
+#[derive(Debug)]
+struct Desk;
+
+impl super::approval::ApprovalDesk for Desk {
+    fn submit(&self, _ask: super::approval::ApprovalAsk) -> crate::hook::Hold {
+        crate::hook::Hold(Box::pin(async { Verdict::Allow }))
+    }
+}
+
+/// `dbwarden_statements_total` for `operation` and `decision`, from the metrics text.
+fn counted(metrics: &crate::metrics::Metrics, operation: &str, decision: &str) -> u64 {
+    let wanted = format!("operation=\"{operation}\"");
+    let decided = format!("decision=\"{decision}\"");
+    metrics
+        .encode()
+        .unwrap()
+        .lines()
+        .find(|l| {
+            l.starts_with("dbwarden_statements_total{")
+                && l.contains(&wanted)
+                && l.contains(&decided)
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn prepared_statements_count_when_executed_and_a_held_parse_only_once_forwarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let approvals = "  approvals:
+    - name: deletes
+      when: {operations: [delete]}
+      approvers: {groups: [dba]}
+";
+    let hooks = enforcing(dir.path(), &policy(approvals));
+    hooks.attach_approvals(std::sync::Arc::new(Desk));
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new().unwrap());
+    let info = SessionInfo {
+        listener: "app".into(),
+        database: "app".into(),
+        peer: "127.0.0.1:1".parse().unwrap(),
+        identity: Identity::workload("workload"),
+        application_name: None,
+        audit: crate::audit::SessionAudit::disabled(metrics.clone()),
+    };
+    let mut s = hooks.open(&info).statements.unwrap();
+    let select = "SELECT id FROM public.t WHERE id = $1";
+    assert!(
+        s.check(Statement::Parse {
+            name: "",
+            sql: select
+        })
+        .is_allow()
+    );
+    assert_eq!(counted(&metrics, "select", "allowed"), 0, "not run yet");
+    for _ in 0..3 {
+        assert!(s.bind(b"", b"").is_allow());
+        assert!(s.execute(b"").is_allow());
+    }
+    assert_eq!(counted(&metrics, "select", "allowed"), 3);
+
+    // A DELETE waits for its approval; refused, the unnamed statement is still the SELECT.
+    let delete = "/* reason: cleanup */ DELETE FROM public.t WHERE id = $1";
+    let held = s.check(Statement::Parse {
+        name: "",
+        sql: delete,
+    });
+    assert!(matches!(held, Verdict::Hold(_)), "{held:?}");
+    s.held(false);
+    s.bind(b"", b"");
+    s.execute(b"");
+    assert_eq!(counted(&metrics, "select", "allowed"), 4);
+    assert_eq!(counted(&metrics, "delete", "approved"), 0);
+    // Approved and forwarded, its executions are the DELETE's.
+    let held = s.check(Statement::Parse {
+        name: "",
+        sql: delete,
+    });
+    assert!(matches!(held, Verdict::Hold(_)), "{held:?}");
+    s.held(true);
+    s.bind(b"", b"");
+    s.execute(b"");
+    assert_eq!(counted(&metrics, "delete", "approved"), 1);
+
+    // An Execute of a portal never bound here is refused, not run unrecorded.
+    let message = denied(s.execute(b"elsewhere"));
+    assert!(
+        message.contains("not bound through the sidecar"),
+        "{message}"
+    );
+}

@@ -187,7 +187,12 @@ impl Pump {
                         .await
                         .map_err(SessionError::UpstreamIo)?;
                     run_start = pos;
-                    match self.hold(client, hold, pos + len).await? {
+                    let held = self.hold(client, hold, pos + len).await?;
+                    let forwarded = matches!(held, Held::Verdict(Verdict::Allow));
+                    if let Some(hook) = self.checker.hook.as_mut() {
+                        hook.held(forwarded);
+                    }
+                    match held {
                         Held::Verdict(Verdict::Allow) => Action::Forward,
                         Held::Verdict(Verdict::Deny(denial)) => Action::Deny { denial, ready },
                         Held::Verdict(Verdict::Hold(_)) => Action::Deny {
