@@ -241,20 +241,24 @@ impl Spool {
         let (Some(seg), Some(file)) = (segments.back_mut(), active.as_mut()) else {
             return Err(SpoolError::Config("no active segment".into()));
         };
-        let path = files::segment_path(&self.cfg.dir, seg.id);
+        // The path is only named in errors: not formatted on the statement path.
+        let path = |id| files::segment_path(&self.cfg.dir, id);
         if let Err(e) = file.write_all(&buf) {
             // Cut a partial write so the file stays a sequence of whole records.
             let _ = file.set_len(seg.len);
-            return Err(io_err("writing", &path)(e));
+            return Err(io_err("writing", &path(seg.id))(e));
         }
         seg.len += size;
         seg.records += records.len() as u64;
-        let now = Instant::now();
         match self.cfg.fsync {
-            FsyncPolicy::EveryBatch => file.sync_data().map_err(io_err("syncing", &path))?,
+            FsyncPolicy::EveryBatch => file
+                .sync_data()
+                .map_err(|e| io_err("syncing", &path(seg.id))(e))?,
             // The auditor's timer calls `sync_if_due`, off the statement path.
             FsyncPolicy::Interval(_) => {
-                inner.dirty_since.get_or_insert(now);
+                if inner.dirty_since.is_none() {
+                    inner.dirty_since = Some(Instant::now());
+                }
             }
             FsyncPolicy::Never => {}
         }
