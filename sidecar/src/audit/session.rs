@@ -129,6 +129,8 @@ impl SessionAudit {
         let refused = trail.refused;
         let mut decided = Vec::with_capacity(count);
         let mut events = Vec::with_capacity(if self.conn.is_some() { count } else { 0 });
+        // The proxy's part: from the statement's arrival to its decision (one clock read).
+        let proxy_us = u64::try_from(trail.started.elapsed().as_micros()).unwrap_or(u64::MAX);
         for (index, outcome) in trail.outcomes.into_iter().enumerate() {
             let statement = analysis.and_then(|a| a.statements.get(index));
             let operation = match (statement, sql) {
@@ -159,7 +161,7 @@ impl SessionAudit {
             }
             decided.push((operation, outcome.decision));
             if let Some(conn) = &self.conn {
-                events.push(conn.statement_event(sql, statement, operation, outcome));
+                events.push(conn.statement_event(sql, statement, operation, outcome, proxy_us));
             }
         }
         let recorded = match &self.conn {
@@ -184,7 +186,7 @@ impl SessionAudit {
             };
             m.statement(operation, label);
         }
-        m.check_duration(trail.started.elapsed());
+        m.check_duration(std::time::Duration::from_micros(proxy_us));
         recorded
     }
 }
@@ -197,10 +199,12 @@ impl Conn {
         statement: Option<&StatementAnalysis>,
         operation: &str,
         outcome: super::Outcome,
+        proxy_us: u64,
     ) -> Event {
         let mut event = self
             .event(Kind::Statement)
-            .decision(outcome.decision, outcome.rule.as_deref().map(str::to_owned));
+            .decision(outcome.decision, outcome.rule.as_deref().map(str::to_owned))
+            .durations(None, Some(proxy_us));
         if let Some(error) = outcome.error {
             event = event.error(error);
         }

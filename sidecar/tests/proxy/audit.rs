@@ -227,6 +227,12 @@ async fn statements_through_a_policy_become_a_verified_chain_at_the_collector() 
         "literals redacted: {text}"
     );
     assert_eq!(select["fingerprint"].as_str().unwrap().len(), 64);
+    for statement in &statements {
+        assert!(
+            statement["durations"]["proxy_us"].is_u64(),
+            "the proxy's decision time: {statement}"
+        );
+    }
 
     let denied = statements
         .iter()
