@@ -6,7 +6,7 @@ use bytes::{BufMut, BytesMut};
 use dbwarden_policy::ServiceAccount;
 
 use super::EnforcingHooks;
-use crate::hook::{HookFactory, Identity, RowAction, RowHook, SessionInfo};
+use crate::hook::{HookFactory, RowAction, RowHook};
 use crate::protocol::backend::{DataRow, RowDescription, encode_data_row};
 
 fn hooks(extra_spec: &str) -> (tempfile::TempDir, Box<dyn RowHook>) {
@@ -28,16 +28,10 @@ spec:
     )
     .unwrap();
     let hooks = EnforcingHooks::load(vec![path], ServiceAccount::new("shop", "api"), None).unwrap();
-    let info = SessionInfo {
-        listener: "app".into(),
-        database: "app".into(),
-        peer: "127.0.0.1:1".parse().unwrap(),
-        identity: Identity::workload("workload"),
-        application_name: None,
-        audit: crate::audit::SessionAudit::disabled(std::sync::Arc::new(
-            crate::metrics::Metrics::new().unwrap(),
-        )),
-    };
+    let info = super::tests::session_info(
+        "app",
+        std::sync::Arc::new(crate::metrics::Metrics::new().unwrap()),
+    );
     let rows = hooks.open(&info).rows.expect("a row hook");
     (dir, rows)
 }

@@ -39,19 +39,35 @@ fn enforcing(dir: &Path, text: &str) -> EnforcingHooks {
     EnforcingHooks::load(vec![path], ServiceAccount::new("shop", "api"), None).unwrap()
 }
 
-fn session(hooks: &EnforcingHooks, database: &str) -> Box<dyn StatementHook> {
-    let info = SessionInfo {
+/// A workload session on listener `app` to `database`, counting into `metrics`.
+pub(super) fn session_info(
+    database: &str,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+) -> SessionInfo {
+    SessionInfo {
         listener: "app".into(),
         database: database.into(),
         peer: "127.0.0.1:1".parse().unwrap(),
         identity: Identity::workload("workload"),
         application_name: None,
-        audit: crate::audit::SessionAudit::disabled(std::sync::Arc::new(
-            crate::metrics::Metrics::new().unwrap(),
-        )),
-    };
-    hooks.open(&info).statements.unwrap()
+        audit: crate::audit::SessionAudit::disabled(metrics),
+    }
 }
+
+fn session(hooks: &EnforcingHooks, database: &str) -> Box<dyn StatementHook> {
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new().unwrap());
+    hooks
+        .open(&session_info(database, metrics))
+        .statements
+        .unwrap()
+}
+
+/// An approval rule for deletes.
+const DELETE_APPROVALS: &str = "  approvals:
+    - name: deletes
+      when: {operations: [delete]}
+      approvers: {groups: [dba]}
+";
 
 fn denied(verdict: Verdict) -> String {
     match verdict {
@@ -106,12 +122,7 @@ fn a_database_no_policy_governs_refuses_everything() {
 #[test]
 fn approvals_are_refused_and_observe_only_lets_statements_run() {
     let dir = tempfile::tempdir().unwrap();
-    let approvals = "  approvals:
-    - name: deletes
-      when: {operations: [delete]}
-      approvers: {groups: [dba]}
-";
-    let hooks = enforcing(dir.path(), &policy(approvals));
+    let hooks = enforcing(dir.path(), &policy(DELETE_APPROVALS));
     let message = denied(session(&hooks, "app").check(Statement::Query {
         sql: "DELETE FROM public.t WHERE id = 1",
     }));
@@ -197,23 +208,13 @@ fn counted(metrics: &crate::metrics::Metrics, operation: &str, decision: &str) -
 #[test]
 fn prepared_statements_count_when_executed_and_a_held_parse_only_once_forwarded() {
     let dir = tempfile::tempdir().unwrap();
-    let approvals = "  approvals:
-    - name: deletes
-      when: {operations: [delete]}
-      approvers: {groups: [dba]}
-";
-    let hooks = enforcing(dir.path(), &policy(approvals));
+    let hooks = enforcing(dir.path(), &policy(DELETE_APPROVALS));
     hooks.attach_approvals(std::sync::Arc::new(Desk));
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new().unwrap());
-    let info = SessionInfo {
-        listener: "app".into(),
-        database: "app".into(),
-        peer: "127.0.0.1:1".parse().unwrap(),
-        identity: Identity::workload("workload"),
-        application_name: None,
-        audit: crate::audit::SessionAudit::disabled(metrics.clone()),
-    };
-    let mut s = hooks.open(&info).statements.unwrap();
+    let mut s = hooks
+        .open(&session_info("app", metrics.clone()))
+        .statements
+        .unwrap();
     let select = "SELECT id FROM public.t WHERE id = $1";
     assert!(
         s.check(Statement::Parse {
