@@ -156,6 +156,28 @@ async fn values_are_masked_per_strategy_in_text_and_binary() -> TestResult {
     assert_eq!(rows[0].get::<_, Option<String>>(3), None);
     assert_eq!(rows[0].get::<_, String>(4), "call ****");
 
+    // libpq (psycopg 3) describes each portal right before executing it, and the sidecar lets
+    // that Describe stand for the Execute: text and binary, unprepared and prepared (twice).
+    let script = r#"
+import sys, psycopg
+with psycopg.connect(sys.argv[1]) as conn:
+    for binary in (False, True):
+        for prepare in (False, True, True):
+            with conn.cursor(binary=binary) as cur:
+                cur.execute("SELECT email, ssn FROM users WHERE id = %s", (1,), prepare=prepare)
+                print(cur.fetchone())
+"#;
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(script).arg(p.conninfo());
+    let (ok, stdout, stderr) = run(cmd, Duration::from_secs(60)).await?;
+    assert!(ok, "psycopg failed:\n{stdout}\n{stderr}");
+    let masked_row = "('a***@example.com', '*******6789')";
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [masked_row; 6],
+        "{stdout}"
+    );
+
     // Two prepared statements interleaved: each result is masked by its own columns, not by
     // the last RowDescription the session happened to see.
     let masked = client
