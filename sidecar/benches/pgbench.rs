@@ -17,6 +17,7 @@ use anyhow::{Context, Result, bail};
 use dbwarden_testbed::{APP, Collector, PgBouncer, Postgres};
 use tokio::process::Command;
 
+#[derive(Debug, Clone, Copy)]
 struct Run {
     tps: f64,
     latency_ms: f64,
@@ -67,6 +68,28 @@ async fn measure(port: u16, password: &str, mode: &str, clients: u32, seconds: u
         tps: field(&out, "tps = ")?,
         latency_ms: field(&out, "latency average = ")?,
     })
+}
+
+fn median(mut runs: Vec<Run>) -> Run {
+    runs.sort_by(|a, b| a.tps.total_cmp(&b.tps));
+    runs[runs.len() / 2]
+}
+
+/// Runs pgbench against each target `rounds` times, round-robin (so a slow spell on a shared
+/// machine hits every target alike), and returns each target's median run.
+async fn measure_all(
+    targets: &[(u16, &str)],
+    mode: &str,
+    clients: u32,
+    plan: &Plan,
+) -> Result<Vec<Run>> {
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); targets.len()];
+    for _ in 0..plan.rounds {
+        for (i, (port, password)) in targets.iter().enumerate() {
+            runs[i].push(measure(*port, password, mode, clients, plan.seconds).await?);
+        }
+    }
+    Ok(runs.into_iter().map(median).collect())
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -184,10 +207,14 @@ async fn audit_table(pg: &Postgres, dir: &std::path::Path, plan: &Plan) -> Resul
     );
     for &mode in &plan.modes {
         for &clients in &plan.clients {
-            let without = measure(plain_port, "no-token", mode, clients, seconds).await?;
-            let before = settled(&collector).await;
-            let with = measure(audit_port, "no-token", mode, clients, seconds).await?;
-            let events = settled(&collector).await - before;
+            let (mut with_runs, mut without_runs, mut events) = (Vec::new(), Vec::new(), 0);
+            for _ in 0..plan.rounds {
+                without_runs.push(measure(plain_port, "no-token", mode, clients, seconds).await?);
+                let before = settled(&collector).await;
+                with_runs.push(measure(audit_port, "no-token", mode, clients, seconds).await?);
+                events += settled(&collector).await - before;
+            }
+            let (without, with) = (median(without_runs), median(with_runs));
             println!(
                 "{mode:<9} {clients:>7} | {:>10.0} {:>8.3} | {:>10.0} {:>8.3} | {:>7.1}% {:>10.0}",
                 without.tps,
@@ -195,7 +222,7 @@ async fn audit_table(pg: &Postgres, dir: &std::path::Path, plan: &Plan) -> Resul
                 with.tps,
                 with.latency_ms,
                 (1.0 - with.tps / without.tps) * 100.0,
-                events as f64 / seconds as f64
+                events as f64 / (seconds * plan.rounds as u64) as f64
             );
         }
     }
@@ -205,11 +232,12 @@ async fn audit_table(pg: &Postgres, dir: &std::path::Path, plan: &Plan) -> Resul
     Ok(())
 }
 
-/// Which runs to make: everything by default; `BENCH_SECONDS`, `BENCH_MODES` (comma-separated
-/// `simple,prepared`), `BENCH_CLIENTS` (`1,16`) and `BENCH_AUDIT=0` narrow it down while working
-/// on one figure.
+/// Which runs to make: everything by default; `BENCH_SECONDS` (per run), `BENCH_ROUNDS` (runs
+/// per figure, the median is reported), `BENCH_MODES` (comma-separated `simple,prepared`),
+/// `BENCH_CLIENTS` (`1,16`) and `BENCH_AUDIT=0` narrow it down while working on one figure.
 struct Plan {
     seconds: u64,
+    rounds: usize,
     modes: Vec<&'static str>,
     clients: Vec<u32>,
     audit: bool,
@@ -222,6 +250,13 @@ impl Plan {
             Some(s) => s.parse().with_context(|| format!("BENCH_SECONDS={s:?}"))?,
             None => 10,
         };
+        let rounds = match var("BENCH_ROUNDS") {
+            Some(s) => s.parse().with_context(|| format!("BENCH_ROUNDS={s:?}"))?,
+            None => 3,
+        };
+        if rounds == 0 || seconds == 0 {
+            bail!("BENCH_ROUNDS and BENCH_SECONDS must be at least 1");
+        }
         let modes = match var("BENCH_MODES") {
             Some(list) => list
                 .split(',')
@@ -246,6 +281,7 @@ impl Plan {
         };
         Ok(Self {
             seconds,
+            rounds,
             modes,
             clients,
             audit: var("BENCH_AUDIT").is_none_or(|v| v != "0"),
@@ -284,7 +320,9 @@ async fn main() -> Result<()> {
         enforcing.id().unwrap_or_default()
     );
     println!(
-        "pgbench -S (select-only), {seconds} s per run, PostgreSQL on 127.0.0.1, no TLS anywhere"
+        "pgbench -S (select-only), median of {} runs of {seconds} s each (taken round-robin), \
+         PostgreSQL on 127.0.0.1, no TLS anywhere",
+        plan.rounds
     );
     println!(
         "{:<9} {:>7} | {:>10} {:>8} | {:>10} {:>8} | {:>10} {:>8} | {:>10} {:>12} | {:>10} {:>8} {:>8}",
@@ -305,8 +343,6 @@ async fn main() -> Result<()> {
     let mut peak_rss = 0;
     for &mode in &plan.modes {
         for &clients in &plan.clients {
-            let direct = measure(pg.port(), APP.password, mode, clients, seconds).await?;
-            let pool = measure(bouncer.port(), APP.password, mode, clients, seconds).await?;
             let peak = Arc::new(AtomicU64::new(0));
             let sampled = peak.clone();
             let sampler = tokio::spawn(async move {
@@ -315,9 +351,15 @@ async fn main() -> Result<()> {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             });
-            let ours = measure(port, "no-token", mode, clients, seconds).await?;
+            let targets = [
+                (pg.port(), APP.password),
+                (bouncer.port(), APP.password),
+                (port, "no-token"),
+                (enforcing_port, "no-token"),
+            ];
+            let runs = measure_all(&targets, mode, clients, &plan).await?;
             sampler.abort();
-            let policed = measure(enforcing_port, "no-token", mode, clients, seconds).await?;
+            let [direct, pool, ours, policed] = [runs[0], runs[1], runs[2], runs[3]];
             if clients == 16 {
                 peak_rss = peak_rss.max(peak.load(Ordering::Relaxed));
             }
