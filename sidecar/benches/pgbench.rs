@@ -226,7 +226,7 @@ async fn audit_table(pg: &Postgres, dir: &std::path::Path, plan: &Plan) -> Resul
             );
         }
     }
-    println!("target: audit costs <= 5% TPS (prepared: one event per Parse, not per Execute)");
+    println!("target: audit costs <= 5% TPS (one event per statement run; prepared: per Execute)");
     plain.kill().await.ok();
     audited.kill().await.ok();
     Ok(())

@@ -84,9 +84,18 @@ impl SessionEnforcer {
         let mut trail = StatementTrail::new(Instant::now(), 1);
         let (verdict, analysis) = self.decide_sql(sql, &mut trail);
         if matches!(verdict, Verdict::Deny(_)) {
-            self.prepared.close_statement(name);
+            // Not forwarded: the server keeps whatever had this name.
             let recorded = self.audit.statements(Some(sql), analysis.as_deref(), trail);
             return audited(verdict, recorded);
+        }
+        if let Err(exists) = self.prepared.may_parse(name) {
+            let message = exists.message();
+            trail.refuse(Outcome::refused(
+                "prepared-statement-exists",
+                message.clone(),
+            ));
+            let _ = self.audit.statements(Some(sql), analysis.as_deref(), trail);
+            return self.deny(message, None, "prepared_statement_exists");
         }
         let outcome = trail.single().cloned();
         let plain = outcome

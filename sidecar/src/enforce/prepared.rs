@@ -2,6 +2,13 @@
 //! statement it runs (the decision was made at Parse; the statement runs at Execute, maybe
 //! many times).
 //!
+//! The sidecar changes this only for Parses it forwards, and refuses a Parse of a named
+//! statement it already has: the server would refuse it too (a named statement is not
+//! replaced), and letting it through would leave the sidecar believing the name runs the new
+//! text while the server runs the old one. A name whose earlier Parse failed at the server (or
+//! that was dropped with SQL `DEALLOCATE`) is refused the same way until the client sends a
+//! Close for it, which the server accepts for any name.
+//!
 //! Bounded, and closed when full: a Parse past the bound and an Execute of a portal the
 //! sidecar does not know are refused, rather than letting a statement run without its event.
 
@@ -34,6 +41,8 @@ pub(super) struct Prepared {
 pub(super) enum Untracked {
     /// Too many named statements, or too much text.
     Full,
+    /// A Parse of a named statement the session already has.
+    Exists,
     /// An Execute of a portal never bound here (or forgotten).
     UnknownPortal,
 }
@@ -46,6 +55,9 @@ impl Untracked {
                  {MAX_STATEMENTS}, {} MiB of text); close some before preparing more",
                 MAX_STATEMENT_BYTES >> 20
             ),
+            Self::Exists => "dbwarden: a prepared statement of this name already exists in this \
+                 session (or its earlier Parse failed); Close it before preparing it again"
+                .to_owned(),
             Self::UnknownPortal => "dbwarden: the portal executed was not bound through the \
                  sidecar (or too many portals are open); it is refused rather than run without \
                  its audit event"
@@ -66,8 +78,18 @@ pub(super) struct Tracker {
 }
 
 impl Tracker {
-    /// Remembers statement `name` (replacing one of that name).
+    /// Whether a Parse of `name` may go ahead: the unnamed statement is replaced by every
+    /// Parse, a named one must be closed first.
+    pub(super) fn may_parse(&self, name: &[u8]) -> Result<(), Untracked> {
+        if !name.is_empty() && self.statements.contains_key(name) {
+            return Err(Untracked::Exists);
+        }
+        Ok(())
+    }
+
+    /// Remembers statement `name`, whose Parse is forwarded (replacing the unnamed statement).
     pub(super) fn parse(&mut self, name: &[u8], prepared: Prepared) -> Result<(), Untracked> {
+        self.may_parse(name)?;
         let size = prepared.sql.len();
         let replaced = self.statements.get(name).map_or(0, |p| p.sql.len());
         let named = self.statements.len() - usize::from(self.statements.contains_key(&b""[..]));
@@ -82,7 +104,7 @@ impl Tracker {
         Ok(())
     }
 
-    /// Forgets statement `name` (its Parse was refused, or it was closed).
+    /// Forgets statement `name` (it was closed).
     pub(super) fn close_statement(&mut self, name: &[u8]) {
         if let Some(p) = self.statements.remove(name) {
             self.bytes -= p.sql.len();
@@ -171,8 +193,11 @@ mod tests {
             t.parse(b"one-more", statement("select 1")).unwrap_err(),
             Untracked::Full
         );
-        // Replacing one, and the unnamed statement, still work.
-        t.parse(b"s0", statement("select 2")).unwrap();
+        // A named statement is not replaced; the unnamed one is.
+        assert_eq!(
+            t.parse(b"s0", statement("select 2")).unwrap_err(),
+            Untracked::Exists
+        );
         t.parse(b"", statement("select 2")).unwrap();
         t.close_statement(b"s1");
         t.parse(b"one-more", statement("select 1")).unwrap();

@@ -260,3 +260,32 @@ fn prepared_statements_count_when_executed_and_a_held_parse_only_once_forwarded(
         "{message}"
     );
 }
+
+#[test]
+fn a_named_statement_is_not_prepared_twice_until_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let hooks = enforcing(dir.path(), &policy(""));
+    let mut s = session(&hooks, "app");
+    let delete = "DELETE FROM public.t WHERE id = $1";
+    assert!(
+        s.check(Statement::Parse {
+            name: "s1",
+            sql: delete
+        })
+        .is_allow()
+    );
+    // The server would keep the DELETE under s1; the sidecar must not believe it runs a SELECT.
+    let message = denied(s.check(Statement::Parse {
+        name: "s1",
+        sql: "SELECT 1",
+    }));
+    assert!(message.contains("already exists"), "{message}");
+    s.close(false, b"s1");
+    assert!(
+        s.check(Statement::Parse {
+            name: "s1",
+            sql: "SELECT 1"
+        })
+        .is_allow()
+    );
+}
