@@ -8,6 +8,10 @@
 //! - A table pattern has one part (`table`: any schema) or two (`schema.table`).
 //! - A column pattern has two parts (`table.column`: any schema) or three (`schema.table.column`).
 //!   The shorthand `*.ssn` is two parts: the column `ssn` of any table in any schema.
+//!
+//! This is the only implementation of the syntax and of matching: the admission webhook validates
+//! with it and the sidecar compiles its policies from it (`dbwarden-policy` wraps these types), so
+//! a pattern cannot pass validation and then mean something else when enforced.
 
 use std::fmt;
 
@@ -42,12 +46,14 @@ pub enum GlobError {
     TooLong,
 }
 
-/// One dot-separated part of a pattern, lower-cased.
+/// One dot-separated part of a pattern, lower-cased: the unit both the admission webhook and the
+/// sidecar match with, so that what validates is exactly what is enforced.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Part(String);
+pub struct Part(Box<str>);
 
 impl Part {
-    fn parse(text: &str) -> Result<Self, GlobError> {
+    /// Parses one part (no dots): identifier characters and single `*`s, at most 63 bytes.
+    pub fn parse(text: &str) -> Result<Self, GlobError> {
         if text.is_empty() {
             return Err(GlobError::EmptyPart);
         }
@@ -63,15 +69,30 @@ impl Part {
         if text.contains("**") {
             return Err(GlobError::DoubleStar);
         }
-        Ok(Self(text.to_ascii_lowercase()))
+        Ok(Self(text.to_ascii_lowercase().into_boxed_str()))
     }
 
-    fn matches(&self, name: &str) -> bool {
-        wildcard(self.0.as_bytes(), name.to_ascii_lowercase().as_bytes())
+    /// The part as written, lower-cased.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// True for the part `*`, which matches every name.
+    #[inline]
+    pub fn is_star(&self) -> bool {
+        &*self.0 == "*"
+    }
+
+    /// True when `name` is matched, ignoring ASCII case. Never allocates (the sidecar calls this
+    /// per statement on its hot path).
+    #[inline]
+    pub fn matches(&self, name: &str) -> bool {
+        wildcard(self.0.as_bytes(), name.as_bytes())
     }
 }
 
-/// `*` matches any run of bytes; everything else matches itself.
+/// `*` matches any run of bytes; everything else matches itself, `text` folded to ASCII lower case
+/// (the pattern already is).
 fn wildcard(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
     // Position after the last `*` seen, and the text position it is currently stretched to.
@@ -82,7 +103,7 @@ fn wildcard(pattern: &[u8], text: &[u8]) -> bool {
                 star = Some((p + 1, t));
                 p += 1;
             }
-            Some(c) if *c == text[t] => {
+            Some(c) if *c == text[t].to_ascii_lowercase() => {
                 p += 1;
                 t += 1;
             }
@@ -96,7 +117,11 @@ fn wildcard(pattern: &[u8], text: &[u8]) -> bool {
             },
         }
     }
-    pattern[p.min(pattern.len())..].iter().all(|c| *c == b'*')
+    pattern
+        .get(p..)
+        .unwrap_or_default()
+        .iter()
+        .all(|c| *c == b'*')
 }
 
 fn split(
@@ -138,7 +163,18 @@ impl TablePattern {
         })
     }
 
+    /// The schema part, when the pattern has one.
+    pub fn schema(&self) -> Option<&Part> {
+        self.schema.as_ref()
+    }
+
+    /// The table part.
+    pub fn table(&self) -> &Part {
+        &self.table
+    }
+
     /// True when the table `schema.table` is matched.
+    #[inline]
     pub fn matches(&self, schema: &str, table: &str) -> bool {
         self.schema.as_ref().is_none_or(|s| s.matches(schema)) && self.table.matches(table)
     }
@@ -166,7 +202,23 @@ impl ColumnPattern {
         })
     }
 
+    /// The table (and schema) parts.
+    pub fn table(&self) -> &TablePattern {
+        &self.table
+    }
+
+    /// The column part.
+    pub fn column(&self) -> &Part {
+        &self.column
+    }
+
+    /// Splits into the table pattern and the column part.
+    pub fn into_parts(self) -> (TablePattern, Part) {
+        (self.table, self.column)
+    }
+
     /// True when the column `schema.table.column` is matched.
+    #[inline]
     pub fn matches(&self, schema: &str, table: &str, column: &str) -> bool {
         self.table.matches(schema, table) && self.column.matches(column)
     }
