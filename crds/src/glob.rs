@@ -260,6 +260,112 @@ mod tests {
         }
     }
 
+    /// Kept from the equivalence test that retired the sidecar's own copy of the matcher: one
+    /// part against one name, covering where `*` sits, case, `$`/`_`, dots and non-ASCII names.
+    #[test]
+    fn parts_match_by_the_regression_table() {
+        let long = "a".repeat(63);
+        let cases: &[(&str, &str, bool)] = &[
+            ("*", "", true),
+            ("*", "anything.with.dots", true),
+            ("a*", "a", true),
+            ("a*", "ba", false),
+            ("*a", "ba", true),
+            ("*a", "ab", false),
+            ("a*b", "ab", true),
+            ("a*b", "aXb", true),
+            ("a*b", "aXbY", false),
+            ("*a*", "bab", true),
+            ("*a*", "bbb", false),
+            ("a*b*c", "abbc", true),
+            ("a*b*c", "acbc", true),
+            ("a*b*c", "acb", false),
+            ("*_*", "a_b", true),
+            ("*_*", "ab", false),
+            ("$*", "$x", true),
+            ("$*", "x$", false),
+            ("x$y_1", "X$Y_1", true),
+            ("x$y_1", "x$y_2", false),
+            ("users", "USERS", true),
+            ("USERS", "users", true),
+            ("users", "user", false),
+            ("users", "users2", false),
+            ("a*", "a.b", true),
+            ("a", "a.b", false),
+            // Only ASCII folds, as in PostgreSQL's unquoted identifiers: é is not É, and the
+            // Kelvin sign and long s do not fold to k and s.
+            ("*", "é", true),
+            ("a*", "aé", true),
+            ("e", "é", false),
+            ("k", "\u{212a}", false),
+            ("s", "ſ", false),
+            (&long, &long, true),
+            (&long, &"a".repeat(64), false),
+        ];
+        for (part, name, expected) in cases {
+            let parsed = Part::parse(part).unwrap();
+            assert_eq!(parsed.matches(name), *expected, "{part:?} vs {name:?}");
+        }
+    }
+
+    /// Which single parts are refused, and why (the webhook shows the reason).
+    #[test]
+    fn parts_are_accepted_by_the_regression_table() {
+        let cases: &[(&str, Result<(), GlobError>)] = &[
+            ("a", Ok(())),
+            ("A*B*C", Ok(())),
+            ("$_9", Ok(())),
+            (&"b".repeat(63), Ok(())),
+            (&format!("{}*", "b".repeat(62)), Ok(())),
+            ("", Err(GlobError::EmptyPart)),
+            ("**", Err(GlobError::DoubleStar)),
+            ("a**b", Err(GlobError::DoubleStar)),
+            ("a-b", Err(GlobError::BadChar('-'))),
+            ("a b", Err(GlobError::BadChar(' '))),
+            ("\"a\"", Err(GlobError::BadChar('"'))),
+            ("é", Err(GlobError::BadChar('é'))),
+            ("a.b", Err(GlobError::BadChar('.'))),
+            (&"b".repeat(64), Err(GlobError::TooLong)),
+            // 63 bytes but 62 characters: the limit is PostgreSQL's, in bytes.
+            (
+                &format!("{}é", "c".repeat(61)),
+                Err(GlobError::BadChar('é')),
+            ),
+            (&format!("{}é", "c".repeat(62)), Err(GlobError::TooLong)),
+        ];
+        for (part, expected) in cases {
+            assert_eq!(Part::parse(part).map(|_| ()), *expected, "{part:?}");
+        }
+    }
+
+    #[test]
+    fn pattern_shapes_by_the_regression_table() {
+        let tables: &[(&str, bool)] = &[
+            ("a", true),
+            ("a.b", true),
+            ("*.*", true),
+            ("a.b.c", false),
+            (".", false),
+            ("a.", false),
+            (".a", false),
+            ("a..b", false),
+        ];
+        for (pattern, ok) in tables {
+            assert_eq!(TablePattern::parse(pattern).is_ok(), *ok, "{pattern:?}");
+        }
+        let columns: &[(&str, bool)] = &[
+            ("a", false),
+            ("*.ssn", true),
+            ("a.b.c", true),
+            ("a.b.c.d", false),
+            ("a.b.", false),
+            ("..", false),
+        ];
+        for (pattern, ok) in columns {
+            assert_eq!(ColumnPattern::parse(pattern).is_ok(), *ok, "{pattern:?}");
+        }
+    }
+
     #[test]
     fn column_patterns_match_as_documented() {
         let p = ColumnPattern::parse("*.ssn").unwrap();

@@ -7,8 +7,6 @@
 //! it comes from a local file that no API server checked.
 
 pub(crate) mod glob;
-#[cfg(test)]
-mod glob_equivalence;
 pub(crate) mod ops;
 
 use std::sync::Arc;
