@@ -8,6 +8,10 @@
 //! - A table pattern has one part (`table`: any schema) or two (`schema.table`).
 //! - A column pattern has two parts (`table.column`: any schema) or three (`schema.table.column`).
 //!   The shorthand `*.ssn` is two parts: the column `ssn` of any table in any schema.
+//!
+//! This is the only implementation of the syntax and of matching: the admission webhook validates
+//! with it and the sidecar compiles its policies from it (`dbwarden-policy` wraps these types), so
+//! a pattern cannot pass validation and then mean something else when enforced.
 
 use std::fmt;
 
@@ -42,12 +46,14 @@ pub enum GlobError {
     TooLong,
 }
 
-/// One dot-separated part of a pattern, lower-cased.
+/// One dot-separated part of a pattern, lower-cased: the unit both the admission webhook and the
+/// sidecar match with, so that what validates is exactly what is enforced.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Part(String);
+pub struct Part(Box<str>);
 
 impl Part {
-    fn parse(text: &str) -> Result<Self, GlobError> {
+    /// Parses one part (no dots): identifier characters and single `*`s, at most 63 bytes.
+    pub fn parse(text: &str) -> Result<Self, GlobError> {
         if text.is_empty() {
             return Err(GlobError::EmptyPart);
         }
@@ -63,15 +69,30 @@ impl Part {
         if text.contains("**") {
             return Err(GlobError::DoubleStar);
         }
-        Ok(Self(text.to_ascii_lowercase()))
+        Ok(Self(text.to_ascii_lowercase().into_boxed_str()))
     }
 
-    fn matches(&self, name: &str) -> bool {
-        wildcard(self.0.as_bytes(), name.to_ascii_lowercase().as_bytes())
+    /// The part as written, lower-cased.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// True for the part `*`, which matches every name.
+    #[inline]
+    pub fn is_star(&self) -> bool {
+        &*self.0 == "*"
+    }
+
+    /// True when `name` is matched, ignoring ASCII case. Never allocates (the sidecar calls this
+    /// per statement on its hot path).
+    #[inline]
+    pub fn matches(&self, name: &str) -> bool {
+        wildcard(self.0.as_bytes(), name.as_bytes())
     }
 }
 
-/// `*` matches any run of bytes; everything else matches itself.
+/// `*` matches any run of bytes; everything else matches itself, `text` folded to ASCII lower case
+/// (the pattern already is).
 fn wildcard(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
     // Position after the last `*` seen, and the text position it is currently stretched to.
@@ -82,7 +103,7 @@ fn wildcard(pattern: &[u8], text: &[u8]) -> bool {
                 star = Some((p + 1, t));
                 p += 1;
             }
-            Some(c) if *c == text[t] => {
+            Some(c) if *c == text[t].to_ascii_lowercase() => {
                 p += 1;
                 t += 1;
             }
@@ -96,7 +117,11 @@ fn wildcard(pattern: &[u8], text: &[u8]) -> bool {
             },
         }
     }
-    pattern[p.min(pattern.len())..].iter().all(|c| *c == b'*')
+    pattern
+        .get(p..)
+        .unwrap_or_default()
+        .iter()
+        .all(|c| *c == b'*')
 }
 
 fn split(
@@ -138,7 +163,18 @@ impl TablePattern {
         })
     }
 
+    /// The schema part, when the pattern has one.
+    pub fn schema(&self) -> Option<&Part> {
+        self.schema.as_ref()
+    }
+
+    /// The table part.
+    pub fn table(&self) -> &Part {
+        &self.table
+    }
+
     /// True when the table `schema.table` is matched.
+    #[inline]
     pub fn matches(&self, schema: &str, table: &str) -> bool {
         self.schema.as_ref().is_none_or(|s| s.matches(schema)) && self.table.matches(table)
     }
@@ -166,7 +202,23 @@ impl ColumnPattern {
         })
     }
 
+    /// The table (and schema) parts.
+    pub fn table(&self) -> &TablePattern {
+        &self.table
+    }
+
+    /// The column part.
+    pub fn column(&self) -> &Part {
+        &self.column
+    }
+
+    /// Splits into the table pattern and the column part.
+    pub fn into_parts(self) -> (TablePattern, Part) {
+        (self.table, self.column)
+    }
+
     /// True when the column `schema.table.column` is matched.
+    #[inline]
     pub fn matches(&self, schema: &str, table: &str, column: &str) -> bool {
         self.table.matches(schema, table) && self.column.matches(column)
     }
@@ -205,6 +257,112 @@ mod tests {
                 expected,
                 "{pattern} vs {schema}.{table}"
             );
+        }
+    }
+
+    /// Kept from the equivalence test that retired the sidecar's own copy of the matcher: one
+    /// part against one name, covering where `*` sits, case, `$`/`_`, dots and non-ASCII names.
+    #[test]
+    fn parts_match_by_the_regression_table() {
+        let long = "a".repeat(63);
+        let cases: &[(&str, &str, bool)] = &[
+            ("*", "", true),
+            ("*", "anything.with.dots", true),
+            ("a*", "a", true),
+            ("a*", "ba", false),
+            ("*a", "ba", true),
+            ("*a", "ab", false),
+            ("a*b", "ab", true),
+            ("a*b", "aXb", true),
+            ("a*b", "aXbY", false),
+            ("*a*", "bab", true),
+            ("*a*", "bbb", false),
+            ("a*b*c", "abbc", true),
+            ("a*b*c", "acbc", true),
+            ("a*b*c", "acb", false),
+            ("*_*", "a_b", true),
+            ("*_*", "ab", false),
+            ("$*", "$x", true),
+            ("$*", "x$", false),
+            ("x$y_1", "X$Y_1", true),
+            ("x$y_1", "x$y_2", false),
+            ("users", "USERS", true),
+            ("USERS", "users", true),
+            ("users", "user", false),
+            ("users", "users2", false),
+            ("a*", "a.b", true),
+            ("a", "a.b", false),
+            // Only ASCII folds, as in PostgreSQL's unquoted identifiers: é is not É, and the
+            // Kelvin sign and long s do not fold to k and s.
+            ("*", "é", true),
+            ("a*", "aé", true),
+            ("e", "é", false),
+            ("k", "\u{212a}", false),
+            ("s", "ſ", false),
+            (&long, &long, true),
+            (&long, &"a".repeat(64), false),
+        ];
+        for (part, name, expected) in cases {
+            let parsed = Part::parse(part).unwrap();
+            assert_eq!(parsed.matches(name), *expected, "{part:?} vs {name:?}");
+        }
+    }
+
+    /// Which single parts are refused, and why (the webhook shows the reason).
+    #[test]
+    fn parts_are_accepted_by_the_regression_table() {
+        let cases: &[(&str, Result<(), GlobError>)] = &[
+            ("a", Ok(())),
+            ("A*B*C", Ok(())),
+            ("$_9", Ok(())),
+            (&"b".repeat(63), Ok(())),
+            (&format!("{}*", "b".repeat(62)), Ok(())),
+            ("", Err(GlobError::EmptyPart)),
+            ("**", Err(GlobError::DoubleStar)),
+            ("a**b", Err(GlobError::DoubleStar)),
+            ("a-b", Err(GlobError::BadChar('-'))),
+            ("a b", Err(GlobError::BadChar(' '))),
+            ("\"a\"", Err(GlobError::BadChar('"'))),
+            ("é", Err(GlobError::BadChar('é'))),
+            ("a.b", Err(GlobError::BadChar('.'))),
+            (&"b".repeat(64), Err(GlobError::TooLong)),
+            // 63 bytes but 62 characters: the limit is PostgreSQL's, in bytes.
+            (
+                &format!("{}é", "c".repeat(61)),
+                Err(GlobError::BadChar('é')),
+            ),
+            (&format!("{}é", "c".repeat(62)), Err(GlobError::TooLong)),
+        ];
+        for (part, expected) in cases {
+            assert_eq!(Part::parse(part).map(|_| ()), *expected, "{part:?}");
+        }
+    }
+
+    #[test]
+    fn pattern_shapes_by_the_regression_table() {
+        let tables: &[(&str, bool)] = &[
+            ("a", true),
+            ("a.b", true),
+            ("*.*", true),
+            ("a.b.c", false),
+            (".", false),
+            ("a.", false),
+            (".a", false),
+            ("a..b", false),
+        ];
+        for (pattern, ok) in tables {
+            assert_eq!(TablePattern::parse(pattern).is_ok(), *ok, "{pattern:?}");
+        }
+        let columns: &[(&str, bool)] = &[
+            ("a", false),
+            ("*.ssn", true),
+            ("a.b.c", true),
+            ("a.b.c.d", false),
+            ("a.b.", false),
+            ("..", false),
+        ];
+        for (pattern, ok) in columns {
+            assert_eq!(ColumnPattern::parse(pattern).is_ok(), *ok, "{pattern:?}");
         }
     }
 

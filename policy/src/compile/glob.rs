@@ -1,7 +1,9 @@
 //! Pre-parsed table and column patterns, matched without allocating.
 //!
-//! Same syntax and meaning as `dbwarden_crds::glob` (dot-separated parts, `*` within one part,
-//! ASCII case ignored); compiled once per policy so the hot path only compares bytes.
+//! Thin wrappers over `dbwarden_crds::glob`, the one parser and matcher of the pattern syntax (the
+//! admission webhook validates with the same code), adding what only enforcement needs: matching
+//! the table a statement names, with or without its schema. Compiled once per policy; matching
+//! only compares bytes.
 //!
 //! # Unqualified names
 //!
@@ -17,60 +19,11 @@
 //!   might resolve into that schema. `DENY secret.*` denies `SELECT * FROM orders` only if the
 //!   table part matches too (`secret.*` does, `secret.keys` does not).
 
+use dbwarden_crds::glob::{ColumnPattern, GlobError, TablePattern};
+
+pub(crate) use dbwarden_crds::glob::Part;
+
 use crate::analyze::TableRef;
-
-/// One dot-separated part of a pattern, lower-cased.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Part(Box<[u8]>);
-
-impl Part {
-    fn parse(text: &str) -> Option<Self> {
-        let valid = !text.is_empty()
-            && text.len() <= 63
-            && !text.contains("**")
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'$' | b'*'));
-        valid.then(|| Self(text.to_ascii_lowercase().into_bytes().into_boxed_slice()))
-    }
-
-    /// True for the part `*`, which matches every name.
-    pub(crate) fn is_star(&self) -> bool {
-        &*self.0 == b"*"
-    }
-
-    /// Wildcard match of `name`, ignoring ASCII case.
-    pub(crate) fn matches(&self, name: &str) -> bool {
-        let (pattern, text) = (&self.0, name.as_bytes());
-        let (mut p, mut t) = (0, 0);
-        let mut star: Option<(usize, usize)> = None;
-        while t < text.len() {
-            match pattern.get(p) {
-                Some(b'*') => {
-                    star = Some((p + 1, t));
-                    p += 1;
-                }
-                Some(c) if *c == text[t].to_ascii_lowercase() => {
-                    p += 1;
-                    t += 1;
-                }
-                _ => match star {
-                    Some((after, stretched)) => {
-                        p = after;
-                        t = stretched + 1;
-                        star = Some((after, stretched + 1));
-                    }
-                    None => return false,
-                },
-            }
-        }
-        pattern
-            .get(p..)
-            .unwrap_or_default()
-            .iter()
-            .all(|c| *c == b'*')
-    }
-}
 
 /// How an unqualified table name is matched (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,47 +36,33 @@ pub(crate) enum Qualify {
 
 /// `table` or `schema.table`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TableGlob {
-    schema: Option<Part>,
-    table: Part,
-}
+pub(crate) struct TableGlob(TablePattern);
 
 impl TableGlob {
-    /// Parses a table pattern; `None` when it is not one.
-    pub(crate) fn parse(text: &str) -> Option<Self> {
-        let mut parts = text.split('.').map(Part::parse);
-        match (parts.next(), parts.next(), parts.next()) {
-            (Some(table), None, None) => Some(Self {
-                schema: None,
-                table: table?,
-            }),
-            (Some(schema), Some(table), None) => Some(Self {
-                schema: Some(schema?),
-                table: table?,
-            }),
-            _ => None,
-        }
+    /// Parses a table pattern with the validator's parser.
+    pub(crate) fn parse(text: &str) -> Result<Self, GlobError> {
+        TablePattern::parse(text).map(Self)
     }
 
     /// True when `schema.table` is matched.
     pub(crate) fn matches(&self, schema: &str, table: &str) -> bool {
-        self.schema.as_ref().is_none_or(|s| s.matches(schema)) && self.table.matches(table)
+        self.0.matches(schema, table)
     }
 
     /// True when the table a statement names is matched, unqualified names per `qualify`.
     pub(crate) fn matches_ref(&self, table: &TableRef, qualify: Qualify) -> bool {
         match (&table.schema, qualify) {
             (Some(schema), _) => self.matches(schema, &table.name),
-            (None, Qualify::Possible) => self.table.matches(&table.name),
+            (None, Qualify::Possible) => self.0.table().matches(&table.name),
             (None, Qualify::Certain) => {
-                self.schema.as_ref().is_none_or(Part::is_star) && self.table.matches(&table.name)
+                self.0.schema().is_none_or(Part::is_star) && self.0.table().matches(&table.name)
             }
         }
     }
 
     /// True for `*` and `*.*`: every table.
     pub(crate) fn is_match_all(&self) -> bool {
-        self.table.is_star() && self.schema.as_ref().is_none_or(Part::is_star)
+        self.0.table().is_star() && self.0.schema().is_none_or(Part::is_star)
     }
 }
 
@@ -135,12 +74,12 @@ pub(crate) struct ColumnGlob {
 }
 
 impl ColumnGlob {
-    /// Parses a column pattern; `None` when it is not one.
-    pub(crate) fn parse(text: &str) -> Option<Self> {
-        let (table, column) = text.rsplit_once('.')?;
-        Some(Self {
-            table: TableGlob::parse(table)?,
-            column: Part::parse(column)?,
+    /// Parses a column pattern with the validator's parser.
+    pub(crate) fn parse(text: &str) -> Result<Self, GlobError> {
+        let (table, column) = ColumnPattern::parse(text)?.into_parts();
+        Ok(Self {
+            table: TableGlob(table),
+            column,
         })
     }
 
@@ -197,9 +136,9 @@ mod tests {
         let glob = ColumnGlob::parse("billing.*.card_*").unwrap();
         assert!(glob.matches("billing", "payments", "card_number"));
         assert!(!glob.matches("crm", "payments", "card_number"));
-        assert!(ColumnGlob::parse("email").is_none());
-        assert!(TableGlob::parse("a.b.c").is_none());
-        assert!(TableGlob::parse("a..b").is_none());
-        assert!(TableGlob::parse("x;drop").is_none());
+        assert!(ColumnGlob::parse("email").is_err());
+        assert!(TableGlob::parse("a.b.c").is_err());
+        assert!(TableGlob::parse("a..b").is_err());
+        assert!(TableGlob::parse("x;drop").is_err());
     }
 }

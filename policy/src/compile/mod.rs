@@ -37,6 +37,9 @@ pub enum CompileError {
         path: String,
         /// The pattern as written.
         pattern: String,
+        /// What the shared pattern parser said.
+        #[source]
+        source: dbwarden_crds::GlobError,
     },
     /// A list is longer than this sidecar supports.
     #[error("policy {policy}: {path}: more than {max} entries")]
@@ -176,10 +179,11 @@ impl CompiledPolicy {
                 .iter()
                 .enumerate()
                 .map(|(i, p)| {
-                    TableGlob::parse(p).ok_or_else(|| CompileError::Pattern {
+                    TableGlob::parse(p).map_err(|source| CompileError::Pattern {
                         policy: policy.clone(),
                         path: format!("{path}.tables[{i}]"),
                         pattern: p.clone(),
+                        source,
                     })
                 })
                 .collect()

@@ -66,10 +66,11 @@ impl CompiledMasking {
                 .iter()
                 .enumerate()
                 .map(|(j, p)| {
-                    ColumnGlob::parse(p).ok_or_else(|| CompileError::Pattern {
+                    ColumnGlob::parse(p).map_err(|source| CompileError::Pattern {
                         policy: policy.to_owned(),
                         path: format!("spec.masking.columns[{i}].columns[{j}]"),
                         pattern: p.clone(),
+                        source,
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
