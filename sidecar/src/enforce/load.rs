@@ -260,7 +260,10 @@ impl CompileFailure {
         let path = path.to_owned();
         match self {
             Self::NoName => EnforceError::NoName { path },
-            Self::Compile(error) => EnforceError::Compile { path, error },
+            Self::Compile(error) => EnforceError::Compile {
+                path,
+                error: Box::new(error),
+            },
             Self::HashKey { key_file, problem } => EnforceError::HashKey {
                 path,
                 key_file,

@@ -86,8 +86,8 @@ pub enum EnforceError {
     Compile {
         /// The file.
         path: PathBuf,
-        /// The cause (in the message: it names the field).
-        error: dbwarden_policy::CompileError,
+        /// The cause (in the message: it names the field); boxed, it is large and rare.
+        error: Box<dbwarden_policy::CompileError>,
     },
     /// The `hash` strategy's key file is missing, unreadable or empty.
     #[error("policy file {path}: spec.masking.hashKeySecretRef: key file {key_file} {problem}")]
