@@ -293,12 +293,18 @@ impl Spool {
         self.sync_files(files)
     }
 
+    /// Syncs every file (a failure does not skip the others); the first error is returned.
     fn sync_files(&self, files: Vec<(u64, File)>) -> Result<(), SpoolError> {
+        let mut first = Ok(());
         for (id, file) in files {
             let path = files::segment_path(&self.cfg.dir, id);
-            file.sync_data().map_err(io_err("syncing", &path))?;
+            if let Err(e) = file.sync_data()
+                && first.is_ok()
+            {
+                first = Err(io_err("syncing", &path)(e));
+            }
         }
-        Ok(())
+        first
     }
 
     /// Deletes the delivered segments [`Self::delete_acked`] set aside (call without the lock).
@@ -329,11 +335,8 @@ impl Spool {
     }
 
     fn rotate(&self, inner: &mut Inner) -> Result<(), SpoolError> {
-        if let (Some(_), Some(old), Some(seg)) = (
-            inner.dirty_since,
-            inner.active.take(),
-            inner.segments.back(),
-        ) {
+        let old = inner.active.take();
+        if let (Some(_), Some(old), Some(seg)) = (inner.dirty_since, old, inner.segments.back()) {
             // Left for the interval fsync, which also covers the new segment from now on.
             inner.unsynced.push((seg.id, old));
         }
