@@ -14,6 +14,7 @@
 pub mod cancel;
 mod client;
 mod clock;
+mod describe;
 mod out;
 mod server;
 
@@ -198,7 +199,7 @@ impl Relay {
             denied: denied_tx,
             expect: expect_tx,
             describe: BytesMut::new(),
-            executed: client::Executed::default(),
+            executed: describe::Executed::default(),
             out: out::Output::default(),
             idle_timeout: self.idle_timeout,
             shutdown: self.shutdown,
