@@ -30,7 +30,7 @@ fn lines(chain: &mut Chain, n: u64) -> Vec<Vec<u8>> {
 fn drain(spool: &Spool) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     while let Some(batch) = spool.read_batch(7, 4096).unwrap() {
-        out.extend(batch.records);
+        out.extend(batch.records().map(<[u8]>::to_vec));
         spool.ack(batch.end).unwrap();
     }
     out
@@ -59,7 +59,7 @@ fn replays_in_order_after_a_restart_and_continues_the_chain() {
         // Deliver about 50 (a batch stays within a segment), then "crash".
         while got < 50 {
             let b = spool.read_batch(10, 1 << 20).unwrap().unwrap();
-            got += b.records.len();
+            got += b.count;
             spool.ack(b.end).unwrap();
         }
         // A second process cannot open the same spool while this one holds it.
@@ -188,7 +188,8 @@ fn full_spool_closed_refuses_until_there_is_room() {
     let l = chain.prepare(common::statement(0)).unwrap();
     spool.append(&[&l.line]).unwrap();
     accepted.push(l.line);
-    assert_eq!([b.records, drain(&spool)].concat(), accepted);
+    let first: Vec<Vec<u8>> = b.records().map(<[u8]>::to_vec).collect();
+    assert_eq!([first, drain(&spool)].concat(), accepted);
     assert_eq!(stats.snapshot().dropped, 0);
 }
 
@@ -228,7 +229,7 @@ fn an_abandoned_batch_is_counted_once_its_segment_was_dropped() {
     spool.abandon(&b);
     assert_eq!(stats.snapshot().dropped, 0);
     let b = spool.read_batch(1, 1 << 20).unwrap().unwrap();
-    assert_eq!(b.records, vec![all[0].clone()]);
+    assert_eq!(b.records().collect::<Vec<_>>(), vec![all[0].as_slice()]);
     for l in &all[2..] {
         spool.append(&[l]).unwrap();
     }
@@ -273,7 +274,7 @@ fn open_drops_racing_the_reader_count_each_event_once() {
                     let finished = done.load(std::sync::atomic::Ordering::SeqCst);
                     match spool.read_batch(3, 1024).unwrap() {
                         Some(batch) => {
-                            got.extend(batch.records);
+                            got.extend(batch.records().map(<[u8]>::to_vec));
                             spool.ack(batch.end).unwrap();
                         }
                         None if finished => return got,

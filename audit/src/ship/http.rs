@@ -12,6 +12,7 @@ use hyper_util::rt::TokioExecutor;
 
 use super::config::{Format, ShipperConfig};
 use super::otlp;
+use crate::spool::Batch;
 
 /// Delivery errors. None of them carries the bearer token.
 #[derive(Debug, thiserror::Error)]
@@ -128,17 +129,12 @@ impl Sender {
     }
 
     /// Encodes `records` per the configured format (and gzip).
-    pub fn encode(&self, records: &[Vec<u8>]) -> Result<Bytes, ShipError> {
+    pub fn encode(&self, batch: &Batch) -> Result<Bytes, ShipError> {
         let body = match self.cfg.format {
-            Format::Ndjson => {
-                let mut out = Vec::with_capacity(records.iter().map(|r| r.len() + 1).sum());
-                for r in records {
-                    out.extend_from_slice(r);
-                    out.push(b'\n');
-                }
-                out
-            }
-            Format::Otlp => otlp::encode(records)?,
+            // The spool's lines are the body as they are.
+            Format::Ndjson if !self.cfg.gzip => return Ok(batch.lines.clone()),
+            Format::Ndjson => batch.lines.to_vec(),
+            Format::Otlp => otlp::encode(batch.records())?,
         };
         if !self.cfg.gzip {
             return Ok(Bytes::from(body));

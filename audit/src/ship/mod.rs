@@ -120,8 +120,14 @@ impl Worker {
                     continue;
                 }
             };
+            let more = batch.more;
             if !self.deliver(batch, &mut backoff).await {
                 break;
+            }
+            if !more {
+                // The spool had less than a batch: gather more before the next one, so a busy
+                // sidecar sends a few full batches a second, not one per round trip.
+                self.linger().await;
             }
         }
         if let Err(e) = self.spool.sync() {
@@ -137,6 +143,17 @@ impl Worker {
                 self.sleep(linger).await;
             }
             () = tokio::time::sleep(IDLE_TICK) => {}
+            _ = self.stop.changed() => {}
+        }
+    }
+
+    /// Waits for the batch to fill: `linger`, cut short by a stop (which drains at once).
+    async fn linger(&mut self) {
+        if self.deadline().is_some() {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(self.cfg.linger) => {}
             _ = self.stop.changed() => {}
         }
     }
@@ -164,8 +181,8 @@ impl Worker {
 
     /// Delivers one batch, retrying until a 2xx or the stop deadline. False when stopping.
     async fn deliver(&mut self, batch: Batch, backoff: &mut Backoff) -> bool {
-        let n = batch.records.len() as u64;
-        let body = match self.sender.encode(&batch.records) {
+        let n = batch.count as u64;
+        let body = match self.sender.encode(&batch) {
             Ok(body) => body,
             Err(e) => {
                 // Records passed their hash check, so this is a bug, not data: keep them.

@@ -27,7 +27,7 @@ fn int_attr(key: &str, value: u64) -> Value {
 }
 
 /// Encodes event lines as one OTLP logs request body.
-pub fn encode(records: &[Vec<u8>]) -> Result<Vec<u8>, OtlpError> {
+pub fn encode<'a>(records: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<u8>, OtlpError> {
     let observed = clock::now_unix_nanos().to_string();
     // Group by instance, keeping order within each.
     let mut groups: Vec<(String, Vec<Value>)> = Vec::new();
@@ -124,12 +124,13 @@ mod tests {
             Event::at(Kind::Statement, "2026-01-01T00:00:01.000002Z".into())
                 .decision(Decision::Denied, Some("r".into()))
         };
-        let lines = vec![
+        let lines = [
             a.stamp(ev()).unwrap().line,
             b.stamp(ev()).unwrap().line,
             a.stamp(ev()).unwrap().line,
         ];
-        let body: Value = serde_json::from_slice(&encode(&lines).unwrap()).unwrap();
+        let body: Value =
+            serde_json::from_slice(&encode(lines.iter().map(Vec::as_slice)).unwrap()).unwrap();
         let rl = body["resourceLogs"].as_array().unwrap();
         assert_eq!(rl.len(), 2);
         assert_eq!(

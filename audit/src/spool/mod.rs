@@ -45,6 +45,9 @@ pub(crate) struct Inner {
     active: Option<File>,
     pub(crate) acked: Cursor,
     pub(crate) read: Cursor,
+    /// Where this process's appends begin: records before it were found at open and are
+    /// hash-checked when read; later ones were sealed here and are not hashed twice.
+    pub(crate) appended_from: Cursor,
     dirty_since: Option<Instant>,
     /// Closed segments with appends not yet forced to disk: the interval fsync takes them, so
     /// a rotation on the statement path never waits for the disk.
@@ -147,6 +150,13 @@ impl Spool {
             }
             None => None,
         };
+        let appended_from = segments
+            .back()
+            .map(|s| Cursor {
+                segment: s.id,
+                offset: s.len,
+            })
+            .unwrap_or_default();
         let spool = Spool {
             cfg,
             inner: Mutex::new(Inner {
@@ -154,6 +164,7 @@ impl Spool {
                 active,
                 acked,
                 read: acked,
+                appended_from,
                 dirty_since: None,
                 unsynced: Vec::new(),
                 doomed: Vec::new(),

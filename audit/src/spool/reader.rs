@@ -1,5 +1,7 @@
 //! The shipper's side of the spool: read batches in order, acknowledge what was delivered.
 
+use bytes::Bytes;
+
 use super::{Cursor, Spool, SpoolError, files, io_err};
 use crate::chain;
 use crate::stats::Stats;
@@ -7,23 +9,40 @@ use crate::stats::Stats;
 /// Records read from the spool, to be delivered and then acknowledged with [`Spool::ack`].
 #[derive(Debug, Clone)]
 pub struct Batch {
-    /// Event lines, without newline, in spool order.
-    pub records: Vec<Vec<u8>>,
+    /// The event lines in spool order, each ending in a newline: already an NDJSON body.
+    pub lines: Bytes,
+    /// How many lines.
+    pub count: usize,
+    /// Records were left unread when this batch was taken (it is full, or it ended where a
+    /// segment does): the next one can be read at once.
+    pub more: bool,
     /// Where the batch ends: acknowledge this once the collector accepted it.
     pub end: Cursor,
+}
+
+impl Batch {
+    /// The event lines, without their newlines.
+    pub fn records(&self) -> impl Iterator<Item = &[u8]> {
+        self.lines
+            .split_inclusive(|&b| b == b'\n')
+            .map(|line| &line[..line.len() - 1])
+    }
 }
 
 impl Spool {
     /// Reads the next records after the last batch read (at most `max_records` and about
     /// `max_bytes`), skipping and counting records that fail their hash check. `None` when
     /// everything appended has been read.
+    ///
+    /// Records this process appended were hashed when sealed and are not hashed again; those
+    /// found in the spool at open (written before a crash or restart) are checked.
     pub fn read_batch(
         &self,
         max_records: usize,
         max_bytes: u64,
     ) -> Result<Option<Batch>, SpoolError> {
         loop {
-            let (start, seg_len) = {
+            let (start, seg_len, trusted, last_segment) = {
                 let mut inner = self.lock();
                 let first = inner.segments.front().map(|s| s.id);
                 if let Some(first) = first
@@ -54,7 +73,8 @@ impl Spool {
                         None => return Ok(None),
                     }
                 }
-                (inner.read, seg.len)
+                let last = pos + 1 == inner.segments.len();
+                (inner.read, seg.len, inner.read >= inner.appended_from, last)
             };
             let path = files::segment_path(&self.config().dir, start.segment);
             let bytes = match files::read_range(&path, start.offset, seg_len, max_bytes.max(1)) {
@@ -63,7 +83,7 @@ impl Spool {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io_err("reading", &path)(e)),
             };
-            let mut records = Vec::new();
+            let mut count = 0;
             let mut corrupt = Vec::new();
             let mut consumed = 0u64;
             let short = bytes.is_empty();
@@ -72,17 +92,39 @@ impl Spool {
                 // skip to its recorded end rather than wait forever.
                 consumed = seg_len - start.offset;
             }
+            // The lines kept when some are skipped; with none skipped the read buffer is the
+            // batch, and `taken` says how much of it.
+            let mut kept: Option<Vec<u8>> = None;
+            let mut taken = 0;
             for line in bytes.split_inclusive(|&b| b == b'\n') {
-                if records.len() >= max_records.max(1) {
+                if count >= max_records.max(1) {
                     break;
                 }
+                let at = start.offset + consumed;
                 consumed += line.len() as u64;
-                let line = &line[..line.len() - 1];
-                match chain::check_line(line) {
-                    Ok(_) => records.push(line.to_vec()),
-                    Err(e) => corrupt.push((start.offset + consumed - line.len() as u64 - 1, e)),
+                let checked = match trusted {
+                    true => Ok(()),
+                    false => chain::check_line(&line[..line.len() - 1]).map(drop),
+                };
+                match (checked, kept.as_mut()) {
+                    (Ok(()), None) => {
+                        count += 1;
+                        taken += line.len();
+                    }
+                    (Ok(()), Some(kept)) => {
+                        count += 1;
+                        kept.extend_from_slice(line);
+                    }
+                    (Err(e), _) => {
+                        corrupt.push((at, e));
+                        kept.get_or_insert_with(|| bytes[..taken].to_vec());
+                    }
                 }
             }
+            let lines = match kept {
+                Some(kept) => Bytes::from(kept),
+                None => Bytes::from(bytes).slice(..taken),
+            };
             let end = Cursor {
                 segment: start.segment,
                 offset: start.offset + consumed,
@@ -116,12 +158,18 @@ impl Spool {
                     "audit spool: skipped a corrupt record"
                 );
             }
-            if records.is_empty() {
+            if count == 0 {
                 // Only corrupt records: acknowledge them away and read on.
                 self.ack(end)?;
                 continue;
             }
-            return Ok(Some(Batch { records, end }));
+            let more = end.offset < seg_len || !last_segment;
+            return Ok(Some(Batch {
+                lines,
+                count,
+                more,
+                end,
+            }));
         }
     }
 
@@ -162,7 +210,7 @@ impl Spool {
             return;
         }
         drop(inner);
-        let lost = batch.records.len() as u64;
+        let lost = batch.count as u64;
         Stats::add(&self.stats.dropped, lost);
         tracing::error!(
             segment = batch.end.segment,
