@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::chain::{Chain, Sealed};
+use crate::chain::Chain;
 use crate::event::Event;
+use crate::recorder::{Recorder, Ticket};
 use crate::ship::{ShipError, Shipper, ShipperConfig};
 use crate::spool::{FailurePolicy, FsyncPolicy, Spool, SpoolConfig, SpoolError};
 use crate::stats::{Stats, StatsSnapshot};
@@ -81,13 +82,12 @@ impl RecordError {
 /// Records audit events and ships them. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct Auditor {
-    chain: Mutex<Chain>,
+    recorder: Arc<Recorder>,
     spool: Arc<Spool>,
     stats: Arc<Stats>,
     wake: Arc<Notify>,
     shipper: Mutex<Option<Shipper>>,
     syncer: Option<tokio::task::JoinHandle<()>>,
-    policy: FailurePolicy,
 }
 
 impl Drop for Auditor {
@@ -130,72 +130,43 @@ impl Auditor {
             FsyncPolicy::Interval(every) => Some(tokio::spawn(sync_every(spool.clone(), every))),
             FsyncPolicy::EveryBatch | FsyncPolicy::Never => None,
         };
+        let recorder = Recorder::new(chain, spool.clone(), stats.clone(), wake.clone(), policy);
         Ok(Auditor {
-            chain: Mutex::new(chain),
+            recorder: Arc::new(recorder),
             spool,
             stats,
             wake,
             shipper: Mutex::new(Some(shipper)),
             syncer,
-            policy,
         })
     }
 
-    /// Stamps `event` into the chain and appends it to the spool (one `write`, no await). Returns
-    /// the event id. On `Err`, see [`RecordError::must_refuse`].
-    pub fn record(&self, event: Event) -> Result<String, RecordError> {
+    /// Stamps `event` into the chain and writes it to the spool before returning (one `write`,
+    /// no await). Returns the event id. On `Err`, see [`RecordError::must_refuse`].
+    pub fn record(&self, event: Event) -> Result<String, Arc<RecordError>> {
         let mut ids = self.record_all(vec![event])?;
         Ok(ids.pop().unwrap_or_default())
     }
 
-    /// Records several events in one write (and one fsync under `EveryBatch`). All or none.
-    pub fn record_all(&self, events: Vec<Event>) -> Result<Vec<String>, RecordError> {
-        let mut chain = self.chain.lock().unwrap_or_else(|p| p.into_inner());
-        let mut trial = chain.clone();
-        let mut sealed: Vec<Sealed> = Vec::with_capacity(events.len());
-        for event in events {
-            sealed.push(trial.stamp(event)?);
-        }
-        let lines: Vec<&[u8]> = sealed.iter().map(|s| s.line.as_slice()).collect();
-        match self.spool.append(&lines) {
-            Ok(()) => {
-                *chain = trial;
-                drop(chain);
-                Stats::add(&self.stats.recorded, sealed.len() as u64);
-                self.wake.notify_one();
-                Ok(sealed.into_iter().map(|s| s.id).collect())
-            }
-            Err(e @ SpoolError::Full { .. }) => {
-                Stats::add(&self.stats.refused, sealed.len() as u64);
-                Err(RecordError::Spool {
-                    source: e,
-                    policy: self.policy,
-                })
-            }
-            Err(e) => {
-                if self.policy == FailurePolicy::Open {
-                    // The statement goes ahead without its event: keep the seqs used, so the
-                    // loss shows as a gap in the chain too.
-                    *chain = trial;
-                    Stats::add(&self.stats.dropped, sealed.len() as u64);
-                } else {
-                    Stats::add(&self.stats.refused, sealed.len() as u64);
-                }
-                tracing::error!(error = %e, events = sealed.len(), "audit events could not be spooled");
-                Err(RecordError::Spool {
-                    source: e,
-                    policy: self.policy,
-                })
-            }
-        }
+    /// Records several events in one write (and one fsync under `EveryBatch`), with any events
+    /// other sessions submitted before them. All or none.
+    pub fn record_all(&self, events: Vec<Event>) -> Result<Vec<String>, Arc<RecordError>> {
+        let mut ids = Vec::with_capacity(events.len());
+        let ticket = self.recorder.submit(events, Some(&mut ids))?;
+        ticket.settle_now()?;
+        Ok(ids)
+    }
+
+    /// Stamps `events` into the chain (all or none) for a write shared with the other
+    /// sessions of this scheduler turn: [`Ticket::settle`] before forwarding the statement
+    /// they record. Under failure policy `closed` a full spool refuses them here.
+    pub fn submit(&self, events: impl IntoIterator<Item = Event>) -> Result<Ticket, RecordError> {
+        self.recorder.submit(events, None)
     }
 
     /// The seq the next recorded event gets (it goes on across restarts on the same spool).
     pub fn next_seq(&self) -> u64 {
-        self.chain
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .next_seq()
+        self.recorder.next_seq()
     }
 
     /// The live counters, for `/metrics`.

@@ -99,11 +99,39 @@ impl Chain {
     /// Stamps and seals `event` as the next link without advancing the chain; [`Chain::commit`]
     /// it once it is stored, or drop it (the next event then takes the same seq).
     pub fn prepare(&self, mut event: Event) -> Result<Sealed, serde_json::Error> {
+        self.link(&mut event);
+        seal(&event)
+    }
+
+    /// Stamps `event` as the next link and appends its line and a newline to `out`, advancing
+    /// the chain; returns its seq. On `Err` neither `out` nor the chain changed.
+    pub fn seal_into(
+        &mut self,
+        mut event: Event,
+        out: &mut Vec<u8>,
+    ) -> Result<u64, serde_json::Error> {
+        self.link(&mut event);
+        let start = out.len();
+        let hash = match write_line(&event, out) {
+            Ok(hash) => hash,
+            Err(e) => {
+                out.truncate(start);
+                return Err(e);
+            }
+        };
+        out.push(b'\n');
+        let hex = &out[hash..hash + 64];
+        self.prev_hash.clear();
+        self.prev_hash.extend(hex.iter().map(|&b| char::from(b)));
+        self.next_seq += 1;
+        Ok(event.seq)
+    }
+
+    fn link(&self, event: &mut Event) {
         event.instance.clone_from(&self.instance);
         event.seq = self.next_seq;
         event.id = format!("{}-{}", self.instance, self.next_seq);
         event.prev_hash.clone_from(&self.prev_hash);
-        seal(&event)
     }
 
     /// Advances the chain past `sealed`, which [`Chain::prepare`] returned.
@@ -136,18 +164,32 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Seals an already stamped event: computes its hash and its line.
 pub fn seal(event: &Event) -> Result<Sealed, serde_json::Error> {
-    let mut line = canonical(event)?;
-    let hash = sha256_hex(&line);
-    line.pop(); // the closing brace of the object
-    line.extend_from_slice(b",\"hash\":\"");
-    line.extend_from_slice(hash.as_bytes());
-    line.extend_from_slice(b"\"}");
+    let mut line = Vec::new();
+    let at = write_line(event, &mut line)?;
+    let hash = String::from_utf8_lossy(&line[at..at + 64]).into_owned();
     Ok(Sealed {
         id: event.id.clone(),
         seq: event.seq,
         hash,
         line,
     })
+}
+
+/// Appends `event`'s line (canonical bytes plus the hash field, no newline) to `out`; returns
+/// where in `out` the 64 hex digits of its hash start.
+fn write_line(event: &Event, out: &mut Vec<u8>) -> Result<usize, serde_json::Error> {
+    let start = out.len();
+    serde_json::to_writer(&mut *out, event)?;
+    let digest = Sha256::digest(&out[start..]);
+    out.pop(); // the closing brace of the object
+    out.extend_from_slice(b",\"hash\":\"");
+    let at = out.len();
+    for &b in digest.iter() {
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 0xf)]);
+    }
+    out.extend_from_slice(b"\"}");
+    Ok(at)
 }
 
 /// Checks a line this crate wrote, without parsing it: the hash suffix is there and matches the

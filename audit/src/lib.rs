@@ -1,13 +1,15 @@
 //! dbwarden audit events: the v1 schema, the per-instance hash chain, a bounded on-disk spool and
 //! a shipper that delivers events to an HTTP collector at least once.
 //!
-//! The sidecar opens one [`Auditor`] per process, calls [`Auditor::record`] for every decision and
+//! The sidecar opens one [`Auditor`] per process, calls [`Auditor::submit`] for every statement
+//! decision (settling the [`Ticket`] before forwarding) and [`Auditor::record`] for the rest, and
 //! exports [`Auditor::stats`] on `/metrics`. `dbwarden-audit verify FILE` checks an export.
 
 mod auditor;
 pub mod chain;
 pub mod clock;
 pub mod event;
+mod recorder;
 pub mod ship;
 pub mod spool;
 mod stats;
@@ -18,6 +20,7 @@ pub use chain::{Chain, Sealed};
 pub use event::{
     Approval, ApprovalPhase, Decision, Durations, Event, Identity, Kind, Masked, StatementText,
 };
+pub use recorder::Ticket;
 pub use ship::{Format, ShipperConfig, Token};
 pub use spool::{FailurePolicy, FsyncPolicy, SpoolConfig};
 pub use stats::{Stats, StatsSnapshot};

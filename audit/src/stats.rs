@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug, Default)]
 pub struct Stats {
     pub(crate) recorded: AtomicU64,
+    pub(crate) spool_writes: AtomicU64,
     pub(crate) refused: AtomicU64,
     pub(crate) shipped: AtomicU64,
     pub(crate) dropped: AtomicU64,
@@ -23,6 +24,9 @@ pub struct Stats {
 pub struct StatsSnapshot {
     /// Events stamped and written to the spool (`dbwarden_audit_events_spooled_total`).
     pub recorded: u64,
+    /// Writes to the spool: several sessions' events share one when they arrive together
+    /// (`dbwarden_audit_spool_writes_total`).
+    pub spool_writes: u64,
     /// Events refused under failure policy `closed` (spool full or not writable): the
     /// sidecar refused their statements.
     pub refused: u64,
@@ -51,6 +55,7 @@ impl Stats {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         StatsSnapshot {
             recorded: get(&self.recorded),
+            spool_writes: get(&self.spool_writes),
             refused: get(&self.refused),
             shipped: get(&self.shipped),
             dropped: get(&self.dropped),

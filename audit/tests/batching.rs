@@ -1,4 +1,5 @@
-//! Under a steady stream the shipper sends full or lingered batches, not one per round trip.
+//! Grouping: sessions busy at once share a spool write, and under a steady stream the shipper
+//! sends full or lingered batches, not one per round trip.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -42,4 +43,64 @@ async fn a_steady_stream_goes_in_lingered_batches() {
     );
     auditor.shutdown(Duration::from_secs(1)).await;
     assert_eq!(collector.lines().len(), 5000);
+}
+
+fn open_spool_only(dir: &std::path::Path, collector: &Collector) -> Auditor {
+    Auditor::open(AuditConfig {
+        instance: "group-0".into(),
+        spool: SpoolConfig::new(dir),
+        shipper: collector.shipper(),
+    })
+    .unwrap()
+}
+
+/// Sessions that submit in the same scheduler turn share one spool write, and each still
+/// learns its events were written before it goes on.
+#[tokio::test(flavor = "current_thread")]
+async fn sessions_of_one_turn_share_a_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Collector::start().await;
+    let auditor = std::sync::Arc::new(open_spool_only(dir.path(), &collector));
+    let tasks: Vec<_> = (0..8u64)
+        .map(|i| {
+            let auditor = auditor.clone();
+            tokio::spawn(async move {
+                let ticket = auditor.submit([common::statement(i)]).unwrap();
+                ticket.settle().await.unwrap();
+                // Written, whoever wrote it: all eight went in the same write.
+                auditor.snapshot().recorded
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(
+            task.await.unwrap(),
+            8,
+            "settled before its event was written"
+        );
+    }
+    let snap = auditor.snapshot();
+    assert_eq!((snap.recorded, snap.spool_writes), (8, 1), "{snap:?}");
+    // The next event goes on the same chain.
+    assert_eq!(auditor.next_seq(), 8);
+    auditor.record(common::statement(8)).unwrap();
+    assert!(auditor.flush(Duration::from_secs(10)).await);
+    let lines = collector.lines();
+    let report = dbwarden_audit::verify(lines.join("\n").as_bytes()).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(lines.len(), 9);
+}
+
+/// A ticket dropped without settling (a session that ended) still gets its events written.
+#[tokio::test(flavor = "current_thread")]
+async fn an_unsettled_ticket_is_written_when_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Collector::start().await;
+    let auditor = open_spool_only(dir.path(), &collector);
+    let ticket = auditor
+        .submit([common::statement(0), common::statement(1)])
+        .unwrap();
+    assert_eq!(auditor.snapshot().recorded, 0);
+    drop(ticket);
+    assert_eq!(auditor.snapshot().recorded, 2);
 }

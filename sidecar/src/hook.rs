@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 
 use bytes::BytesMut;
+use dbwarden_audit::Ticket;
 
 use crate::protocol::backend::{DataRow, RowDescription};
 
@@ -170,6 +171,14 @@ pub trait StatementHook: Send {
     /// The statement this hook last held ([`Verdict::Hold`]) was forwarded (`true`) or not
     /// (refused, cancelled, or the session ended).
     fn held(&mut self, _forwarded: bool) {}
+
+    /// Audit events the decisions so far recorded that may not be written yet. The session
+    /// settles the ticket before it sends anything on (statements to the database, refusals
+    /// to the client), so an event is stored before what it records happens, while the
+    /// sessions busy at the same moment share one write.
+    fn take_ticket(&mut self) -> Option<Ticket> {
+        None
+    }
 }
 
 /// Work a row hook needs done before it can describe a result (catalog look-ups); the server

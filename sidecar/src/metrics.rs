@@ -79,6 +79,7 @@ pub struct Metrics {
 #[derive(Debug)]
 struct AuditCopies {
     spooled: IntCounter,
+    spool_writes: IntCounter,
     shipped: IntCounter,
     dropped: IntCounter,
     refused: IntCounter,
@@ -131,6 +132,11 @@ impl Metrics {
                 &r,
                 "dbwarden_audit_events_spooled_total",
                 "Audit events stamped into the chain and written to the spool.",
+            )?,
+            spool_writes: counter(
+                &r,
+                "dbwarden_audit_spool_writes_total",
+                "Writes of audit events to the spool (sessions busy at once share one).",
             )?,
             shipped: counter(
                 &r,
@@ -328,6 +334,7 @@ impl Metrics {
             let s = stats.snapshot();
             let c = &self.audit_copies;
             catch_up(&c.spooled, s.recorded);
+            catch_up(&c.spool_writes, s.spool_writes);
             catch_up(&c.shipped, s.shipped);
             catch_up(&c.dropped, s.dropped);
             catch_up(&c.refused, s.refused);

@@ -210,10 +210,17 @@ impl Spool {
             .store(inner.segments.len() as u64, Relaxed);
     }
 
-    /// True when `bytes` more would fit under the limit.
-    pub fn has_room(&self, bytes: u64) -> bool {
+    /// `Ok` when `bytes` more would fit under the limit, else [`SpoolError::Full`].
+    pub fn check_room(&self, bytes: u64) -> Result<(), SpoolError> {
         let inner = self.lock();
-        self.pending(&inner) + bytes <= self.cfg.max_bytes
+        let pending = self.pending(&inner);
+        match pending + bytes <= self.cfg.max_bytes {
+            true => Ok(()),
+            false => Err(SpoolError::Full {
+                pending,
+                max: self.cfg.max_bytes,
+            }),
+        }
     }
 
     /// Appends records (event lines without newline) in one write. Under policy `closed` a full
@@ -225,6 +232,11 @@ impl Spool {
             buf.extend_from_slice(r);
             buf.push(b'\n');
         }
+        self.append_lines(&buf, records.len() as u64)
+    }
+
+    /// Like [`Spool::append`], for `records` lines already joined, each ending in a newline.
+    pub fn append_lines(&self, buf: &[u8], records: u64) -> Result<(), SpoolError> {
         let size = buf.len() as u64;
         let mut inner = self.lock();
         let pending = self.pending(&inner);
@@ -254,13 +266,13 @@ impl Spool {
         };
         // The path is only named in errors: not formatted on the statement path.
         let path = |id| files::segment_path(&self.cfg.dir, id);
-        if let Err(e) = file.write_all(&buf) {
+        if let Err(e) = file.write_all(buf) {
             // Cut a partial write so the file stays a sequence of whole records.
             let _ = file.set_len(seg.len);
             return Err(io_err("writing", &path(seg.id))(e));
         }
         seg.len += size;
-        seg.records += records.len() as u64;
+        seg.records += records;
         match self.cfg.fsync {
             FsyncPolicy::EveryBatch => file
                 .sync_data()

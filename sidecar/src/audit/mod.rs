@@ -7,8 +7,9 @@
 //! - [`SessionAudit`]: the small per-connection handle the proxy gives each session's hooks; it
 //!   also carries the metrics, so a session without audit still counts its statements.
 //!
-//! Recording is one `write(2)` to the spool on the caller's task (no queue, no await); shipping
-//! runs on its own task. Under failure policy `closed`, a statement whose event cannot be stored
+//! A statement's events are sealed into the chain when it is decided and written to the spool
+//! before it is forwarded, in one `write(2)` shared by the sessions busy at the same moment
+//! (the session settles the [`dbwarden_audit::Ticket`]); shipping runs on its own task. Under failure policy `closed`, a statement whose event cannot be stored
 //! is refused (`42501`, message "dbwarden: audit spool full ...").
 
 mod session;
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use dbwarden_audit::{
     AuditConfig, Auditor, Event, FailurePolicy, Format, FsyncPolicy, Kind, OpenError, RecordError,
-    ShipperConfig, SpoolConfig, StatementText, Token,
+    ShipperConfig, SpoolConfig, StatementText, Ticket, Token,
 };
 
 pub use session::SessionAudit;
@@ -224,12 +225,21 @@ impl SidecarAudit {
         previous.saturating_add(1).max(floor)
     }
 
-    /// Records `events` in one write (all or none), counting them by kind.
-    fn record(&self, events: Vec<Event>) -> Result<(), RecordError> {
+    /// Records `events` in one write (all or none) before returning, counting them by kind.
+    fn record(&self, events: Vec<Event>) -> Result<(), Arc<RecordError>> {
         for e in &events {
             self.metrics.audit_event(e.kind);
         }
         self.auditor.record_all(events).map(drop)
+    }
+
+    /// Seals `events` (all or none) into the write shared with the other busy sessions,
+    /// counting them by kind; the session settles the ticket before forwarding.
+    fn submit(&self, events: Vec<Event>) -> Result<Ticket, RecordError> {
+        for e in &events {
+            self.metrics.audit_event(e.kind);
+        }
+        self.auditor.submit(events)
     }
 
     /// Records an authentication failure (`reason` never holds the token).

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use dbwarden_audit::{Decision, Event, Identity as AuditIdentity, Kind, StatementText};
+use dbwarden_audit::{Decision, Event, Identity as AuditIdentity, Kind, StatementText, Ticket};
 use dbwarden_policy::analyze::{Analysis, StatementAnalysis};
 
 use super::statement::{StatementTrail, tables};
@@ -116,14 +116,15 @@ impl SessionAudit {
     }
 
     /// Counts and records the decisions on one query string (`analysis` is `None` when it could
-    /// not be analysed or no analysis was needed). `Err` holds the message to refuse the whole
-    /// string with: its events could not be stored under failure policy `closed`.
+    /// not be analysed or no analysis was needed). `Ok` holds the ticket to settle before the
+    /// string is forwarded; `Err` the message to refuse the whole string with: its events
+    /// could not be stored under failure policy `closed`.
     pub fn statements(
         &self,
         sql: Option<&str>,
         analysis: Option<&Analysis>,
         trail: StatementTrail,
-    ) -> Result<(), String> {
+    ) -> Result<Option<Ticket>, String> {
         let m = &self.metrics;
         let count = trail.outcomes.len();
         let refused = trail.refused;
@@ -165,16 +166,16 @@ impl SessionAudit {
             }
         }
         let recorded = match &self.conn {
-            None => Ok(()),
-            Some(conn) => match conn.audit.record(events) {
-                Ok(()) => Ok(()),
+            None => Ok(None),
+            Some(conn) => match conn.audit.submit(events) {
+                Ok(ticket) => Ok(Some(ticket)),
                 Err(e) if e.must_refuse() => {
                     tracing::warn!(error = %e, "audit: statement refused, its event cannot be stored");
                     Err(refusal_message(&e))
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "audit: statement events not recorded");
-                    Ok(())
+                    Ok(None)
                 }
             },
         };

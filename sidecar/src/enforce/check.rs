@@ -15,6 +15,7 @@ use super::hooks::Inner;
 use super::prepared::{Prepared, Tracker};
 use crate::audit::{Outcome, SessionAudit, StatementTrail};
 use crate::hook::{Denial, Statement, StatementHook, Verdict};
+use dbwarden_audit::Ticket;
 
 /// One session's statement hook.
 pub(super) struct SessionEnforcer {
@@ -28,6 +29,8 @@ pub(super) struct SessionEnforcer {
     prepared: Tracker,
     /// A Parse waiting for an approval: it becomes a prepared statement only if forwarded.
     held_parse: Option<(Box<[u8]>, Prepared)>,
+    /// Events recorded since the session last settled (see [`StatementHook::take_ticket`]).
+    ticket: Option<Ticket>,
 }
 
 /// A statement an approval rule matched, waiting to be handed to the desk.
@@ -52,12 +55,34 @@ impl SessionEnforcer {
             reason: None,
             prepared: Tracker::default(),
             held_parse: None,
+            ticket: None,
         }
     }
 
     fn deny(&self, message: String, detail: Option<String>, label: &'static str) -> Verdict {
         tracing::info!(database = %self.database, identity = %self.identity, cause = label, "statement refused");
         Verdict::Deny(Denial { message, detail })
+    }
+
+    /// The verdict once the audit has had its say: a refusal to record refuses a statement
+    /// that would run (now, or after its approval). Otherwise the ticket of what was recorded
+    /// is kept for the session to settle before forwarding.
+    fn audited(&mut self, verdict: Verdict, recorded: Result<Option<Ticket>, String>) -> Verdict {
+        match (verdict, recorded) {
+            (verdict, Ok(None)) => verdict,
+            (verdict, Ok(Some(ticket))) => {
+                match self.ticket.as_mut() {
+                    Some(held) => held.merge(ticket),
+                    None => self.ticket = Some(ticket),
+                }
+                verdict
+            }
+            (Verdict::Allow | Verdict::Hold(_), Err(message)) => Verdict::Deny(Denial {
+                message,
+                detail: None,
+            }),
+            (verdict, Err(_)) => verdict,
+        }
     }
 
     // --- audit: every decision is counted and recorded; under failure policy `closed` a
@@ -71,7 +96,7 @@ impl SessionEnforcer {
         let mut trail = StatementTrail::new(started, 1);
         let (verdict, analysis) = self.decide_sql(sql, &mut trail);
         let recorded = self.audit.statements(Some(sql), analysis.as_deref(), trail);
-        audited(verdict, recorded)
+        self.audited(verdict, recorded)
     }
 
     /// A Parse: decided now, audited now only when it is refused, waits for approval or is
@@ -86,7 +111,7 @@ impl SessionEnforcer {
         if matches!(verdict, Verdict::Deny(_)) {
             // Not forwarded: the server keeps whatever had this name.
             let recorded = self.audit.statements(Some(sql), analysis.as_deref(), trail);
-            return audited(verdict, recorded);
+            return self.audited(verdict, recorded);
         }
         if let Err(exists) = self.prepared.may_parse(name) {
             let message = exists.message();
@@ -94,8 +119,9 @@ impl SessionEnforcer {
                 "prepared-statement-exists",
                 message.clone(),
             ));
-            let _ = self.audit.statements(Some(sql), analysis.as_deref(), trail);
-            return self.deny(message, None, "prepared_statement_exists");
+            let recorded = self.audit.statements(Some(sql), analysis.as_deref(), trail);
+            let verdict = self.deny(message, None, "prepared_statement_exists");
+            return self.audited(verdict, recorded);
         }
         let outcome = trail.single().cloned();
         let plain = outcome
@@ -108,7 +134,7 @@ impl SessionEnforcer {
         };
         if matches!(verdict, Verdict::Hold(_)) {
             let recorded = self.audit.statements(Some(sql), analysis.as_deref(), trail);
-            let verdict = audited(verdict, recorded);
+            let verdict = self.audited(verdict, recorded);
             // Until the approval, the server still has whatever had this name before.
             if matches!(verdict, Verdict::Hold(_)) {
                 self.held_parse = Some((name.into(), prepared));
@@ -118,14 +144,15 @@ impl SessionEnforcer {
         if let Err(full) = self.prepared.parse(name, prepared) {
             let message = full.message();
             trail.refuse(Outcome::refused("prepared-statements", message.clone()));
-            let _ = self.audit.statements(Some(sql), analysis.as_deref(), trail);
-            return self.deny(message, None, "prepared_statements");
+            let recorded = self.audit.statements(Some(sql), analysis.as_deref(), trail);
+            let verdict = self.deny(message, None, "prepared_statements");
+            return self.audited(verdict, recorded);
         }
         if plain {
             return verdict;
         }
         let recorded = self.audit.statements(Some(sql), analysis.as_deref(), trail);
-        audited(verdict, recorded)
+        self.audited(verdict, recorded)
     }
 
     /// An Execute: the statement its portal runs is recorded with the decision made at Parse.
@@ -141,14 +168,15 @@ impl SessionEnforcer {
                 let recorded =
                     self.audit
                         .statements(Some(&prepared.sql), prepared.analysis.as_deref(), trail);
-                audited(Verdict::Allow, recorded)
+                self.audited(Verdict::Allow, recorded)
             }
             Err(unknown) => {
                 let message = unknown.message();
                 let mut trail = StatementTrail::new(started, 1);
                 trail.refuse(Outcome::refused("unknown-portal", message.clone()));
-                let _ = self.audit.statements(None, None, trail);
-                self.deny(message, None, "unknown_portal")
+                let recorded = self.audit.statements(None, None, trail);
+                let verdict = self.deny(message, None, "unknown_portal");
+                self.audited(verdict, recorded)
             }
         }
     }
@@ -380,11 +408,16 @@ impl StatementHook for SessionEnforcer {
                 // --- audit ---
                 let mut trail = StatementTrail::new(Instant::now(), 1);
                 trail.refuse(Outcome::refused("function-call", message.clone()));
-                let _ = self.audit.statements(None, None, trail);
+                let recorded = self.audit.statements(None, None, trail);
                 // --- end audit ---
-                self.deny(message, None, "function_call")
+                let verdict = self.deny(message, None, "function_call");
+                self.audited(verdict, recorded)
             }
         }
+    }
+
+    fn take_ticket(&mut self) -> Option<Ticket> {
+        self.ticket.take()
     }
 
     fn bind(&mut self, portal: &[u8], statement: &[u8]) -> Verdict {
@@ -413,17 +446,5 @@ impl StatementHook for SessionEnforcer {
         } else {
             self.prepared.close_statement(name);
         }
-    }
-}
-
-/// The verdict once the audit has had its say: a refusal to record refuses a statement that
-/// would run (now, or after its approval).
-fn audited(verdict: Verdict, recorded: Result<(), String>) -> Verdict {
-    match (verdict, recorded) {
-        (Verdict::Allow | Verdict::Hold(_), Err(message)) => Verdict::Deny(Denial {
-            message,
-            detail: None,
-        }),
-        (verdict, _) => verdict,
     }
 }

@@ -183,6 +183,7 @@ impl Pump {
             let action = match self.checker.decide(message)? {
                 Action::Hold { hold, ready } => {
                     // Everything before the held statement goes now; it waits alone.
+                    self.settle_audit().await?;
                     self.out
                         .finish(upstream, &self.buf[run_start..pos])
                         .await
@@ -230,14 +231,19 @@ impl Pump {
                 }
             }
             if let Action::Deny { denial, ready } = action {
+                self.settle_audit().await?;
                 self.deny(denial, ready).await?;
             }
-            self.out
-                .flush_if_large(upstream)
-                .await
-                .map_err(SessionError::UpstreamIo)?;
+            if self.out.is_large() {
+                self.settle_audit().await?;
+                self.out
+                    .flush(upstream)
+                    .await
+                    .map_err(SessionError::UpstreamIo)?;
+            }
             pos += len;
         }
+        self.settle_audit().await?;
         self.out
             .finish(upstream, &self.buf[run_start..pos])
             .await
@@ -248,6 +254,19 @@ impl Pump {
             self.buf.clear();
         }
         Ok(end)
+    }
+
+    /// Waits until the audit events of what is about to be sent are stored (the write is
+    /// shared with the sessions busy at the same moment). Under failure policy `closed` a
+    /// failed write ends the session: the statements it decided must not run.
+    async fn settle_audit(&mut self) -> Result<(), SessionError> {
+        let Some(ticket) = self.checker.hook.as_mut().and_then(|h| h.take_ticket()) else {
+            return Ok(());
+        };
+        ticket
+            .settle()
+            .await
+            .map_err(|e| SessionError::AuditRefused(crate::audit::refusal_message(&e)))
     }
 
     /// Waits for a held statement's verdict while watching the client: a disconnect or a

@@ -30,7 +30,8 @@ use crate::hook::SessionHooks;
 use crate::metrics::Metrics;
 use crate::net::Stream;
 use crate::protocol::backend::{
-    self, ADMIN_SHUTDOWN, IDLE_SESSION_TIMEOUT, PROTOCOL_VIOLATION, Severity,
+    self, ADMIN_SHUTDOWN, IDLE_SESSION_TIMEOUT, INSUFFICIENT_PRIVILEGE, PROTOCOL_VIOLATION,
+    Severity,
 };
 use crate::protocol::{Limits, ProtocolError};
 
@@ -124,6 +125,10 @@ pub enum SessionError {
     /// The database broke the protocol.
     #[error("database protocol violation")]
     UpstreamProtocol(#[source] ProtocolError),
+    /// Audit events could not be stored under failure policy `closed` (the client was told
+    /// why and disconnected: what was decided must not run).
+    #[error("audit events not stored: {0}")]
+    AuditRefused(String),
 }
 
 impl SessionError {
@@ -134,6 +139,7 @@ impl SessionError {
             Self::UpstreamIo(_) => "upstream_io",
             Self::ClientProtocol(_) => "client_protocol",
             Self::UpstreamProtocol(_) => "upstream_protocol",
+            Self::AuditRefused(_) => "audit_refused",
         }
     }
 }
@@ -228,6 +234,9 @@ impl Relay {
 
         let farewell = match &result {
             Err(SessionError::ClientProtocol(e)) => Some((PROTOCOL_VIOLATION, e.to_string())),
+            Err(SessionError::AuditRefused(message)) => {
+                Some((INSUFFICIENT_PRIVILEGE, message.clone()))
+            }
             Ok(SessionEnd::IdleTimeout) => Some((
                 IDLE_SESSION_TIMEOUT,
                 "terminating connection due to idle-session timeout".into(),

@@ -24,10 +24,21 @@ impl Output {
         &mut self,
         to: &mut W,
     ) -> std::io::Result<()> {
-        if self.queued.len() >= OUT_FLUSH_BYTES {
-            to.write_all(&self.queued).await?;
-            self.queued.clear();
+        if self.is_large() {
+            self.flush(to).await?;
         }
+        Ok(())
+    }
+
+    /// True when enough is queued to be written before the batch ends.
+    pub(super) fn is_large(&self) -> bool {
+        self.queued.len() >= OUT_FLUSH_BYTES
+    }
+
+    /// Writes what is queued.
+    pub(super) async fn flush<W: AsyncWrite + Unpin>(&mut self, to: &mut W) -> std::io::Result<()> {
+        to.write_all(&self.queued).await?;
+        self.queued.clear();
         Ok(())
     }
 

@@ -484,6 +484,11 @@ async fn failure_policy_closed_refuses_statements_while_the_spool_is_full() -> T
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     ran += 1;
+    // Let the spool drain before the session ends: its connection.close needs room too.
+    wait_for(&collector, Duration::from_secs(20), |evs| {
+        evs.iter().filter(|e| e["decision"] == "allowed").count() >= ran
+    })
+    .await;
     drop(client);
     wait_for(&collector, Duration::from_secs(20), |evs| {
         evs.iter().any(|e| e["kind"] == "connection.close")
