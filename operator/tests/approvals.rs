@@ -413,7 +413,7 @@ async fn new_requests_are_announced_to_the_notification_webhook() {
     // Announced once, not at every reconcile; counted in the operator's metrics.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(received.lock().unwrap().len(), 1);
-    let metrics = support::http_get(operator.metrics_port, "/metrics")
+    let metrics = dbwarden_testbed::http_get(operator.metrics_port, "/metrics")
         .await
         .unwrap();
     assert!(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use dbwarden_crds::{ApprovalPhase, ApprovalRequest};
 use dbwarden_sidecar::cluster::{self, ClusterSidecar, PodEnv};
-use dbwarden_testbed::{ADMIN, ALICE, APP, CAROL, ControlPlane, Postgres, User};
+use dbwarden_testbed::{ADMIN, ALICE, APP, CAROL, ControlPlane, Postgres, User, free_port};
 use kube::Api;
 use support::installed;
 
@@ -65,7 +65,7 @@ impl World {
         .unwrap()
         .ok("tables")
         .unwrap();
-        let port = support::free_port();
+        let port = free_port().unwrap();
         let policy = format!(
             "apiVersion: dbwarden.io/v1alpha1
 kind: DatabaseAccessPolicy

@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use dbwarden_testbed::{ADMIN, ControlPlane, workspace_root};
-use support::{Operator, free_port};
+use dbwarden_testbed::{ADMIN, ControlPlane, free_port, workspace_root};
+use support::Operator;
 
 mod support;
 
@@ -87,7 +87,7 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_dies() {
         Some(
             Operator::start_with(
                 &kubeconfig,
-                free_port(),
+                free_port().unwrap(),
                 &[&["--instance", "replica-a"][..], &lease[..]].concat(),
             )
             .await,
@@ -95,7 +95,7 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_dies() {
         Some(
             Operator::start_with(
                 &kubeconfig,
-                free_port(),
+                free_port().unwrap(),
                 &[&["--instance", "replica-b"][..], &lease[..]].concat(),
             )
             .await,

@@ -8,8 +8,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use dbwarden_testbed::{ADMIN, APP, ControlPlane, Postgres, workspace_root};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use dbwarden_testbed::{
+    ADMIN, APP, ControlPlane, Postgres, free_port, http_status, workspace_root,
+};
 use tokio::process::{Child, Command};
 
 /// The namespace of the workload.
@@ -127,7 +128,7 @@ impl PodSidecar {
         std::fs::write(secret.join("password"), APP.password).unwrap();
         let spool = dir.path().join("spool");
         std::fs::create_dir_all(&spool).unwrap();
-        let health = free_port();
+        let health = free_port().unwrap();
         let kubeconfig = cluster
             .cp
             .kubeconfig_impersonating(&format!(
@@ -165,14 +166,7 @@ impl PodSidecar {
 
     /// The HTTP status of `path` on the health port, `None` while nothing listens.
     pub async fn health_status(&self, path: &str) -> Option<u16> {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.health))
-            .await
-            .ok()?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: sidecar\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.ok()?;
-        response.split(' ').nth(1)?.parse().ok()
+        http_status(self.health, path).await.ok()
     }
 
     /// Waits until `/readyz` answers 200.
@@ -216,12 +210,4 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

@@ -10,7 +10,7 @@ use dbwarden_policy::ServiceAccount;
 use dbwarden_sidecar::config::{AuditFileConfig, AuditFormat, FailureMode, FsyncMode, TextMode};
 use dbwarden_sidecar::enforce::EnforcingHooks;
 use dbwarden_sidecar::metrics::Metrics;
-use dbwarden_testbed::{APP, Collector, Postgres};
+use dbwarden_testbed::{APP, Collector, Postgres, free_port};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
@@ -277,12 +277,6 @@ async fn statements_through_a_policy_become_a_verified_chain_at_the_collector() 
         "parameter values never recorded"
     );
     Ok(())
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// The binary on `config`.
