@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use dbwarden_crds::{ApprovalPhase, ApprovalRequest};
 use dbwarden_sidecar::cluster::{self, ClusterSidecar, PodEnv};
-use dbwarden_testbed::{ADMIN, ALICE, APP, CAROL, ControlPlane, Postgres, User, free_port};
+use dbwarden_testbed::{
+    ADMIN, ALICE, APP, CAROL, ControlPlane, PodFiles, Postgres, User, free_port,
+};
 use kube::Api;
 use support::installed;
 
@@ -22,7 +24,7 @@ struct World {
     pg: Postgres,
     _operator: support::Operator,
     port: u16,
-    pod: tempfile::TempDir,
+    pod: PodFiles,
 }
 
 impl World {
@@ -89,12 +91,7 @@ spec:
         );
         cp.apply(&ADMIN, &policy).await.unwrap();
 
-        let pod = tempfile::tempdir().unwrap();
-        std::fs::write(pod.path().join("labels"), "app=\"orders-api\"\n").unwrap();
-        let secret = pod.path().join("secrets/orders-db");
-        std::fs::create_dir_all(&secret).unwrap();
-        std::fs::write(secret.join("username"), APP.name).unwrap();
-        std::fs::write(secret.join("password"), APP.password).unwrap();
+        let pod = PodFiles::new(&[("app", "orders-api")], "orders-db", &APP).unwrap();
         Self {
             cp,
             pg,
@@ -106,16 +103,15 @@ spec:
 
     /// The sidecar as injected into an orders-api pod, with the pod ServiceAccount's RBAC.
     async fn sidecar(&self) -> ClusterSidecar {
-        let dir = self.pod.path();
         let env = PodEnv {
             pod: "orders-api-7d9f-x2x4q".into(),
             namespace: NAMESPACE.into(),
             uid: "7f1f4c1e-0000-4000-8000-000000000002".into(),
             service_account: "orders-api".into(),
-            labels_file: dir.join("labels"),
+            labels_file: self.pod.labels_file(),
             policies: vec!["orders".into()],
-            secrets_dir: dir.join("secrets"),
-            spool_dir: dir.to_owned(),
+            secrets_dir: self.pod.secrets_dir(),
+            spool_dir: self.pod.dir().to_owned(),
             health_addr: "127.0.0.1:0".parse().unwrap(),
         };
         let kubeconfig = self

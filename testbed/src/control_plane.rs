@@ -375,6 +375,17 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Installs dbwarden's CustomResourceDefinitions, the Helm chart's copy (what users
+    /// install; `crdgen --check` keeps it equal to `crds/`), without the rest of the chart.
+    pub async fn install_dbwarden_crds(&self) -> Result<()> {
+        let crds = tools::workspace_root().join("charts/dbwarden/crds");
+        self.install_crds(&[
+            crds.join("databaseaccesspolicies.yaml"),
+            crds.join("approvalrequests.yaml"),
+        ])
+        .await
+    }
+
     /// What a kubelet would run for `container` of `pod` (the Pod as the API server stored it),
     /// reading the Secrets it mounts as the administrator; see [`crate::kubelet`].
     pub async fn prepare_container(
