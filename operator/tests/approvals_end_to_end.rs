@@ -8,11 +8,9 @@ use std::time::{Duration, Instant};
 
 use dbwarden_crds::{ApprovalPhase, ApprovalRequest};
 use dbwarden_sidecar::cluster::{self, ClusterSidecar, PodEnv};
-use dbwarden_testbed::{
-    ADMIN, ALICE, APP, CAROL, ControlPlane, PodFiles, Postgres, User, free_port,
-};
+use dbwarden_testbed::{ADMIN, ALICE, APP, CAROL, ControlPlane, PodFiles, Postgres, free_port};
 use kube::Api;
-use support::installed;
+use support::{decide, installed};
 
 mod support;
 
@@ -167,32 +165,6 @@ spec:
         }
     }
 
-    async fn decide(
-        &self,
-        user: &User,
-        name: &str,
-        phase: &str,
-    ) -> dbwarden_testbed::CommandOutput {
-        let patch = format!(r#"{{"status":{{"phase":"{phase}"}}}}"#);
-        self.cp
-            .kubectl(
-                user,
-                &[
-                    "patch",
-                    "ar",
-                    name,
-                    "-n",
-                    NAMESPACE,
-                    "--subresource=status",
-                    "--type=merge",
-                    "-p",
-                    &patch,
-                ],
-            )
-            .await
-            .unwrap()
-    }
-
     async fn table_exists(&self, table: &str) -> bool {
         let out = self
             .pg
@@ -255,10 +227,9 @@ async fn held_statements_run_after_approval_and_fail_on_denial_or_expiry() {
     assert!(!held.is_finished() && world.table_exists("public.archive").await);
 
     // A non-approver cannot decide; a DBA can, and the statement runs.
-    let refused = world.decide(&CAROL, &name, "Approved").await;
+    let refused = decide(&world.cp, &CAROL, NAMESPACE, &name, "Approved").await;
     assert!(!refused.status.success());
-    world
-        .decide(&ALICE, &name, "Approved")
+    decide(&world.cp, &ALICE, NAMESPACE, &name, "Approved")
         .await
         .ok("alice approves")
         .unwrap();
@@ -280,8 +251,7 @@ async fn held_statements_run_after_approval_and_fail_on_denial_or_expiry() {
     // 2. A denial reaches the held client, naming who denied.
     let (result, ()) = tokio::join!(app.execute("TRUNCATE public.orders", &[]), async {
         let request = world.one_request(ApprovalPhase::Pending).await;
-        world
-            .decide(&ALICE, &name_of(&request), "Denied")
+        decide(&world.cp, &ALICE, NAMESPACE, &name_of(&request), "Denied")
             .await
             .ok("deny")
             .unwrap();
@@ -346,8 +316,7 @@ async fn rejected_statements_run_once_after_approval_also_across_a_sidecar_resta
     sidecar.watch.abort();
     drop(app);
     let _sidecar = world.sidecar().await;
-    world
-        .decide(&ALICE, &name, "Approved")
+    decide(&world.cp, &ALICE, NAMESPACE, &name, "Approved")
         .await
         .ok("approve")
         .unwrap();

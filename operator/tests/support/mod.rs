@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use dbwarden_testbed::{free_port, http_status, log_tail};
+use dbwarden_testbed::{CommandOutput, ControlPlane, User, free_port, http_status, log_tail};
 
 /// The `dbwarden-operator` binary, killed when dropped; its log is printed when a test fails.
 pub struct Operator {
@@ -94,4 +94,32 @@ pub async fn installed(
         .unwrap();
     let operator = Operator::start_with(&service_account, port, operator_args).await;
     (cp, operator)
+}
+
+/// `user` decides ApprovalRequest `namespace/name` with kubectl, setting its status `phase` as
+/// the operator's announcement tells approvers to; the caller judges the outcome.
+pub async fn decide(
+    cp: &ControlPlane,
+    user: &User,
+    namespace: &str,
+    name: &str,
+    phase: &str,
+) -> CommandOutput {
+    let patch = format!(r#"{{"status":{{"phase":"{phase}"}}}}"#);
+    cp.kubectl(
+        user,
+        &[
+            "patch",
+            "ar",
+            name,
+            "-n",
+            namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch,
+        ],
+    )
+    .await
+    .unwrap()
 }

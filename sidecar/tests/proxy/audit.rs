@@ -14,27 +14,7 @@ use dbwarden_testbed::{APP, Collector, Postgres, free_port};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
-use crate::common::{Proxy, Raw, Setup, TestResult, proxy, start_pg};
-
-/// Lets `shop/api` select, insert, update and delete on `public.*`; everything else is refused.
-pub const POLICY: &str = "apiVersion: dbwarden.io/v1alpha1
-kind: DatabaseAccessPolicy
-metadata:
-  name: app-access
-  namespace: shop
-spec:
-  database:
-    host: db.shop.svc
-    name: app
-    environment: dev
-    credentialsSecretRef: {name: app-db}
-  workloadSelector: {matchLabels: {app: api}}
-  rules:
-    - name: api-crud
-      subjects: {serviceAccounts: [api]}
-      operations: [select, insert, update, delete]
-      tables: ['public.*']
-";
+use crate::common::{POLICY, Proxy, Raw, Setup, TestResult, proxy, start_pg, tables};
 
 /// An `audit:` section sending to `collector`, spooling in `spool`.
 pub fn audit_config(collector: &Collector, spool: &Path, instance: &str) -> AuditFileConfig {
@@ -53,18 +33,6 @@ pub fn audit_config(collector: &Collector, spool: &Path, instance: &str) -> Audi
         retry_max_ms: 200,
         drain_secs: 2,
     }
-}
-
-/// Table `public.t` (two rows) and `audit.log`.
-pub async fn tables(pg: &Postgres) -> TestResult {
-    pg.psql(
-        &APP,
-        "CREATE TABLE public.t (id int, name text); INSERT INTO public.t VALUES (1, 'ada'), (2, 'bob');
-         CREATE SCHEMA audit; CREATE TABLE audit.log (id int);",
-    )
-    .await?
-    .ok("create tables")?;
-    Ok(())
 }
 
 /// The sidecar in-process with the policy, the audit section and shared metrics.

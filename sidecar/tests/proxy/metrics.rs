@@ -9,8 +9,8 @@ use dbwarden_testbed::{Collector, http_get};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use crate::audit::{audit_config, audited_proxy, tables};
-use crate::common::{TestResult, start_pg};
+use crate::audit::{audit_config, audited_proxy};
+use crate::common::{TestResult, start_pg, tables};
 
 /// GET `path` from `addr`; the body of a 200 answer.
 async fn get(
