@@ -8,10 +8,10 @@
 use std::time::{Duration, Instant};
 
 use dbwarden_crds::{ApprovalPhase, ApprovalRequest, DecisionKind};
-use dbwarden_testbed::{ADMIN, ALICE, BOB, CAROL, ControlPlane, DAVE, User};
+use dbwarden_testbed::{ADMIN, ALICE, BOB, CAROL, ControlPlane, DAVE};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Api;
-use support::{Operator, installed};
+use support::{Operator, decide, installed};
 
 mod support;
 
@@ -50,31 +50,6 @@ spec:
         operation = if rule == "ddl" { "ddl" } else { "delete" },
         expires = expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
-}
-
-async fn decide(
-    cp: &ControlPlane,
-    user: &User,
-    name: &str,
-    phase: &str,
-) -> dbwarden_testbed::CommandOutput {
-    let patch = format!(r#"{{"status":{{"phase":"{phase}"}}}}"#);
-    cp.kubectl(
-        user,
-        &[
-            "patch",
-            "ar",
-            name,
-            "-n",
-            "payments",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &patch,
-        ],
-    )
-    .await
-    .unwrap()
 }
 
 async fn status_of(cp: &ControlPlane, name: &str) -> dbwarden_crds::ApprovalRequestStatus {
@@ -206,7 +181,7 @@ async fn approvals_are_decided_with_kubectl_by_allowed_approvers_only() {
     assert_eq!(phase, "Pending");
 
     // Two approvals needed: alice's is recorded but the request stays Pending.
-    let first = decide(&cp, &ALICE, "drop-archive", "Approved").await;
+    let first = decide(&cp, &ALICE, "payments", "drop-archive", "Approved").await;
     assert!(first.status.success(), "{}", first.stderr);
     assert!(
         first.stderr.contains("approval recorded (1 of 2)"),
@@ -220,7 +195,7 @@ async fn approvals_are_decided_with_kubectl_by_allowed_approvers_only() {
     );
 
     // The same approver twice counts once.
-    let twice = decide(&cp, &ALICE, "drop-archive", "Approved").await;
+    let twice = decide(&cp, &ALICE, "payments", "drop-archive", "Approved").await;
     assert!(!twice.status.success());
     assert!(
         twice
@@ -231,7 +206,7 @@ async fn approvals_are_decided_with_kubectl_by_allowed_approvers_only() {
     );
 
     // A second DBA approves: Approved, with both decisions stamped by the API server's identity.
-    let second = decide(&cp, &DAVE, "drop-archive", "Approved").await;
+    let second = decide(&cp, &DAVE, "payments", "drop-archive", "Approved").await;
     assert!(second.status.success(), "{}", second.stderr);
     let status = status_of(&cp, "drop-archive").await;
     assert_eq!(
@@ -253,7 +228,7 @@ async fn approvals_are_decided_with_kubectl_by_allowed_approvers_only() {
     assert!(status.decisions[1].groups.contains(&"dba".to_string()));
 
     // Four eyes: alice cannot decide her own request.
-    let own = decide(&cp, &ALICE, "alice-delete", "Approved").await;
+    let own = decide(&cp, &ALICE, "payments", "alice-delete", "Approved").await;
     assert!(!own.status.success());
     assert!(
         own.stderr.contains(
@@ -263,7 +238,7 @@ async fn approvals_are_decided_with_kubectl_by_allowed_approvers_only() {
         own.stderr
     );
     // carol may edit statuses (RBAC) but the rule does not name her; bob may not even edit.
-    let outsider = decide(&cp, &CAROL, "alice-delete", "Approved").await;
+    let outsider = decide(&cp, &CAROL, "payments", "alice-delete", "Approved").await;
     assert!(
         outsider
             .stderr
@@ -271,7 +246,7 @@ async fn approvals_are_decided_with_kubectl_by_allowed_approvers_only() {
         "{}",
         outsider.stderr
     );
-    let no_rbac = decide(&cp, &BOB, "alice-delete", "Approved").await;
+    let no_rbac = decide(&cp, &BOB, "payments", "alice-delete", "Approved").await;
     assert!(
         no_rbac.stderr.contains("Forbidden")
             && no_rbac
@@ -306,13 +281,13 @@ async fn approvals_are_decided_with_kubectl_by_allowed_approvers_only() {
         forged.stderr
     );
     // One denial decides.
-    let denied = decide(&cp, &DAVE, "alice-delete", "Denied").await;
+    let denied = decide(&cp, &DAVE, "payments", "alice-delete", "Denied").await;
     assert!(denied.status.success(), "{}", denied.stderr);
     assert_eq!(
         status_of(&cp, "alice-delete").await.phase,
         ApprovalPhase::Denied
     );
-    let late = decide(&cp, &ALICE, "alice-delete", "Approved").await;
+    let late = decide(&cp, &ALICE, "payments", "alice-delete", "Approved").await;
     assert!(!late.status.success());
 
     // A request nobody decides expires.
@@ -413,7 +388,7 @@ async fn new_requests_are_announced_to_the_notification_webhook() {
     // Announced once, not at every reconcile; counted in the operator's metrics.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(received.lock().unwrap().len(), 1);
-    let metrics = support::http_get(operator.metrics_port, "/metrics")
+    let metrics = dbwarden_testbed::http_get(operator.metrics_port, "/metrics")
         .await
         .unwrap();
     assert!(

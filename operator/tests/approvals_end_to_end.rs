@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use dbwarden_crds::{ApprovalPhase, ApprovalRequest};
 use dbwarden_sidecar::cluster::{self, ClusterSidecar, PodEnv};
-use dbwarden_testbed::{ADMIN, ALICE, APP, CAROL, ControlPlane, Postgres, User};
+use dbwarden_testbed::{ADMIN, ALICE, APP, CAROL, ControlPlane, PodFiles, Postgres, free_port};
 use kube::Api;
-use support::installed;
+use support::{decide, installed};
 
 mod support;
 
@@ -22,7 +22,7 @@ struct World {
     pg: Postgres,
     _operator: support::Operator,
     port: u16,
-    pod: tempfile::TempDir,
+    pod: PodFiles,
 }
 
 impl World {
@@ -65,7 +65,7 @@ impl World {
         .unwrap()
         .ok("tables")
         .unwrap();
-        let port = support::free_port();
+        let port = free_port().unwrap();
         let policy = format!(
             "apiVersion: dbwarden.io/v1alpha1
 kind: DatabaseAccessPolicy
@@ -89,12 +89,7 @@ spec:
         );
         cp.apply(&ADMIN, &policy).await.unwrap();
 
-        let pod = tempfile::tempdir().unwrap();
-        std::fs::write(pod.path().join("labels"), "app=\"orders-api\"\n").unwrap();
-        let secret = pod.path().join("secrets/orders-db");
-        std::fs::create_dir_all(&secret).unwrap();
-        std::fs::write(secret.join("username"), APP.name).unwrap();
-        std::fs::write(secret.join("password"), APP.password).unwrap();
+        let pod = PodFiles::new(&[("app", "orders-api")], "orders-db", &APP).unwrap();
         Self {
             cp,
             pg,
@@ -106,16 +101,15 @@ spec:
 
     /// The sidecar as injected into an orders-api pod, with the pod ServiceAccount's RBAC.
     async fn sidecar(&self) -> ClusterSidecar {
-        let dir = self.pod.path();
         let env = PodEnv {
             pod: "orders-api-7d9f-x2x4q".into(),
             namespace: NAMESPACE.into(),
             uid: "7f1f4c1e-0000-4000-8000-000000000002".into(),
             service_account: "orders-api".into(),
-            labels_file: dir.join("labels"),
+            labels_file: self.pod.labels_file(),
             policies: vec!["orders".into()],
-            secrets_dir: dir.join("secrets"),
-            spool_dir: dir.to_owned(),
+            secrets_dir: self.pod.secrets_dir(),
+            spool_dir: self.pod.dir().to_owned(),
             health_addr: "127.0.0.1:0".parse().unwrap(),
         };
         let kubeconfig = self
@@ -169,32 +163,6 @@ spec:
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-    }
-
-    async fn decide(
-        &self,
-        user: &User,
-        name: &str,
-        phase: &str,
-    ) -> dbwarden_testbed::CommandOutput {
-        let patch = format!(r#"{{"status":{{"phase":"{phase}"}}}}"#);
-        self.cp
-            .kubectl(
-                user,
-                &[
-                    "patch",
-                    "ar",
-                    name,
-                    "-n",
-                    NAMESPACE,
-                    "--subresource=status",
-                    "--type=merge",
-                    "-p",
-                    &patch,
-                ],
-            )
-            .await
-            .unwrap()
     }
 
     async fn table_exists(&self, table: &str) -> bool {
@@ -259,10 +227,9 @@ async fn held_statements_run_after_approval_and_fail_on_denial_or_expiry() {
     assert!(!held.is_finished() && world.table_exists("public.archive").await);
 
     // A non-approver cannot decide; a DBA can, and the statement runs.
-    let refused = world.decide(&CAROL, &name, "Approved").await;
+    let refused = decide(&world.cp, &CAROL, NAMESPACE, &name, "Approved").await;
     assert!(!refused.status.success());
-    world
-        .decide(&ALICE, &name, "Approved")
+    decide(&world.cp, &ALICE, NAMESPACE, &name, "Approved")
         .await
         .ok("alice approves")
         .unwrap();
@@ -284,8 +251,7 @@ async fn held_statements_run_after_approval_and_fail_on_denial_or_expiry() {
     // 2. A denial reaches the held client, naming who denied.
     let (result, ()) = tokio::join!(app.execute("TRUNCATE public.orders", &[]), async {
         let request = world.one_request(ApprovalPhase::Pending).await;
-        world
-            .decide(&ALICE, &name_of(&request), "Denied")
+        decide(&world.cp, &ALICE, NAMESPACE, &name_of(&request), "Denied")
             .await
             .ok("deny")
             .unwrap();
@@ -350,8 +316,7 @@ async fn rejected_statements_run_once_after_approval_also_across_a_sidecar_resta
     sidecar.watch.abort();
     drop(app);
     let _sidecar = world.sidecar().await;
-    world
-        .decide(&ALICE, &name, "Approved")
+    decide(&world.cp, &ALICE, NAMESPACE, &name, "Approved")
         .await
         .ok("approve")
         .unwrap();

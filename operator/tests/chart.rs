@@ -120,13 +120,7 @@ async fn chart_lints_renders_and_is_accepted_by_the_api_server() {
     cp.kubectl_ok(&ADMIN, &["create", "namespace", "dbwarden-system"])
         .await
         .unwrap();
-    let crds = workspace_root().join("charts/dbwarden/crds");
-    cp.install_crds(&[
-        crds.join("databaseaccesspolicies.yaml"),
-        crds.join("approvalrequests.yaml"),
-    ])
-    .await
-    .unwrap();
+    cp.install_dbwarden_crds().await.unwrap();
     let dry_run = cp
         .kubectl_with_input(
             &ADMIN,

@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use dbwarden_testbed::{ADMIN, ControlPlane, workspace_root};
-use support::{Operator, free_port};
+use dbwarden_testbed::{ADMIN, ControlPlane, free_port};
+use support::Operator;
 
 mod support;
 
@@ -69,13 +69,7 @@ async fn becomes_ready(cp: &ControlPlane, name: &str) {
 async fn one_replica_leads_and_the_other_takes_over_when_it_dies() {
     dbwarden_testbed::init_tracing();
     let cp = ControlPlane::start().await.unwrap();
-    let crds = workspace_root().join("crds");
-    cp.install_crds(&[
-        crds.join("databaseaccesspolicies.yaml"),
-        crds.join("approvalrequests.yaml"),
-    ])
-    .await
-    .unwrap();
+    cp.install_dbwarden_crds().await.unwrap();
     for namespace in ["dbwarden-system", "payments"] {
         cp.kubectl_ok(&ADMIN, &["create", "namespace", namespace])
             .await
@@ -87,7 +81,7 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_dies() {
         Some(
             Operator::start_with(
                 &kubeconfig,
-                free_port(),
+                free_port().unwrap(),
                 &[&["--instance", "replica-a"][..], &lease[..]].concat(),
             )
             .await,
@@ -95,7 +89,7 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_dies() {
         Some(
             Operator::start_with(
                 &kubeconfig,
-                free_port(),
+                free_port().unwrap(),
                 &[&["--instance", "replica-b"][..], &lease[..]].concat(),
             )
             .await,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use dbwarden_crds::DatabaseAccessPolicy;
 use dbwarden_operator::{Context, Metrics, policy};
-use dbwarden_testbed::{ADMIN, ControlPlane, workspace_root};
+use dbwarden_testbed::{ADMIN, ControlPlane};
 use kube::Api;
 
 const POLICY: &str = r#"
@@ -47,13 +47,7 @@ spec:
 async fn start() -> (ControlPlane, tokio::sync::oneshot::Sender<()>) {
     dbwarden_testbed::init_tracing();
     let cp = ControlPlane::start().await.unwrap();
-    let crds = workspace_root().join("crds");
-    cp.install_crds(&[
-        crds.join("databaseaccesspolicies.yaml"),
-        crds.join("approvalrequests.yaml"),
-    ])
-    .await
-    .unwrap();
+    cp.install_dbwarden_crds().await.unwrap();
     cp.kubectl_ok(&ADMIN, &["create", "namespace", "payments"])
         .await
         .unwrap();

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use dbwarden_testbed::{APP, Collector, PgBouncer, Postgres};
+use dbwarden_testbed::{APP, Collector, PgBouncer, Postgres, free_port};
 use tokio::process::Command;
 
 #[derive(Debug, Clone, Copy)]
@@ -98,12 +98,6 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// The enforcing row's policy: what a real deployment would run in front of pgbench's tables.

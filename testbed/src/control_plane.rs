@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
+use crate::net::free_port;
 use crate::pki::{self, TestCa};
-use crate::process::{self, CommandOutput, Process, free_port};
+use crate::process::{self, CommandOutput, Process};
 use crate::run_as::write;
 use crate::{Error, Result, tools};
 
@@ -372,6 +373,17 @@ impl ControlPlane {
             .await?;
         }
         Ok(())
+    }
+
+    /// Installs dbwarden's CustomResourceDefinitions, the Helm chart's copy (what users
+    /// install; `crdgen --check` keeps it equal to `crds/`), without the rest of the chart.
+    pub async fn install_dbwarden_crds(&self) -> Result<()> {
+        let crds = tools::workspace_root().join("charts/dbwarden/crds");
+        self.install_crds(&[
+            crds.join("databaseaccesspolicies.yaml"),
+            crds.join("approvalrequests.yaml"),
+        ])
+        .await
     }
 
     /// What a kubelet would run for `container` of `pod` (the Pod as the API server stored it),

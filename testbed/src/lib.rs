@@ -8,6 +8,10 @@
 //!
 //! Pods are admitted but never run (there are no nodes): [`kubelet`] works out what a kubelet
 //! would run for a container of an admitted pod, so tests run the real binary exactly as injected.
+//! Tests that skip admission write the pod's files with [`PodFiles`].
+//!
+//! The helpers every suite needs are here too, so each has one version: [`free_port`],
+//! [`http_get`] and [`http_status`] for the binaries' health and metrics endpoints, [`log_tail`].
 //!
 //! A missing tool is an error that names the tool and the command that installs it; the test
 //! bed never skips.
@@ -16,8 +20,10 @@ mod collector;
 mod control_plane;
 mod error;
 pub mod kubelet;
+mod net;
 mod pgbouncer;
 pub mod pki;
+mod pod_files;
 mod postgres;
 mod process;
 mod run_as;
@@ -27,9 +33,11 @@ pub use collector::Collector;
 pub use control_plane::{ADMIN, ALICE, BOB, CAROL, ControlPlane, DAVE, User};
 pub use error::{Error, Result};
 pub use kubelet::{PreparedContainer, prepare_container};
+pub use net::{free_port, http_get, http_status};
 pub use pgbouncer::PgBouncer;
+pub use pod_files::PodFiles;
 pub use postgres::{APP, APP_MD5, APP_PLAIN, DATABASE, PgUser, Postgres, psql};
-pub use process::CommandOutput;
+pub use process::{CommandOutput, log_tail};
 pub use tools::{pg_tool, tools_bin_dir, workspace_root};
 
 /// Writes `tracing` output of the code under test to the test harness, once per process.

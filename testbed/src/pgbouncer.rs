@@ -7,8 +7,9 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
+use crate::net::free_port;
 use crate::postgres::{DATABASE, PgUser, Postgres};
-use crate::process::{Process, free_port};
+use crate::process::Process;
 use crate::run_as::{RunAs, write};
 use crate::{Error, Result, tools};
 

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
+use crate::net::free_port;
 use crate::pki::TestCa;
-use crate::process::{self, CommandOutput, Process, free_port};
+use crate::process::{self, CommandOutput, Process};
 use crate::run_as::{RunAs, write};
 use crate::{Error, Result, tools};
 

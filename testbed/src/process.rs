@@ -61,7 +61,7 @@ impl Process {
                 name: self.name,
                 status,
                 log: self.log.clone(),
-                tail: log_tail(&self.log),
+                tail: log_tail(&self.log, 40),
             }),
             Err(e) => Err(Error::Io {
                 what: format!("waiting for {}", self.name),
@@ -87,7 +87,7 @@ impl Process {
                     name: self.name,
                     waited: timeout,
                     log: self.log.clone(),
-                    tail: log_tail(&self.log),
+                    tail: log_tail(&self.log, 40),
                 });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -120,11 +120,11 @@ impl Drop for Process {
     }
 }
 
-/// The last 40 lines of a log file, for error messages.
-pub(crate) fn log_tail(log: &Path) -> String {
+/// The last `lines` lines of a log file, for error messages; empty when it cannot be read.
+pub fn log_tail(log: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// What a command printed, and how it ended.
@@ -192,15 +192,4 @@ pub(crate) async fn run(
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     })
-}
-
-/// A free TCP port on 127.0.0.1, as the kernel hands them out.
-pub(crate) fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(Error::io("finding a free loopback port"))?;
-    let port = listener
-        .local_addr()
-        .map_err(Error::io("finding a free loopback port"))?
-        .port();
-    Ok(port)
 }

@@ -3,8 +3,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-
-use crate::support::daemon::http_get;
+use dbwarden_testbed::http_get;
 
 use super::*;
 

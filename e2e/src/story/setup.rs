@@ -3,13 +3,13 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, ensure};
-use dbwarden_testbed::{ADMIN, Collector, ControlPlane, Postgres, workspace_root};
+use dbwarden_testbed::{ADMIN, Collector, ControlPlane, Postgres, free_port, workspace_root};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, ResourceExt};
 
 use crate::support::binaries::Binaries;
-use crate::support::daemon::{Daemon, free_port};
+use crate::support::daemon::Daemon;
 use crate::support::jwt::Issuer;
 use crate::support::workload::{self, TestDatabase};
 

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use dbwarden_testbed::{http_status, log_tail};
 
 /// A process killed when dropped.
 #[derive(Debug)]
@@ -54,7 +54,7 @@ impl Daemon {
 
     /// The last `lines` lines of its log.
     pub fn tail(&self, lines: usize) -> String {
-        tail(&self.log, lines)
+        log_tail(&self.log, lines)
     }
 
     /// Waits until `GET path` on 127.0.0.1:`port` answers 200, failing early (with the log)
@@ -74,7 +74,7 @@ impl Daemon {
                     self.tail(40)
                 );
             }
-            if http_status(port, path).await == Some(200) {
+            if matches!(http_status(port, path).await, Ok(200)) {
                 tracing::info!(process = self.name, path, took = ?start.elapsed(), "ready");
                 return Ok(());
             }
@@ -88,36 +88,4 @@ impl Daemon {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-}
-
-/// The last `lines` lines of a file.
-pub fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// The HTTP status of a plain GET on 127.0.0.1, `None` while nothing answers.
-pub async fn http_status(port: u16, path: &str) -> Option<u16> {
-    let response = http_get(port, path).await?;
-    response.split(' ').nth(1)?.parse().ok()
-}
-
-/// The whole response (status line, headers, body) of a plain GET on 127.0.0.1.
-pub async fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    Some(response)
-}
-
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }

@@ -6,16 +6,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use dbwarden_testbed::{CommandOutput, ControlPlane, User, free_port, http_status, log_tail};
 
 /// The `dbwarden-operator` binary, killed when dropped; its log is printed when a test fails.
 pub struct Operator {
@@ -28,12 +19,10 @@ pub struct Operator {
 impl Drop for Operator {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            eprintln!("--- end of the operator's log ---");
-            for line in tail.iter().rev() {
-                eprintln!("{line}");
-            }
+            eprintln!(
+                "--- end of the operator's log ---\n{}",
+                log_tail(&self.log, 60)
+            );
         }
         let _ = std::fs::remove_file(&self.log);
     }
@@ -48,7 +37,7 @@ impl Operator {
 
     /// [`Operator::start`] with more arguments.
     pub async fn start_with(kubeconfig: &Path, webhook_port: u16, extra: &[&str]) -> Self {
-        let metrics_port = free_port();
+        let metrics_port = free_port().unwrap();
         let log = std::env::temp_dir().join(format!("dbwarden-operator-test-{metrics_port}.log"));
         let process = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbwarden-operator"))
             .env("KUBECONFIG", kubeconfig)
@@ -69,10 +58,7 @@ impl Operator {
             .spawn()
             .unwrap();
         for _ in 0..300 {
-            if http_get(metrics_port, "/readyz")
-                .await
-                .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
-            {
+            if matches!(http_status(metrics_port, "/readyz").await, Ok(200)) {
                 return Self {
                     _process: process,
                     metrics_port,
@@ -101,7 +87,7 @@ pub async fn installed(
             .await
             .unwrap();
     }
-    let port = free_port();
+    let port = free_port().unwrap();
     cp.install_dbwarden_chart(port).await.unwrap();
     let service_account = cp
         .kubeconfig_impersonating(ControlPlane::DBWARDEN_OPERATOR)
@@ -110,14 +96,30 @@ pub async fn installed(
     (cp, operator)
 }
 
-/// A plain HTTP GET on 127.0.0.1, returning the whole response.
-pub async fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    Some(response)
+/// `user` decides ApprovalRequest `namespace/name` with kubectl, setting its status `phase` as
+/// the operator's announcement tells approvers to; the caller judges the outcome.
+pub async fn decide(
+    cp: &ControlPlane,
+    user: &User,
+    namespace: &str,
+    name: &str,
+    phase: &str,
+) -> CommandOutput {
+    let patch = format!(r#"{{"status":{{"phase":"{phase}"}}}}"#);
+    cp.kubectl(
+        user,
+        &[
+            "patch",
+            "ar",
+            name,
+            "-n",
+            namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch,
+        ],
+    )
+    .await
+    .unwrap()
 }

@@ -4,12 +4,10 @@
 
 use std::time::Duration;
 
-use dbwarden_testbed::{ADMIN, APP};
+use dbwarden_testbed::{ADMIN, APP, free_port};
 use tokio::process::Command;
 
-use crate::support::{
-    Cluster, NAMESPACE, PodSidecar, TestResult, connect, eventually, free_port, sqlstate,
-};
+use crate::support::{Cluster, NAMESPACE, PodSidecar, TestResult, connect, eventually, sqlstate};
 
 const SELECT_ONLY: &str = "    - name: api-read
       subjects: {serviceAccounts: [api]}
@@ -33,7 +31,7 @@ async fn serves_nothing_until_policies_load_then_follows_the_api_server() -> Tes
         )
         .await?
         .ok("creating the table")?;
-    let port = free_port();
+    let port = free_port()?;
     cluster
         .cp
         .apply(&ADMIN, &cluster.policy("orders", port, SELECT_ONLY, ""))

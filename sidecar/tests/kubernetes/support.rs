@@ -8,8 +8,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use dbwarden_testbed::{ADMIN, APP, ControlPlane, Postgres, workspace_root};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use dbwarden_testbed::{
+    ADMIN, APP, ControlPlane, PodFiles, Postgres, free_port, http_status, workspace_root,
+};
 use tokio::process::{Child, Command};
 
 /// The namespace of the workload.
@@ -32,13 +33,7 @@ impl Cluster {
         dbwarden_testbed::init_tracing();
         let (cp, pg) = tokio::join!(ControlPlane::start(), Postgres::start());
         let (cp, pg) = (cp.unwrap(), pg.unwrap());
-        let crds = workspace_root().join("charts/dbwarden/crds");
-        cp.install_crds(&[
-            crds.join("databaseaccesspolicies.yaml"),
-            crds.join("approvalrequests.yaml"),
-        ])
-        .await
-        .unwrap();
+        cp.install_dbwarden_crds().await.unwrap();
         cp.kubectl_ok(&ADMIN, &["create", "namespace", NAMESPACE])
             .await
             .unwrap();
@@ -112,22 +107,21 @@ spec:
 pub struct PodSidecar {
     _child: Child,
     pub health: u16,
-    _dir: tempfile::TempDir,
+    _pod: PodFiles,
 }
 
 impl PodSidecar {
     /// Starts `dbwarden-sidecar --kubernetes` for a pod admitted with `policies`.
     pub fn start(cluster: &Cluster, policies: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let labels = dir.path().join("labels");
-        std::fs::write(&labels, "app=\"api\"\npod-template-hash=\"7d9f\"\n").unwrap();
-        let secret = dir.path().join("secrets/app-db");
-        std::fs::create_dir_all(&secret).unwrap();
-        std::fs::write(secret.join("username"), APP.name).unwrap();
-        std::fs::write(secret.join("password"), APP.password).unwrap();
-        let spool = dir.path().join("spool");
+        let pod = PodFiles::new(
+            &[("app", "api"), ("pod-template-hash", "7d9f")],
+            "app-db",
+            &APP,
+        )
+        .unwrap();
+        let spool = pod.dir().join("spool");
         std::fs::create_dir_all(&spool).unwrap();
-        let health = free_port();
+        let health = free_port().unwrap();
         let kubeconfig = cluster
             .cp
             .kubeconfig_impersonating(&format!(
@@ -143,9 +137,9 @@ impl PodSidecar {
                 "5f0c3a1e-0000-4000-8000-000000000001".into(),
             ),
             ("DBWARDEN_SERVICE_ACCOUNT", SERVICE_ACCOUNT.into()),
-            ("DBWARDEN_POD_LABELS_FILE", labels),
+            ("DBWARDEN_POD_LABELS_FILE", pod.labels_file()),
             ("DBWARDEN_POLICIES", policies.join(",").into()),
-            ("DBWARDEN_SECRETS_DIR", dir.path().join("secrets")),
+            ("DBWARDEN_SECRETS_DIR", pod.secrets_dir()),
             ("DBWARDEN_SPOOL_DIR", spool),
             ("DBWARDEN_HEALTH_ADDR", format!("127.0.0.1:{health}").into()),
         ];
@@ -159,20 +153,13 @@ impl PodSidecar {
         Self {
             _child: child,
             health,
-            _dir: dir,
+            _pod: pod,
         }
     }
 
     /// The HTTP status of `path` on the health port, `None` while nothing listens.
     pub async fn health_status(&self, path: &str) -> Option<u16> {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.health))
-            .await
-            .ok()?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: sidecar\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.ok()?;
-        response.split(' ').nth(1)?.parse().ok()
+        http_status(self.health, path).await.ok()
     }
 
     /// Waits until `/readyz` answers 200.
@@ -216,12 +203,4 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

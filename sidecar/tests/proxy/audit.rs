@@ -10,31 +10,11 @@ use dbwarden_policy::ServiceAccount;
 use dbwarden_sidecar::config::{AuditFileConfig, AuditFormat, FailureMode, FsyncMode, TextMode};
 use dbwarden_sidecar::enforce::EnforcingHooks;
 use dbwarden_sidecar::metrics::Metrics;
-use dbwarden_testbed::{APP, Collector, Postgres};
+use dbwarden_testbed::{APP, Collector, Postgres, free_port};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
-use crate::common::{Proxy, Raw, Setup, TestResult, proxy, start_pg};
-
-/// Lets `shop/api` select, insert, update and delete on `public.*`; everything else is refused.
-pub const POLICY: &str = "apiVersion: dbwarden.io/v1alpha1
-kind: DatabaseAccessPolicy
-metadata:
-  name: app-access
-  namespace: shop
-spec:
-  database:
-    host: db.shop.svc
-    name: app
-    environment: dev
-    credentialsSecretRef: {name: app-db}
-  workloadSelector: {matchLabels: {app: api}}
-  rules:
-    - name: api-crud
-      subjects: {serviceAccounts: [api]}
-      operations: [select, insert, update, delete]
-      tables: ['public.*']
-";
+use crate::common::{POLICY, Proxy, Raw, Setup, TestResult, proxy, start_pg, tables};
 
 /// An `audit:` section sending to `collector`, spooling in `spool`.
 pub fn audit_config(collector: &Collector, spool: &Path, instance: &str) -> AuditFileConfig {
@@ -53,18 +33,6 @@ pub fn audit_config(collector: &Collector, spool: &Path, instance: &str) -> Audi
         retry_max_ms: 200,
         drain_secs: 2,
     }
-}
-
-/// Table `public.t` (two rows) and `audit.log`.
-pub async fn tables(pg: &Postgres) -> TestResult {
-    pg.psql(
-        &APP,
-        "CREATE TABLE public.t (id int, name text); INSERT INTO public.t VALUES (1, 'ada'), (2, 'bob');
-         CREATE SCHEMA audit; CREATE TABLE audit.log (id int);",
-    )
-    .await?
-    .ok("create tables")?;
-    Ok(())
 }
 
 /// The sidecar in-process with the policy, the audit section and shared metrics.
@@ -277,12 +245,6 @@ async fn statements_through_a_policy_become_a_verified_chain_at_the_collector() 
         "parameter values never recorded"
     );
     Ok(())
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// The binary on `config`.

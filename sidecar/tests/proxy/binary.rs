@@ -2,15 +2,10 @@
 
 use std::time::Duration;
 
+use dbwarden_testbed::free_port;
 use tokio::process::Command;
 
 use crate::common::{TestResult, start_pg};
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
 
 #[tokio::test]
 async fn binary_serves_from_a_config_file_and_stops_on_sigterm() -> TestResult {

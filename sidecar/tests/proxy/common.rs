@@ -1,4 +1,5 @@
-//! Shared fixtures: a real PostgreSQL, the sidecar in-process in front of it, raw clients.
+//! Shared fixtures: a real PostgreSQL, the sidecar in-process in front of it, the policy and
+//! tables most tests enforce, raw clients.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -103,6 +104,38 @@ impl Proxy {
         tokio::spawn(connection);
         Ok(client)
     }
+}
+
+/// Lets `shop/api` select, insert, update and delete on `public.*`; everything else is refused.
+pub const POLICY: &str = "apiVersion: dbwarden.io/v1alpha1
+kind: DatabaseAccessPolicy
+metadata:
+  name: app-access
+  namespace: shop
+spec:
+  database:
+    host: db.shop.svc
+    name: app
+    environment: dev
+    credentialsSecretRef: {name: app-db}
+  workloadSelector: {matchLabels: {app: api}}
+  rules:
+    - name: api-crud
+      subjects: {serviceAccounts: [api]}
+      operations: [select, insert, update, delete]
+      tables: ['public.*']
+";
+
+/// Table `public.t` (two rows) and `audit.log`.
+pub async fn tables(pg: &Postgres) -> TestResult {
+    pg.psql(
+        &APP,
+        "CREATE TABLE public.t (id int, name text); INSERT INTO public.t VALUES (1, 'ada'), (2, 'bob');
+         CREATE SCHEMA audit; CREATE TABLE audit.log (id int);",
+    )
+    .await?
+    .ok("create tables")?;
+    Ok(())
 }
 
 pub async fn start_pg() -> Result<Postgres, dbwarden_testbed::Error> {

@@ -10,27 +10,7 @@ use dbwarden_testbed::{APP, Postgres};
 use tokio::process::Command;
 use tokio_postgres::error::SqlState;
 
-use crate::common::{Proxy, Setup, TestResult, pg_bin, proxy, run, start_pg};
-
-/// Lets the workload `shop/api` select, insert, update and delete on `public.*`.
-const POLICY: &str = "apiVersion: dbwarden.io/v1alpha1
-kind: DatabaseAccessPolicy
-metadata:
-  name: app-access
-  namespace: shop
-spec:
-  database:
-    host: db.shop.svc
-    name: app
-    environment: dev
-    credentialsSecretRef: {name: app-db}
-  workloadSelector: {matchLabels: {app: api}}
-  rules:
-    - name: api-crud
-      subjects: {serviceAccounts: [api]}
-      operations: [select, insert, update, delete]
-      tables: ['public.*']
-";
+use crate::common::{POLICY, Proxy, Setup, TestResult, pg_bin, proxy, run, start_pg, tables};
 
 /// The same, plus a rule denying selects of `public.t`.
 fn policy_denying_t() -> String {
@@ -60,13 +40,7 @@ struct Bed {
 }
 
 async fn setup(pg: &Postgres) -> Result<Bed, Box<dyn std::error::Error + Send + Sync>> {
-    pg.psql(
-        &APP,
-        "CREATE TABLE public.t (id int, name text); INSERT INTO public.t VALUES (1, 'ada'), (2, 'bob');
-         CREATE SCHEMA audit; CREATE TABLE audit.log (id int);",
-    )
-    .await?
-    .ok("create tables")?;
+    tables(pg).await?;
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("policy.yaml");
     std::fs::write(&file, POLICY)?;

@@ -4,22 +4,11 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use dbwarden_sidecar::config::{ClientAuth, LimitsConfig};
+use dbwarden_testbed::http_status;
 use postgres_protocol::message::frontend as fe;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use crate::common::{Raw, Setup, TestResult, error_field, proxy, start_pg, tags};
-
-async fn http_get(
-    addr: std::net::SocketAddr,
-    path: &str,
-) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await?;
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out)).await??;
-    Ok(out)
-}
 
 #[tokio::test]
 async fn graceful_shutdown_lets_statements_finish_and_health_reports_draining() -> TestResult {
@@ -38,18 +27,10 @@ async fn graceful_shutdown_lets_statements_finish_and_health_reports_draining() 
     )
     .await?;
     let handle = p.handle.take().ok_or("no handle")?;
-    let health = handle.health_addr().ok_or("no health endpoint")?;
-    assert!(
-        http_get(health, "/healthz")
-            .await?
-            .starts_with("HTTP/1.1 200")
-    );
-    assert!(
-        http_get(health, "/readyz")
-            .await?
-            .starts_with("HTTP/1.1 200")
-    );
-    assert!(http_get(health, "/nope").await?.starts_with("HTTP/1.1 404"));
+    let health = handle.health_addr().ok_or("no health endpoint")?.port();
+    assert_eq!(http_status(health, "/healthz").await?, 200);
+    assert_eq!(http_status(health, "/readyz").await?, 200);
+    assert_eq!(http_status(health, "/nope").await?, 404);
 
     let busy = p.connect().await?;
     let idle = p.connect().await?;
@@ -61,10 +42,9 @@ async fn graceful_shutdown_lets_statements_finish_and_health_reports_draining() 
     let started = Instant::now();
     let shutdown = tokio::spawn(handle.shutdown());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        http_get(health, "/readyz")
-            .await?
-            .starts_with("HTTP/1.1 503"),
+    assert_eq!(
+        http_status(health, "/readyz").await?,
+        503,
         "readyz while draining"
     );
     assert!(

@@ -5,27 +5,19 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use dbwarden_testbed::Collector;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use dbwarden_testbed::{Collector, http_get};
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use crate::audit::{audit_config, audited_proxy, tables};
-use crate::common::{TestResult, start_pg};
+use crate::audit::{audit_config, audited_proxy};
+use crate::common::{TestResult, start_pg, tables};
 
 /// GET `path` from `addr`; the body of a 200 answer.
 async fn get(
     addr: SocketAddr,
     path: &str,
 ) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
-    let mut stream = TcpStream::connect(addr).await?;
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
-        )
-        .await?;
-    let mut answer = String::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer)).await??;
+    let answer = http_get(addr.port(), path).await?;
     let (head, body) = answer.split_once("\r\n\r\n").ok_or("no HTTP head")?;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(
