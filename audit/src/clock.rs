@@ -18,17 +18,28 @@ pub fn now_unix_nanos() -> u128 {
         .as_nanos()
 }
 
-/// Formats seconds since the Unix epoch plus microseconds as RFC 3339 UTC.
+/// Formats seconds since the Unix epoch plus microseconds as RFC 3339 UTC (every event has
+/// one, so digit by digit rather than through `format!`).
 pub fn format_unix_micros(secs: u64, micros: u32) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    let mut out = String::with_capacity(27);
+    let mut digits = |value: u64, width: u32, then: char| {
+        for place in (0..width).rev() {
+            let digit = (value / 10u64.pow(place)) % 10;
+            out.push(char::from(b'0' + digit as u8));
+        }
+        out.push(then);
+    };
+    digits(y.clamp(0, 9999) as u64, 4, '-');
+    digits(u64::from(m), 2, '-');
+    digits(u64::from(d), 2, 'T');
+    digits(rem / 3600, 2, ':');
+    digits((rem % 3600) / 60, 2, ':');
+    digits(rem % 60, 2, '.');
+    digits(u64::from(micros.min(999_999)), 6, 'Z');
+    out
 }
 
 /// Parses the `YYYY-MM-DDTHH:MM:SS[.f+]Z` form this crate writes into Unix nanoseconds.
@@ -94,6 +105,24 @@ mod tests {
             format_unix_micros(4_102_444_799, 999_999),
             "2099-12-31T23:59:59.999999Z"
         );
+    }
+
+    #[test]
+    fn digit_by_digit_matches_format() {
+        let mut secs = 0u64;
+        while secs < 253_402_300_799 {
+            let micros = (secs % 1_000_000) as u32;
+            let rem = secs % 86_400;
+            let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+            let expected = format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+                rem / 3600,
+                (rem % 3600) / 60,
+                rem % 60
+            );
+            assert_eq!(format_unix_micros(secs, micros), expected);
+            secs += 7_919_993;
+        }
     }
 
     #[test]
