@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use dbwarden_testbed::{APP, Collector, PgBouncer, Postgres, free_port};
+use dbwarden_testbed::{APP, Collector, PgBouncer, Postgres, free_port, http_get};
 use tokio::process::Command;
 
 #[derive(Debug, Clone, Copy)]
@@ -184,8 +184,10 @@ async fn audit_table(pg: &Postgres, dir: &std::path::Path, plan: &Plan) -> Resul
         policy.display()
     );
     let collector = Collector::discarding().await?;
+    let health = free_port()?;
     let audit = format!(
-        "{enforce}audit:\n  collector_url: {}\n  spool_dir: {}\n  instance: bench-0\n",
+        "{enforce}health: {{listen: 127.0.0.1:{health}}}\naudit:\n  collector_url: {}\n  \
+         spool_dir: {}\n  instance: bench-0\n",
         collector.url(),
         dir.join("spool").display()
     );
@@ -221,6 +223,17 @@ async fn audit_table(pg: &Postgres, dir: &std::path::Path, plan: &Plan) -> Resul
         }
     }
     println!("target: audit costs <= 5% TPS (one event per statement run; prepared: per Execute)");
+    let metrics = http_get(health, "/metrics").await?;
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "events per spool write (sessions busy at once share one): {:.1}",
+        value("dbwarden_audit_events_spooled_total ") / value("dbwarden_audit_spool_writes_total ")
+    );
     plain.kill().await.ok();
     audited.kill().await.ok();
     Ok(())

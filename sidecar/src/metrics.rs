@@ -69,6 +69,8 @@ pub struct Metrics {
     policy_age: IntGauge,
     policy_loaded: Mutex<Option<Instant>>,
     audit_recorded: IntCounterVec,
+    /// `audit_recorded{kind="statement"}`, looked up once: one per statement run.
+    audit_statements: OnceLock<IntCounter>,
     audit_copies: AuditCopies,
     audit_stats: OnceLock<Arc<Stats>>,
     /// Serializes scrapes: the audit copies are brought up to date by deltas.
@@ -232,6 +234,7 @@ impl Metrics {
                 "Audit events the sidecar asked to record, by kind.",
                 &["kind"],
             )?,
+            audit_statements: OnceLock::new(),
             audit_copies,
             audit_stats: OnceLock::new(),
             scrape: Mutex::new(()),
@@ -311,7 +314,16 @@ impl Metrics {
 
     /// Counts an audit event the sidecar asked to record.
     pub fn audit_event(&self, kind: Kind) {
-        self.audit_recorded.with_label_values(&[kind.label()]).inc();
+        match kind {
+            Kind::Statement => self
+                .audit_statements
+                .get_or_init(|| self.audit_recorded.with_label_values(&[kind.label()]))
+                .inc(),
+            other => self
+                .audit_recorded
+                .with_label_values(&[other.label()])
+                .inc(),
+        }
     }
 
     /// Publishes the auditor's counters (once per process).
