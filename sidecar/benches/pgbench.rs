@@ -3,6 +3,8 @@
 //! enforcing a realistic policy (rules, guardrails, masking) against the pass-through one. A
 //! second table puts the enforcing sidecar with audit on (events shipped to a local collector
 //! that discards them) against the same sidecar without audit: the audit's TPS cost and events/s.
+//! Each proxy's CPU time per transaction is reported too: on a shared machine TPS swings from
+//! run to run, while a process's CPU per transaction holds still.
 //!
 //! `cargo bench -p dbwarden-sidecar --bench pgbench` (BENCH_SECONDS, default 10, per run).
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
@@ -21,6 +23,23 @@ use tokio::process::Command;
 struct Run {
     tps: f64,
     latency_ms: f64,
+    /// CPU time (user and system) the proxy process spent per transaction, in µs: on a
+    /// machine where TPS swings from run to run, this is the steady figure of a proxy's cost.
+    cpu_us: Option<f64>,
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (USER_HZ, 100 on every Linux ABI).
+const USER_HZ: f64 = 100.0;
+
+/// CPU seconds `pid` has used so far (all its threads, also those that ended).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: count fields after it.
+    let after = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line; `after` starts at field 3.
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / USER_HZ)
 }
 
 fn pg_bin(name: &'static str) -> PathBuf {
@@ -55,41 +74,79 @@ fn field(out: &str, prefix: &str) -> Result<f64> {
         .with_context(|| format!("no '{prefix}' in pgbench output:\n{out}"))
 }
 
-async fn measure(port: u16, password: &str, mode: &str, clients: u32, seconds: u64) -> Result<Run> {
+/// Where a pgbench run connects, and the proxy process in between (none: direct).
+#[derive(Debug, Clone, Copy)]
+struct Target<'a> {
+    port: u16,
+    password: &'a str,
+    proxy: Option<u32>,
+}
+
+async fn measure(target: Target<'_>, mode: &str, clients: u32, seconds: u64) -> Result<Run> {
     let (c, j) = (clients.to_string(), clients.min(4).to_string());
     let t = seconds.to_string();
+    let cpu_before = target.proxy.and_then(cpu_seconds);
     let out = pgbench(
-        port,
-        password,
+        target.port,
+        target.password,
         &["-S", "-n", "-T", &t, "-c", &c, "-j", &j, "-M", mode],
     )
     .await?;
+    let transactions = field(&out, "number of transactions actually processed: ")?;
+    let cpu_us = match (cpu_before, target.proxy.and_then(cpu_seconds)) {
+        (Some(before), Some(after)) if transactions > 0.0 => {
+            Some((after - before) * 1e6 / transactions)
+        }
+        _ => None,
+    };
     Ok(Run {
         tps: field(&out, "tps = ")?,
         latency_ms: field(&out, "latency average = ")?,
+        cpu_us,
     })
 }
 
+/// The run of median TPS, with the median CPU per transaction of all the runs.
 fn median(mut runs: Vec<Run>) -> Run {
+    let mut cpu: Vec<f64> = runs.iter().filter_map(|r| r.cpu_us).collect();
+    cpu.sort_by(f64::total_cmp);
     runs.sort_by(|a, b| a.tps.total_cmp(&b.tps));
-    runs[runs.len() / 2]
+    Run {
+        cpu_us: cpu.get(cpu.len() / 2).copied(),
+        ..runs[runs.len() / 2]
+    }
+}
+
+/// The median of the per-round ratios `a[i] / b[i]`. Runs of one round follow each other, so
+/// a slow spell of a shared machine weighs on both sides of a ratio alike: paired ratios swing
+/// less than a ratio of medians.
+fn paired_ratio(a: &[Run], b: &[Run]) -> f64 {
+    let mut ratios: Vec<f64> = a.iter().zip(b).map(|(a, b)| a.tps / b.tps).collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// Runs pgbench against each target `rounds` times, round-robin (so a slow spell on a shared
-/// machine hits every target alike), and returns each target's median run.
+/// machine hits every target alike), and returns each target's runs in round order.
 async fn measure_all(
-    targets: &[(u16, &str)],
+    targets: &[Target<'_>],
     mode: &str,
     clients: u32,
     plan: &Plan,
-) -> Result<Vec<Run>> {
+) -> Result<Vec<Vec<Run>>> {
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); targets.len()];
     for _ in 0..plan.rounds {
-        for (i, (port, password)) in targets.iter().enumerate() {
-            runs[i].push(measure(*port, password, mode, clients, plan.seconds).await?);
+        for (i, target) in targets.iter().enumerate() {
+            runs[i].push(measure(*target, mode, clients, plan.seconds).await?);
         }
     }
-    Ok(runs.into_iter().map(median).collect())
+    Ok(runs)
+}
+
+/// A CPU figure for the tables (`-` when the process could not be read).
+fn cpu(run: &Run) -> String {
+    run.cpu_us
+        .map_or_else(|| "-".to_owned(), |us| format!("{us:.1}"))
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -198,31 +255,62 @@ async fn audit_table(pg: &Postgres, dir: &std::path::Path, plan: &Plan) -> Resul
         "sidecar enforcing a policy, without and with audit (ndjson to a local collector, fsync 1 s)"
     );
     println!(
-        "{:<9} {:>7} | {:>10} {:>8} | {:>10} {:>8} | {:>8} {:>10}",
-        "mode", "clients", "policy", "ms", "+audit", "ms", "cost", "events/s"
+        "{:<9} {:>7} | {:>10} {:>8} {:>7} | {:>10} {:>8} {:>7} | {:>8} {:>10} {:>9}",
+        "mode",
+        "clients",
+        "policy",
+        "ms",
+        "cpu us",
+        "+audit",
+        "ms",
+        "cpu us",
+        "cost",
+        "events/s",
+        "us/event"
     );
+    let plain_target = Target {
+        port: plain_port,
+        password: "no-token",
+        proxy: plain.id(),
+    };
+    let audit_target = Target {
+        port: audit_port,
+        proxy: audited.id(),
+        ..plain_target
+    };
     for &mode in &plan.modes {
         for &clients in &plan.clients {
             let (mut with_runs, mut without_runs, mut events) = (Vec::new(), Vec::new(), 0);
             for _ in 0..plan.rounds {
-                without_runs.push(measure(plain_port, "no-token", mode, clients, seconds).await?);
+                without_runs.push(measure(plain_target, mode, clients, seconds).await?);
                 let before = settled(&collector).await;
-                with_runs.push(measure(audit_port, "no-token", mode, clients, seconds).await?);
+                with_runs.push(measure(audit_target, mode, clients, seconds).await?);
                 events += settled(&collector).await - before;
             }
+            let cost = 1.0 - paired_ratio(&with_runs, &without_runs);
             let (without, with) = (median(without_runs), median(with_runs));
+            // Select-only: one statement, so one event, per transaction.
+            let per_event = match (with.cpu_us, without.cpu_us) {
+                (Some(w), Some(wo)) => format!("{:.1}", w - wo),
+                _ => "-".to_owned(),
+            };
             println!(
-                "{mode:<9} {clients:>7} | {:>10.0} {:>8.3} | {:>10.0} {:>8.3} | {:>7.1}% {:>10.0}",
+                "{mode:<9} {clients:>7} | {:>10.0} {:>8.3} {:>7} | {:>10.0} {:>8.3} {:>7} | {:>7.1}% {:>10.0} {per_event:>9}",
                 without.tps,
                 without.latency_ms,
+                cpu(&without),
                 with.tps,
                 with.latency_ms,
-                (1.0 - with.tps / without.tps) * 100.0,
+                cpu(&with),
+                cost * 100.0,
                 events as f64 / (seconds * plan.rounds as u64) as f64
             );
         }
     }
     println!("target: audit costs <= 5% TPS (one event per statement run; prepared: per Execute)");
+    println!(
+        "cpu us: the sidecar process's CPU time per transaction (median); us/event: what audit adds"
+    );
     let metrics = http_get(health, "/metrics").await?;
     let value = |name: &str| {
         metrics
@@ -327,8 +415,9 @@ async fn main() -> Result<()> {
         enforcing.id().unwrap_or_default()
     );
     println!(
-        "pgbench -S (select-only), median of {} runs of {seconds} s each (taken round-robin), \
-         PostgreSQL on 127.0.0.1, no TLS anywhere",
+        "pgbench -S (select-only), median of {} runs of {seconds} s each (taken round-robin; \
+         ratios and costs: median of the ratios within each round), PostgreSQL on 127.0.0.1, \
+         no TLS anywhere",
         plan.rounds
     );
     println!(
@@ -348,6 +437,7 @@ async fn main() -> Result<()> {
         "/sidecar"
     );
     let mut peak_rss = 0;
+    let mut cpu_rows = Vec::new();
     for &mode in &plan.modes {
         for &clients in &plan.clients {
             let peak = Arc::new(AtomicU64::new(0));
@@ -358,18 +448,38 @@ async fn main() -> Result<()> {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             });
+            let target = |port, password, proxy| Target {
+                port,
+                password,
+                proxy,
+            };
             let targets = [
-                (pg.port(), APP.password),
-                (bouncer.port(), APP.password),
-                (port, "no-token"),
-                (enforcing_port, "no-token"),
+                target(pg.port(), APP.password, None),
+                target(bouncer.port(), APP.password, Some(bouncer.pid())),
+                target(port, "no-token", Some(pid)),
+                target(enforcing_port, "no-token", enforcing.id()),
             ];
             let runs = measure_all(&targets, mode, clients, &plan).await?;
             sampler.abort();
-            let [direct, pool, ours, policed] = [runs[0], runs[1], runs[2], runs[3]];
+            let [of_direct, of_pool, of_policed] = [
+                paired_ratio(&runs[2], &runs[0]),
+                paired_ratio(&runs[2], &runs[1]),
+                paired_ratio(&runs[3], &runs[2]),
+            ];
+            let [direct, pool, ours, policed] = [0, 1, 2, 3].map(|i| median(runs[i].clone()));
             if clients == 16 {
                 peak_rss = peak_rss.max(peak.load(Ordering::Relaxed));
             }
+            cpu_rows.push(format!(
+                "{mode:<9} {clients:>7} | {:>10} | {:>10} | {:>10} | {:>11}",
+                cpu(&pool),
+                cpu(&ours),
+                cpu(&policed),
+                match (ours.cpu_us, pool.cpu_us) {
+                    (Some(a), Some(b)) => format!("{:.2}x", a / b),
+                    _ => "-".to_owned(),
+                }
+            ));
             println!(
                 "{mode:<9} {clients:>7} | {:>10.0} {:>8.3} | {:>10.0} {:>8.3} | {:>10.0} {:>8.3} | {:>9.2}x {:>11.2}x | {:>10.0} {:>8.3} {:>7.2}x",
                 direct.tps,
@@ -378,11 +488,11 @@ async fn main() -> Result<()> {
                 pool.latency_ms,
                 ours.tps,
                 ours.latency_ms,
-                ours.tps / direct.tps,
-                ours.tps / pool.tps,
+                of_direct,
+                of_pool,
                 policed.tps,
                 policed.latency_ms,
-                policed.tps / ours.tps
+                of_policed
             );
         }
     }
@@ -392,6 +502,15 @@ async fn main() -> Result<()> {
     );
     println!("targets with 16 clients: sidecar >= 0.75x direct and >= 1.0x pgbouncer");
     println!("target: enforcing (rules, guardrails, masking) >= 0.9x the pass-through sidecar");
+    println!();
+    println!("CPU time of the proxy process per transaction, us (median of the runs above)");
+    println!(
+        "{:<9} {:>7} | {:>10} | {:>10} | {:>10} | {:>11}",
+        "mode", "clients", "pgbouncer", "sidecar", "enforcing", "sidecar/pgb"
+    );
+    for row in cpu_rows {
+        println!("{row}");
+    }
     sidecar.kill().await.ok();
     enforcing.kill().await.ok();
     if plan.audit {

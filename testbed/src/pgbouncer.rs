@@ -16,7 +16,7 @@ use crate::{Error, Result, tools};
 /// A running pgbouncer; stopped and removed on drop.
 #[derive(Debug)]
 pub struct PgBouncer {
-    _server: Process,
+    server: Process,
     port: u16,
     _dir: TempDir,
 }
@@ -80,7 +80,7 @@ log_disconnections = 0
             })
             .await?;
         Ok(Self {
-            _server: server,
+            server,
             port,
             _dir: dir,
         })
@@ -89,6 +89,11 @@ log_disconnections = 0
     /// The TCP port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The process id (benchmarks read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.server.pid()
     }
 
     /// A libpq connection string for `user` through pgbouncer (no TLS).
