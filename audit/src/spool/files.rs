@@ -132,6 +132,9 @@ pub(crate) fn read_range(path: &Path, from: u64, to: u64, want: u64) -> io::Resu
     let mut limit = want.min(to - from);
     loop {
         let start = out.len() as u64;
+        // Sized up front: `read_to_end` would otherwise start with small probing reads and
+        // grow the buffer by doubling, copying it each time.
+        out.reserve_exact(usize::try_from(limit - start).unwrap_or(0));
         (&mut file).take(limit - start).read_to_end(&mut out)?;
         if out.last() == Some(&b'\n') || out.len() as u64 >= to - from || out.len() as u64 == start
         {
@@ -140,7 +143,7 @@ pub(crate) fn read_range(path: &Path, from: u64, to: u64, want: u64) -> io::Resu
         // The chunk ended inside a record: read on to its end.
         limit = (limit * 2).min(to - from);
     }
-    if let Some(pos) = out.iter().rposition(|&b| b == b'\n') {
+    if let Some(pos) = memchr::memrchr(b'\n', &out) {
         out.truncate(pos + 1);
     } else {
         out.clear();

@@ -96,10 +96,13 @@ impl Spool {
             // batch, and `taken` says how much of it.
             let mut kept: Option<Vec<u8>> = None;
             let mut taken = 0;
-            for line in bytes.split_inclusive(|&b| b == b'\n') {
+            let mut line_start = 0;
+            for newline in memchr::memchr_iter(b'\n', &bytes) {
                 if count >= max_records.max(1) {
                     break;
                 }
+                let line = &bytes[line_start..=newline];
+                line_start = newline + 1;
                 let at = start.offset + consumed;
                 consumed += line.len() as u64;
                 let checked = match trusted {
