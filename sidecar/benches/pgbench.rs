@@ -26,10 +26,30 @@ struct Run {
     /// CPU time (user and system) the proxy process spent per transaction, in µs: on a
     /// machine where TPS swings from run to run, this is the steady figure of a proxy's cost.
     cpu_us: Option<f64>,
+    /// CPU time the whole machine spent per transaction (every process and the kernel), in
+    /// µs: a proxy also costs its neighbours (their wakeups and their loopback traffic).
+    machine_us: Option<f64>,
 }
 
 /// Clock ticks per second of `/proc/<pid>/stat` times (USER_HZ, 100 on every Linux ABI).
 const USER_HZ: f64 = 100.0;
+
+/// Busy CPU seconds of the whole machine so far (user, nice, system, irq and softirq time of
+/// the first line of `/proc/stat`; idle, iowait and steal left out).
+fn machine_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<f64> = cpu
+        .split_whitespace()
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal ...
+    let busy = [0, 1, 2, 5, 6]
+        .iter()
+        .map(|&i| ticks.get(i))
+        .sum::<Option<f64>>()?;
+    Some(busy / USER_HZ)
+}
 
 /// CPU seconds `pid` has used so far (all its threads, also those that ended).
 fn cpu_seconds(pid: u32) -> Option<f64> {
@@ -86,6 +106,7 @@ async fn measure(target: Target<'_>, mode: &str, clients: u32, seconds: u64) -> 
     let (c, j) = (clients.to_string(), clients.min(4).to_string());
     let t = seconds.to_string();
     let cpu_before = target.proxy.and_then(cpu_seconds);
+    let machine_before = machine_cpu_seconds();
     let out = pgbench(
         target.port,
         target.password,
@@ -93,26 +114,34 @@ async fn measure(target: Target<'_>, mode: &str, clients: u32, seconds: u64) -> 
     )
     .await?;
     let transactions = field(&out, "number of transactions actually processed: ")?;
-    let cpu_us = match (cpu_before, target.proxy.and_then(cpu_seconds)) {
+    let per_transaction = |before: Option<f64>, after: Option<f64>| match (before, after) {
         (Some(before), Some(after)) if transactions > 0.0 => {
             Some((after - before) * 1e6 / transactions)
         }
         _ => None,
     };
+    let machine_us = per_transaction(machine_before, machine_cpu_seconds());
+    let cpu_us = per_transaction(cpu_before, target.proxy.and_then(cpu_seconds));
     Ok(Run {
         tps: field(&out, "tps = ")?,
         latency_ms: field(&out, "latency average = ")?,
         cpu_us,
+        machine_us,
     })
 }
 
-/// The run of median TPS, with the median CPU per transaction of all the runs.
+/// The run of median TPS, with the median CPU figures of all the runs.
 fn median(mut runs: Vec<Run>) -> Run {
-    let mut cpu: Vec<f64> = runs.iter().filter_map(|r| r.cpu_us).collect();
-    cpu.sort_by(f64::total_cmp);
+    let middle = |figure: fn(&Run) -> Option<f64>| {
+        let mut all: Vec<f64> = runs.iter().filter_map(figure).collect();
+        all.sort_by(f64::total_cmp);
+        all.get(all.len() / 2).copied()
+    };
+    let (cpu_us, machine_us) = (middle(|r| r.cpu_us), middle(|r| r.machine_us));
     runs.sort_by(|a, b| a.tps.total_cmp(&b.tps));
     Run {
-        cpu_us: cpu.get(cpu.len() / 2).copied(),
+        cpu_us,
+        machine_us,
         ..runs[runs.len() / 2]
     }
 }
@@ -143,10 +172,9 @@ async fn measure_all(
     Ok(runs)
 }
 
-/// A CPU figure for the tables (`-` when the process could not be read).
-fn cpu(run: &Run) -> String {
-    run.cpu_us
-        .map_or_else(|| "-".to_owned(), |us| format!("{us:.1}"))
+/// A CPU figure for the tables (`-` when it could not be read).
+fn us(figure: Option<f64>) -> String {
+    figure.map_or_else(|| "-".to_owned(), |us| format!("{us:.1}"))
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -255,18 +283,21 @@ async fn audit_table(pg: &Postgres, dir: &std::path::Path, plan: &Plan) -> Resul
         "sidecar enforcing a policy, without and with audit (ndjson to a local collector, fsync 1 s)"
     );
     println!(
-        "{:<9} {:>7} | {:>10} {:>8} {:>7} | {:>10} {:>8} {:>7} | {:>8} {:>10} {:>9}",
+        "{:<9} {:>7} | {:>10} {:>8} {:>7} {:>7} | {:>10} {:>8} {:>7} {:>7} | {:>8} {:>10} {:>9} {:>9}",
         "mode",
         "clients",
         "policy",
         "ms",
         "cpu us",
+        "machine",
         "+audit",
         "ms",
         "cpu us",
+        "machine",
         "cost",
         "events/s",
-        "us/event"
+        "us/event",
+        "machine"
     );
     let plain_target = Target {
         port: plain_port,
@@ -290,26 +321,31 @@ async fn audit_table(pg: &Postgres, dir: &std::path::Path, plan: &Plan) -> Resul
             let cost = 1.0 - paired_ratio(&with_runs, &without_runs);
             let (without, with) = (median(without_runs), median(with_runs));
             // Select-only: one statement, so one event, per transaction.
-            let per_event = match (with.cpu_us, without.cpu_us) {
-                (Some(w), Some(wo)) => format!("{:.1}", w - wo),
-                _ => "-".to_owned(),
+            let added = |figure: fn(&Run) -> Option<f64>| match (figure(&with), figure(&without)) {
+                (Some(w), Some(wo)) => Some(w - wo),
+                _ => None,
             };
             println!(
-                "{mode:<9} {clients:>7} | {:>10.0} {:>8.3} {:>7} | {:>10.0} {:>8.3} {:>7} | {:>7.1}% {:>10.0} {per_event:>9}",
+                "{mode:<9} {clients:>7} | {:>10.0} {:>8.3} {:>7} {:>7} | {:>10.0} {:>8.3} {:>7} {:>7} | {:>7.1}% {:>10.0} {:>9} {:>9}",
                 without.tps,
                 without.latency_ms,
-                cpu(&without),
+                us(without.cpu_us),
+                us(without.machine_us),
                 with.tps,
                 with.latency_ms,
-                cpu(&with),
+                us(with.cpu_us),
+                us(with.machine_us),
                 cost * 100.0,
-                events as f64 / (seconds * plan.rounds as u64) as f64
+                events as f64 / (seconds * plan.rounds as u64) as f64,
+                us(added(|r| r.cpu_us)),
+                us(added(|r| r.machine_us)),
             );
         }
     }
     println!("target: audit costs <= 5% TPS (one event per statement run; prepared: per Execute)");
     println!(
-        "cpu us: the sidecar process's CPU time per transaction (median); us/event: what audit adds"
+        "cpu us / machine: CPU time per transaction of the sidecar process / of the whole machine \
+         (median); us/event: what audit adds to each (one event per transaction)"
     );
     let metrics = http_get(health, "/metrics").await?;
     let value = |name: &str| {
@@ -471,10 +507,14 @@ async fn main() -> Result<()> {
                 peak_rss = peak_rss.max(peak.load(Ordering::Relaxed));
             }
             cpu_rows.push(format!(
-                "{mode:<9} {clients:>7} | {:>10} | {:>10} | {:>10} | {:>11}",
-                cpu(&pool),
-                cpu(&ours),
-                cpu(&policed),
+                "{mode:<9} {clients:>7} | {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} | {:>11}",
+                us(direct.machine_us),
+                us(pool.machine_us),
+                us(ours.machine_us),
+                us(policed.machine_us),
+                us(pool.cpu_us),
+                us(ours.cpu_us),
+                us(policed.cpu_us),
                 match (ours.cpu_us, pool.cpu_us) {
                     (Some(a), Some(b)) => format!("{:.2}x", a / b),
                     _ => "-".to_owned(),
@@ -503,10 +543,22 @@ async fn main() -> Result<()> {
     println!("targets with 16 clients: sidecar >= 0.75x direct and >= 1.0x pgbouncer");
     println!("target: enforcing (rules, guardrails, masking) >= 0.9x the pass-through sidecar");
     println!();
-    println!("CPU time of the proxy process per transaction, us (median of the runs above)");
     println!(
-        "{:<9} {:>7} | {:>10} | {:>10} | {:>10} | {:>11}",
-        "mode", "clients", "pgbouncer", "sidecar", "enforcing", "sidecar/pgb"
+        "CPU time per transaction, us (median of the runs above): the whole machine, then the \
+         proxy process alone"
+    );
+    println!(
+        "{:<9} {:>7} | {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} | {:>11}",
+        "mode",
+        "clients",
+        "direct",
+        "pgbouncer",
+        "sidecar",
+        "enforcing",
+        "pgbouncer",
+        "sidecar",
+        "enforcing",
+        "sidecar/pgb"
     );
     for row in cpu_rows {
         println!("{row}");
