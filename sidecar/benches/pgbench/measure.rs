@@ -26,7 +26,7 @@ const USER_HZ: f64 = 100.0;
 
 /// Busy CPU seconds of the whole machine so far (user, nice, system, irq and softirq time of
 /// the first line of `/proc/stat`; idle, iowait and steal left out).
-pub(crate) fn machine_cpu_seconds() -> Option<f64> {
+fn machine_cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
     let ticks: Vec<f64> = cpu
@@ -42,7 +42,7 @@ pub(crate) fn machine_cpu_seconds() -> Option<f64> {
 }
 
 /// CPU seconds `pid` has used so far (all its threads, also those that ended).
-pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
+fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may hold spaces: count fields after it.
     let after = &stat[stat.rfind(')')? + 1..];
@@ -52,7 +52,7 @@ pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks / USER_HZ)
 }
 
-pub(crate) fn pg_bin(name: &'static str) -> PathBuf {
+fn pg_bin(name: &'static str) -> PathBuf {
     dbwarden_testbed::pg_tool(name).expect("PostgreSQL's programs (apt-get install postgresql)")
 }
 
@@ -76,7 +76,7 @@ pub(crate) async fn pgbench(port: u16, password: &str, args: &[&str]) -> Result<
     Ok(stdout)
 }
 
-pub(crate) fn field(out: &str, prefix: &str) -> Result<f64> {
+fn field(out: &str, prefix: &str) -> Result<f64> {
     out.lines()
         .find_map(|l| l.strip_prefix(prefix))
         .and_then(|v| v.split_whitespace().next())
@@ -125,14 +125,16 @@ pub(crate) async fn measure(
     })
 }
 
+/// The middle value (the upper one of an even count); `None` when there is none.
+fn middle(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
+}
+
 /// The run of median TPS, with the median CPU figures of all the runs.
 pub(crate) fn median(mut runs: Vec<Run>) -> Run {
-    let middle = |figure: fn(&Run) -> Option<f64>| {
-        let mut all: Vec<f64> = runs.iter().filter_map(figure).collect();
-        all.sort_by(f64::total_cmp);
-        all.get(all.len() / 2).copied()
-    };
-    let (cpu_us, machine_us) = (middle(|r| r.cpu_us), middle(|r| r.machine_us));
+    let of = |figure: fn(&Run) -> Option<f64>| middle(runs.iter().filter_map(figure).collect());
+    let (cpu_us, machine_us) = (of(|r| r.cpu_us), of(|r| r.machine_us));
     runs.sort_by(|a, b| a.tps.total_cmp(&b.tps));
     Run {
         cpu_us,
@@ -145,9 +147,7 @@ pub(crate) fn median(mut runs: Vec<Run>) -> Run {
 /// a slow spell of a shared machine weighs on both sides of a ratio alike: paired ratios swing
 /// less than a ratio of medians.
 pub(crate) fn paired_ratio(a: &[Run], b: &[Run]) -> f64 {
-    let mut ratios: Vec<f64> = a.iter().zip(b).map(|(a, b)| a.tps / b.tps).collect();
-    ratios.sort_by(f64::total_cmp);
-    ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN)
+    middle(a.iter().zip(b).map(|(a, b)| a.tps / b.tps).collect()).unwrap_or(f64::NAN)
 }
 
 /// Runs pgbench against each target `rounds` times, round-robin (so a slow spell on a shared
