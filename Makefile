@@ -31,13 +31,20 @@ crds:
 test: deps tools
 	$(CARGO) test --workspace
 
+# The story's packages, selected together so that cargo resolves one set of dependency features
+# for the demo, the story test and the binaries the story builds for itself (see
+# e2e/src/support/binaries.rs): otherwise each builds its own copy of most dependencies.
+STORY_PACKAGES := -p dbwarden-sidecar -p dbwarden-operator -p dbwarden-e2e
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+
 ## e2e: only the end-to-end story (e2e/), narrated step by step
 e2e: deps tools
-	$(CARGO) test -p dbwarden-e2e -- --nocapture
+	$(CARGO) test $(STORY_PACKAGES) --test story -- --nocapture
 
 ## demo: the end-to-end story narrated step by step, then the environment stays up to try (Ctrl-C stops it)
 demo: deps tools
-	$(CARGO) run --quiet -p dbwarden-e2e --bin dbwarden-demo
+	$(CARGO) build --quiet $(STORY_PACKAGES) --bins
+	exec $(TARGET_DIR)/debug/dbwarden-demo
 
 ## bench: pgbench straight to PostgreSQL, through pgbouncer and through the sidecar, as ratios
 bench: deps

@@ -14,6 +14,11 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin="$root/.tools/bin"
 mkdir -p "$bin"
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
+# Modules and build cache of these builds in a folder of our own, removed once every tool is
+# built: they take about 4 GB (kube-apiserver's dependency tree) and are not needed again until a
+# version here changes. That space filled a CI machine's disk.
+go_work="$root/.tools/go"
+export GOMODCACHE="$go_work/mod" GOCACHE="$go_work/cache"
 
 if ! command -v go >/dev/null; then
 	echo "hack/tools.sh: 'go' is not on PATH; install Go >= 1.26 (the machine image ships it)" >&2
@@ -51,6 +56,11 @@ helm_ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION \
 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
 build helm "v$HELM_VERSION $helm_ldflags" \
 	env GOBIN="$bin" go install -trimpath -ldflags "$helm_ldflags" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
+
+if [[ -d $go_work ]]; then
+	go clean -modcache -cache # module files are read-only; go clean knows
+	rm -rf "$go_work"
+fi
 
 "$bin/kube-apiserver" --version
 # sed, not head: head may exit before kubectl is done writing, a SIGPIPE that pipefail fails on.

@@ -1,12 +1,12 @@
 //! Fresh `dbwarden-sidecar` and `dbwarden-operator` binaries for the story.
 //!
 //! Cargo gives `CARGO_BIN_EXE_*` only to tests of the package that owns the binary, so the story
-//! asks cargo itself: `cargo build --bins -p dbwarden-sidecar -p dbwarden-operator` into the
-//! target directory the running test (or demo) binary was built in, with the same profile. Under
-//! `cargo test --workspace` the binaries are already built and this is a no-op check; under
-//! `cargo test -p dbwarden-e2e` it builds them. Cargo does not hold its build-directory lock
-//! while tests run (measured: see docs/testing.md), so the nested build does not wait on the
-//! outer one.
+//! asks cargo itself: `cargo build` of the two binaries into the target directory the running
+//! test (or demo) binary was built in, with the same profile. Under `cargo test --workspace` (and
+//! `make demo`, which builds the same selection first) the binaries are already built and this is
+//! a no-op check; under `cargo test -p dbwarden-e2e` it builds them. Cargo does not hold its
+//! build-directory lock while tests run (measured: see docs/testing.md), so the nested build does
+//! not wait on the outer one.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -33,6 +33,25 @@ const PACKAGE_VARIABLES: [&str; 7] = [
     "CARGO_PRIMARY_PACKAGE",
     "CARGO_TARGET_TMPDIR",
     "RUST_RECURSION_COUNT",
+];
+
+/// What the nested build selects. Selecting this package too makes cargo resolve dependency
+/// features as the outer build did: this package's own dependencies (the test bed's `nix` turns on
+/// `libc/extra_traits`, `tempfile` turns on `bitflags/std`) change the features of `libc`, and so
+/// of tokio and everything above it. Without it the nested build compiled a second copy of most
+/// of the dependency tree, minutes of CPU and gigabytes of disk (a CI run ran out of space there).
+/// The `Makefile`'s `demo` builds the same selection (`--bins`) for the same reason.
+pub const BUILD_SELECTION: [&str; 10] = [
+    "-p",
+    "dbwarden-sidecar",
+    "-p",
+    "dbwarden-operator",
+    "-p",
+    "dbwarden-e2e",
+    "--bin",
+    "dbwarden-sidecar",
+    "--bin",
+    "dbwarden-operator",
 ];
 
 static BUILT: OnceCell<Binaries> = OnceCell::const_new();
@@ -85,14 +104,8 @@ async fn build() -> anyhow::Result<Binaries> {
     }
     let output = command
         .current_dir(workspace_root())
-        .args([
-            "build",
-            "--bins",
-            "-p",
-            "dbwarden-sidecar",
-            "-p",
-            "dbwarden-operator",
-        ])
+        .arg("build")
+        .args(BUILD_SELECTION)
         .args(["--profile", profile])
         .arg("--target-dir")
         .arg(target_dir)
@@ -104,10 +117,18 @@ async fn build() -> anyhow::Result<Binaries> {
     if !output.status.success() {
         bail!("cargo build of the binaries failed:\n{stderr}");
     }
+    // Under `cargo test --workspace` nothing should compile here; if something does, the
+    // selection above no longer matches the outer build's features (see BUILD_SELECTION).
+    let compiled = stderr
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Compiling "))
+        .count();
     tracing::info!(
         took = ?begun.elapsed(),
+        compiled,
         target = %target_dir.display(),
-        "binaries up to date (cargo build --bins -p dbwarden-sidecar -p dbwarden-operator)"
+        "binaries up to date (cargo build {})",
+        BUILD_SELECTION.join(" ")
     );
     tracing::debug!(%stderr, "cargo build output");
     let binaries = Binaries {
