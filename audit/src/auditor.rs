@@ -88,6 +88,8 @@ pub struct Auditor {
     wake: Arc<Notify>,
     shipper: Mutex<Option<Shipper>>,
     syncer: Option<tokio::task::JoinHandle<()>>,
+    /// Writes deferred events no session's write took along.
+    lingerer: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Auditor {
@@ -95,6 +97,9 @@ impl Drop for Auditor {
         if let Some(task) = self.syncer.take() {
             task.abort();
         }
+        self.lingerer.abort();
+        // Deferred events waiting for their linger go to the spool now.
+        self.recorder.flush();
     }
 }
 
@@ -130,14 +135,22 @@ impl Auditor {
             FsyncPolicy::Interval(every) => Some(tokio::spawn(sync_every(spool.clone(), every))),
             FsyncPolicy::EveryBatch | FsyncPolicy::Never => None,
         };
-        let recorder = Recorder::new(chain, spool.clone(), stats.clone(), wake.clone(), policy);
+        let recorder = Arc::new(Recorder::new(
+            chain,
+            spool.clone(),
+            stats.clone(),
+            wake.clone(),
+            policy,
+        ));
+        let lingerer = tokio::spawn(Recorder::write_deferred(Arc::downgrade(&recorder)));
         Ok(Auditor {
-            recorder: Arc::new(recorder),
+            recorder,
             spool,
             stats,
             wake,
             shipper: Mutex::new(Some(shipper)),
             syncer,
+            lingerer,
         })
     }
 
@@ -162,6 +175,14 @@ impl Auditor {
     /// they record. Under failure policy `closed` a full spool refuses them here.
     pub fn submit(&self, events: impl IntoIterator<Item = Event>) -> Result<Ticket, RecordError> {
         self.recorder.submit(events, None)
+    }
+
+    /// Stamps `events` into the chain (all or none) without waiting for them to be written:
+    /// they go out with the next write of any session, or a few milliseconds later alone. For
+    /// records of what already happened, such as a statement's result. `Err` when they could
+    /// not be sealed or (failure policy `closed`) the spool has no room for them.
+    pub fn defer(&self, events: impl IntoIterator<Item = Event>) -> Result<(), RecordError> {
+        self.recorder.defer(events)
     }
 
     /// The seq the next recorded event gets (it goes on across restarts on the same spool).
@@ -202,6 +223,7 @@ impl Auditor {
     /// Stops shipping after delivering what it can within `drain_for`, fsyncs the spool and
     /// releases it. Undelivered events are sent by the next `open` on the same directory.
     pub async fn shutdown(mut self, drain_for: Duration) {
+        self.recorder.flush();
         let shipper = self
             .shipper
             .lock()

@@ -38,6 +38,9 @@ pub struct Event {
     /// Connection number within the instance, tying statements to their connection events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<u64>,
+    /// For `statement.result`: the `id` of the `statement` event whose result this is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_id: Option<String>,
     /// The client's address (`ip:port`), on connection and authentication events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
@@ -74,6 +77,9 @@ pub struct Event {
     /// The approval request, for `approval.*` events and statements that needed one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
+    /// The SQLSTATE of the database's error, for `statement.result` of a statement that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
     /// Error text sent to the client or received from upstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -91,6 +97,9 @@ pub enum Kind {
     /// A statement was decided (and run, unless denied).
     #[serde(rename = "statement")]
     Statement,
+    /// What a statement that ran returned: rows, masking, time, the database's error.
+    #[serde(rename = "statement.result")]
+    StatementResult,
     /// A client failed to authenticate.
     #[serde(rename = "auth.failure")]
     AuthFailure,
@@ -109,6 +118,7 @@ impl Kind {
             Kind::ConnectionOpen => "connection.open",
             Kind::ConnectionClose => "connection.close",
             Kind::Statement => "statement",
+            Kind::StatementResult => "statement.result",
             Kind::AuthFailure => "auth.failure",
             Kind::ApprovalRequested => "approval.requested",
             Kind::ApprovalDecided => "approval.decided",
@@ -254,6 +264,7 @@ impl Event {
             identity: Identity::default(),
             database: None,
             connection: None,
+            statement_id: None,
             peer: None,
             reason: None,
             statement: None,
@@ -266,6 +277,7 @@ impl Event {
             rows: None,
             durations: None,
             approval: None,
+            sqlstate: None,
             error: None,
         }
     }
@@ -364,6 +376,18 @@ impl Event {
     /// Sets the approval request the event refers to.
     pub fn approval(mut self, approval: Approval) -> Self {
         self.approval = Some(approval);
+        self
+    }
+
+    /// Sets the `statement` event a `statement.result` is about.
+    pub fn statement_id(mut self, id: impl Into<String>) -> Self {
+        self.statement_id = Some(id.into());
+        self
+    }
+
+    /// Sets the SQLSTATE of the database's error.
+    pub fn sqlstate(mut self, code: impl Into<String>) -> Self {
+        self.sqlstate = Some(code.into());
         self
     }
 

@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::mem;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -66,7 +67,12 @@ pub(crate) struct Recorder {
     /// Wakes the shipper after a write.
     wake: Arc<Notify>,
     policy: FailurePolicy,
+    /// Signalled when deferred events wait for a write.
+    deferred: Arc<Notify>,
 }
+
+/// How long deferred events may wait for a session's write before they are written alone.
+pub(crate) const DEFER_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Events sealed but perhaps not written yet; [`Ticket::settle`] before acting on them.
 /// Dropping an unsettled ticket writes the pending events at once, so none is left behind.
@@ -79,9 +85,17 @@ pub struct Ticket {
     last: u64,
     /// False once merged into another ticket or settled.
     armed: bool,
+    /// The seqs the submit that made this ticket sealed (kept through merges).
+    seqs: Range<u64>,
 }
 
 impl Ticket {
+    /// The chain positions of the events sealed by the submit that returned this ticket, in
+    /// the order they were given (a merge does not change them).
+    pub fn seqs(&self) -> Range<u64> {
+        self.seqs.clone()
+    }
+
     /// Takes on `other`'s events: settling this ticket then settles both.
     pub fn merge(&mut self, mut other: Ticket) {
         self.first = self.first.min(other.first);
@@ -164,6 +178,7 @@ impl Recorder {
             stats,
             wake,
             policy,
+            deferred: Arc::new(Notify::new()),
         }
     }
 
@@ -222,14 +237,44 @@ impl Recorder {
             });
         }
         if start_events == 0 && p.events > 0 {
-            p.rollback = Some(before);
+            p.rollback = Some(before.clone());
         }
         Ok(Ticket {
             recorder: Arc::clone(self),
             first: p.write,
             last: p.write,
             armed: true,
+            seqs: before.next_seq()..p.chain.next_seq(),
         })
+    }
+
+    /// Seals `events` into the pending write without waiting for it: they go out with the next
+    /// session's write, or within [`DEFER_LINGER`] when no session writes. For records of
+    /// what already happened (a statement's result), which nothing waits on.
+    pub(crate) fn defer(
+        self: &Arc<Self>,
+        events: impl IntoIterator<Item = Event>,
+    ) -> Result<(), RecordError> {
+        let mut ticket = self.submit(events, None)?;
+        ticket.armed = false;
+        self.deferred.notify_one();
+        Ok(())
+    }
+
+    /// Writes deferred events that no session's write took along, [`DEFER_LINGER`] after the
+    /// first of them; runs until the recorder is dropped (or the task aborted).
+    pub(crate) async fn write_deferred(recorder: std::sync::Weak<Self>) {
+        let Some(notify) = recorder.upgrade().map(|r| Arc::clone(&r.deferred)) else {
+            return;
+        };
+        loop {
+            notify.notified().await;
+            tokio::time::sleep(DEFER_LINGER).await;
+            match recorder.upgrade() {
+                Some(r) => r.flush(),
+                None => return,
+            }
+        }
     }
 
     /// Writes the pending events, if any, in one append.

@@ -104,3 +104,36 @@ async fn an_unsettled_ticket_is_written_when_dropped() {
     drop(ticket);
     assert_eq!(auditor.snapshot().recorded, 2);
 }
+
+/// Deferred events (a statement's result) ride along with the next session's write, and
+/// are written alone a few milliseconds later when no session writes; either way in chain
+/// order and each with its seq known at once.
+#[tokio::test(flavor = "current_thread")]
+async fn deferred_events_go_with_the_next_write_or_alone_soon_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Collector::start().await;
+    let auditor = open_spool_only(dir.path(), &collector);
+    let ticket = auditor
+        .submit([common::statement(0), common::statement(1)])
+        .unwrap();
+    assert_eq!(ticket.seqs(), 0..2);
+    ticket.settle().await.unwrap();
+    auditor.defer([common::statement(2)]).unwrap();
+    assert_eq!(auditor.snapshot().recorded, 2, "a deferred event waits");
+    // The next settled submit takes it along: one write for both.
+    let ticket = auditor.submit([common::statement(3)]).unwrap();
+    assert_eq!(ticket.seqs(), 3..4);
+    ticket.settle().await.unwrap();
+    let snap = auditor.snapshot();
+    assert_eq!((snap.recorded, snap.spool_writes), (4, 2), "{snap:?}");
+    // Alone, it is written within the linger.
+    auditor.defer([common::statement(4)]).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let snap = auditor.snapshot();
+    assert_eq!((snap.recorded, snap.spool_writes), (5, 3), "{snap:?}");
+    assert!(auditor.flush(Duration::from_secs(10)).await);
+    let lines = collector.lines();
+    let report = dbwarden_audit::verify(lines.join("\n").as_bytes()).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(lines.len(), 5);
+}

@@ -112,6 +112,20 @@ fn every_kind_of_event() -> Vec<Value> {
         common::statement(2)
             .statement(StatementText::None, "x", "y")
             .error("permission denied by rule analysts-read"),
+        Event::new(Kind::StatementResult)
+            .identity(common::statement(0).identity)
+            .database("shop")
+            .connection(1)
+            .statement_id("reporting-7d9f-abcde.4c1f-1")
+            .decision(dbwarden_audit::Decision::Masked, None)
+            .rows(3)
+            .masked(vec!["public.users.email".into()], 3)
+            .durations(Some(412), None),
+        Event::new(Kind::StatementResult)
+            .connection(1)
+            .statement_id("reporting-7d9f-abcde.4c1f-2")
+            .decision(dbwarden_audit::Decision::Allowed, None)
+            .sqlstate("23505"),
         Event::new(Kind::AuthFailure).error("token expired"),
         Event::new(Kind::ApprovalRequested).approval(Approval {
             request: "drop-orders-x7k2".into(),

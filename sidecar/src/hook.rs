@@ -172,12 +172,68 @@ pub trait StatementHook: Send {
     /// (refused, cancelled, or the session ended).
     fn held(&mut self, _forwarded: bool) {}
 
+    /// The statements the Query or Execute just decided will run, as ids of the hook's
+    /// choosing, in the order the database answers them. Called after every Query and Execute
+    /// is decided (also one that is refused, so a hook can forget what it noted); when the
+    /// message is forwarded, the row hook hears of each id again with its statement's
+    /// [`Completion`]. The default runs nothing worth following.
+    fn take_runs(&mut self, _into: &mut Vec<u64>) {}
+
     /// Audit events the decisions so far recorded that may not be written yet. The session
     /// settles the ticket before it sends anything on (statements to the database, refusals
     /// to the client), so an event is stored before what it records happens, while the
     /// sessions busy at the same moment share one write.
     fn take_ticket(&mut self) -> Option<Ticket> {
         None
+    }
+}
+
+/// How a followed statement (see [`StatementHook::take_runs`]) ended, as the session saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Completion<'a> {
+    /// What ended it.
+    pub end: RunEnd<'a>,
+    /// DataRows the client was sent for it (forwarded or replaced; rows the row hook skipped
+    /// are not counted).
+    pub rows_sent: u64,
+    /// From forwarding it to the database to its end.
+    pub upstream: std::time::Duration,
+    /// A row hook had refused an earlier result of the same exchange (up to ReadyForQuery),
+    /// so this one ran in the database but the client was sent none of it.
+    pub withheld: bool,
+}
+
+/// The message, or the absence of one, that ended a followed statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd<'a> {
+    /// CommandComplete with its tag (`SELECT 3`, `UPDATE 2`, `COPY 10`).
+    Command(&'a str),
+    /// EmptyQueryResponse.
+    Empty,
+    /// PortalSuspended: the client may fetch more rows of the same portal later.
+    Suspended,
+    /// The database's ErrorResponse, with its SQLSTATE (empty if it gave none).
+    Failed(&'a str),
+    /// The row hook refused this result with this message (sent to the client instead).
+    Refused(&'a str),
+    /// The exchange ended (ReadyForQuery) without an answer for it: an earlier statement of
+    /// the same string or pipeline failed, so the database skipped it.
+    NotRun,
+    /// The session ended before it was answered.
+    Abandoned,
+}
+
+impl Completion<'_> {
+    /// Rows returned or affected: the rows the client was sent when it was sent any, else the
+    /// count of the command tag (`INSERT 0 5`, `UPDATE 2`, `SELECT 0`; none for `SET`).
+    pub fn rows(&self) -> Option<u64> {
+        match self.end {
+            RunEnd::Command(_) if self.rows_sent > 0 && !self.withheld => Some(self.rows_sent),
+            RunEnd::Command(tag) => tag.rsplit(' ').next().and_then(|n| n.parse().ok()),
+            RunEnd::Suspended | RunEnd::Refused(_) => Some(self.rows_sent),
+            RunEnd::Empty => Some(0),
+            RunEnd::Failed(_) | RunEnd::NotRun | RunEnd::Abandoned => None,
+        }
     }
 }
 
@@ -217,6 +273,8 @@ pub trait RowHook: Send {
     /// to `out` (see [`crate::protocol::backend::encode_data_row`]) and return
     /// [`RowAction::Replace`].
     fn data_row(&mut self, row: &DataRow<'_>, out: &mut BytesMut) -> RowAction;
+    /// Statement `run` (an id from [`StatementHook::take_runs`]) ended. The default ignores it.
+    fn completed(&mut self, _run: u64, _completion: &Completion<'_>) {}
 }
 
 /// The hooks of one session.

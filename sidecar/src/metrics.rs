@@ -71,6 +71,8 @@ pub struct Metrics {
     audit_recorded: IntCounterVec,
     /// `audit_recorded{kind="statement"}`, looked up once: one per statement run.
     audit_statements: OnceLock<IntCounter>,
+    /// The `statement.result` series of `audit_recorded`, looked up once.
+    audit_results: OnceLock<IntCounter>,
     audit_copies: AuditCopies,
     audit_stats: OnceLock<Arc<Stats>>,
     /// Serializes scrapes: the audit copies are brought up to date by deltas.
@@ -235,6 +237,7 @@ impl Metrics {
                 &["kind"],
             )?,
             audit_statements: OnceLock::new(),
+            audit_results: OnceLock::new(),
             audit_copies,
             audit_stats: OnceLock::new(),
             scrape: Mutex::new(()),
@@ -317,6 +320,10 @@ impl Metrics {
         match kind {
             Kind::Statement => self
                 .audit_statements
+                .get_or_init(|| self.audit_recorded.with_label_values(&[kind.label()]))
+                .inc(),
+            Kind::StatementResult => self
+                .audit_results
                 .get_or_init(|| self.audit_recorded.with_label_values(&[kind.label()]))
                 .inc(),
             other => self

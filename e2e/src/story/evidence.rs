@@ -47,6 +47,29 @@ pub async fn audit_trail(story: &Story) -> anyhow::Result<()> {
             && e["approval"]["decided_by"] == "alice"),
         "no event records alice's approval"
     );
+    // What the agent saw: its read of card numbers returned 2 rows, with that column masked.
+    let agent_read = events
+        .iter()
+        .filter(|e| {
+            e["kind"] == "statement"
+                && e["identity"]["user"] == AGENT_USER
+                && e["statement"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("card_number"))
+        })
+        .find_map(|statement| {
+            events
+                .iter()
+                .find(|e| e["kind"] == "statement.result" && e["statement_id"] == statement["id"])
+        })
+        .context("no statement.result records what the agent's read of card numbers returned")?;
+    ensure!(
+        agent_read["decision"] == "masked"
+            && agent_read["rows"] == 2
+            && agent_read["masked"]["columns"]
+                == serde_json::json!(["public.payments.card_number"]),
+        "the agent's read is not recorded as 2 rows with card_number masked: {agent_read}"
+    );
     let lines = story.collector.lines().join("\n");
     let report = dbwarden_audit::verify(lines.as_bytes())?;
     tracing::info!(?report, "dbwarden-audit verify");

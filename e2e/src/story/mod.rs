@@ -120,10 +120,11 @@ pub const STEPS: [Step; 8] = [
     },
     Step {
         number: 7,
-        title: "every decision reached the audit collector, and the hash chain verifies",
+        title: "every decision and what it returned reached the audit collector; the chain verifies",
         why: "Every decision was shipped as an audit event naming who asked (the end user, not \
-              just the pod), and the events form a hash chain that `dbwarden-audit verify` checks: \
-              the proof of who ran what.",
+              just the pod), each statement that ran has a result event saying what it returned \
+              (rows, which columns were masked), and the events form a hash chain that \
+              `dbwarden-audit verify` checks: the proof of who ran what and saw what.",
     },
     Step {
         number: 8,

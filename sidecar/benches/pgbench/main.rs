@@ -203,12 +203,16 @@ async fn audit_table(pg: &Postgres, dir: &std::path::Path, plan: &Plan) -> Resul
 
 /// Which runs to make: everything by default; `BENCH_SECONDS` (per run), `BENCH_ROUNDS` (runs
 /// per figure, the median is reported), `BENCH_MODES` (comma-separated `simple,prepared`),
-/// `BENCH_CLIENTS` (`1,16`) and `BENCH_AUDIT=0` narrow it down while working on one figure.
+/// `BENCH_CLIENTS` (`1,16`) and `BENCH_AUDIT` (`0`: no audit table, `only`: nothing else) narrow
+/// it down while working on one figure.
 struct Plan {
     seconds: u64,
     rounds: usize,
     modes: Vec<&'static str>,
     clients: Vec<u32>,
+    /// The first table (direct, pgbouncer, sidecar, enforcing).
+    main: bool,
+    /// The audit table.
     audit: bool,
 }
 
@@ -248,12 +252,19 @@ impl Plan {
                 .collect::<Result<_>>()?,
             None => vec![1, 16],
         };
+        let (main, audit) = match var("BENCH_AUDIT").as_deref() {
+            None | Some("1") => (true, true),
+            Some("0") => (true, false),
+            Some("only") => (false, true),
+            Some(other) => bail!("BENCH_AUDIT: {other:?} is not 0, 1 or only"),
+        };
         Ok(Self {
             seconds,
             rounds,
             modes,
             clients,
-            audit: var("BENCH_AUDIT").is_none_or(|v| v != "0"),
+            main,
+            audit,
         })
     }
 }
@@ -261,22 +272,38 @@ impl Plan {
 #[tokio::main]
 async fn main() -> Result<()> {
     let plan = Plan::from_env()?;
-    let seconds = plan.seconds;
     let pg = Postgres::start().await?;
     pgbench(pg.port(), APP.password, &["-i", "-q", "-s", "10"]).await?;
-    let bouncer = PgBouncer::start(&pg, &APP, 64).await?;
-
     let dir = tempfile::tempdir()?;
-    let (mut sidecar, port) = spawn_sidecar(dir.path(), "sidecar", &pg, "").await?;
+    if plan.main {
+        let bouncer = PgBouncer::start(&pg, &APP, 64).await?;
+        main_table(&pg, &bouncer, dir.path(), &plan).await?;
+    }
+    if plan.audit {
+        audit_table(&pg, dir.path(), &plan).await?;
+    }
+    Ok(())
+}
+
+/// Direct, pgbouncer, the pass-through sidecar and the enforcing one, and their CPU per
+/// transaction.
+async fn main_table(
+    pg: &Postgres,
+    bouncer: &PgBouncer,
+    dir: &std::path::Path,
+    plan: &Plan,
+) -> Result<()> {
+    let seconds = plan.seconds;
+    let (mut sidecar, port) = spawn_sidecar(dir, "sidecar", pg, "").await?;
     let pid = sidecar.id().context("sidecar pid")?;
     // The same sidecar enforcing a realistic policy: rules, guardrails with maxRows, and one
     // masking rule on a column pgbench does not select, so every row passes the row hook.
-    let policy = dir.path().join("policy.yaml");
+    let policy = dir.join("policy.yaml");
     std::fs::write(&policy, POLICY)?;
     let (mut enforcing, enforcing_port) = spawn_sidecar(
-        dir.path(),
+        dir,
         "enforcing",
-        &pg,
+        pg,
         &format!(
             "policies: [{}]\nidentity: {{service_account: bench/pgbench}}\n",
             policy.display()
@@ -333,7 +360,7 @@ async fn main() -> Result<()> {
                 target(port, "no-token", Some(pid)),
                 target(enforcing_port, "no-token", enforcing.id()),
             ];
-            let runs = measure_all(&targets, mode, clients, &plan).await?;
+            let runs = measure_all(&targets, mode, clients, plan).await?;
             sampler.abort();
             let [of_direct, of_pool, of_policed] = [
                 paired_ratio(&runs[2], &runs[0]),
@@ -403,8 +430,5 @@ async fn main() -> Result<()> {
     }
     sidecar.kill().await.ok();
     enforcing.kill().await.ok();
-    if plan.audit {
-        audit_table(&pg, dir.path(), &plan).await?;
-    }
     Ok(())
 }

@@ -159,6 +159,7 @@ impl AuditSettings {
         );
         Ok(Arc::new(SidecarAudit {
             auditor,
+            instance: self.instance,
             text: self.statement_text,
             workload: self.workload,
             drain: self.drain,
@@ -204,6 +205,8 @@ fn instance(a: &AuditFileConfig, pod: Option<&str>) -> String {
 #[derive(Debug)]
 pub struct SidecarAudit {
     auditor: Auditor,
+    /// The chain id: a `statement.result` names its `statement` event as `<instance>-<seq>`.
+    instance: String,
     text: StatementText,
     workload: Workload,
     drain: Duration,

@@ -9,7 +9,7 @@ use dbwarden_policy::analyze::{Analysis, StatementAnalysis};
 
 use super::statement::{StatementTrail, tables};
 use super::{SidecarAudit, refusal_message};
-use crate::hook::Identity;
+use crate::hook::{Completion, Identity, RunEnd};
 use crate::metrics::Metrics;
 
 /// The audit and metrics of one session; cheap to clone. Without an auditor it only counts.
@@ -189,6 +189,66 @@ impl SessionAudit {
         }
         m.check_duration(std::time::Duration::from_micros(proxy_us));
         recorded
+    }
+}
+
+impl SessionAudit {
+    /// Records the `statement.result` of the statement whose `statement` event is `seq`: rows,
+    /// what masking changed, the database's time and error, or the refusal of its result. The
+    /// event is deferred: it goes out with the next write (what it records already happened,
+    /// and nothing waits on it).
+    pub fn result(&self, seq: u64, completion: &Completion<'_>, masked: u64, columns: &[Arc<str>]) {
+        let Some(conn) = &self.conn else { return };
+        let decision = match completion.end {
+            RunEnd::Refused(_) => Decision::Denied,
+            _ if masked > 0 => Decision::Masked,
+            _ => Decision::Allowed,
+        };
+        let mut id = String::with_capacity(conn.audit.instance.len() + 21);
+        id.push_str(&conn.audit.instance);
+        id.push('-');
+        id.push_str(itoa::Buffer::new().format(seq));
+        let upstream = u64::try_from(completion.upstream.as_micros()).unwrap_or(u64::MAX);
+        let mut event = conn
+            .event(Kind::StatementResult)
+            .statement_id(id)
+            .decision(decision, None)
+            .durations(Some(upstream), None);
+        if let Some(rows) = completion.rows() {
+            event = event.rows(rows);
+        }
+        if masked > 0 {
+            event = event.masked(columns.iter().map(|c| c.to_string()).collect(), masked);
+        }
+        let error = match completion.end {
+            RunEnd::Failed(code) => {
+                if !code.is_empty() {
+                    event = event.sqlstate(code);
+                }
+                Some("the database refused the statement")
+            }
+            RunEnd::Refused(message) => Some(message),
+            RunEnd::NotRun => Some(
+                "not run: the database skipped it after an earlier statement of the same query \
+                 string or pipeline failed",
+            ),
+            RunEnd::Abandoned => Some("no result: the session ended before the database answered"),
+            RunEnd::Command(_) | RunEnd::Empty | RunEnd::Suspended => None,
+        };
+        let error = match (error, completion.withheld) {
+            (None, true) => Some(
+                "ran, but its result was not sent: the sidecar refused an earlier result of the \
+                 same exchange",
+            ),
+            (error, _) => error,
+        };
+        if let Some(error) = error {
+            event = event.error(error);
+        }
+        self.metrics.audit_event(Kind::StatementResult);
+        if let Err(e) = conn.audit.auditor.defer([event]) {
+            tracing::error!(error = %e, kind = e.label(), "audit: statement.result event not recorded");
+        }
     }
 }
 

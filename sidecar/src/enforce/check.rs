@@ -12,7 +12,7 @@ use dbwarden_policy::{CompiledPolicy, Decision, Identity};
 use super::approval::{ApprovalAsk, leading_reason, set_reason};
 
 use super::hooks::Inner;
-use super::prepared::{Prepared, Tracker};
+use super::prepared::{Prepared, Run, Tracker};
 use crate::audit::{Outcome, SessionAudit, StatementTrail};
 use crate::hook::{Denial, Statement, StatementHook, Verdict};
 use dbwarden_audit::Ticket;
@@ -31,6 +31,9 @@ pub(super) struct SessionEnforcer {
     held_parse: Option<(Box<[u8]>, Prepared)>,
     /// Events recorded since the session last settled (see [`StatementHook::take_ticket`]).
     ticket: Option<Ticket>,
+    /// The `statement` events (their seqs) of the Query or Execute decided last, whose
+    /// results the row hook records (see [`StatementHook::take_runs`]).
+    runs: std::ops::Range<u64>,
 }
 
 /// A statement an approval rule matched, waiting to be handed to the desk.
@@ -56,6 +59,7 @@ impl SessionEnforcer {
             prepared: Tracker::default(),
             held_parse: None,
             ticket: None,
+            runs: 0..0,
         }
     }
 
@@ -96,6 +100,7 @@ impl SessionEnforcer {
         let mut trail = StatementTrail::new(started, 1);
         let (verdict, analysis) = self.decide_sql(sql, &mut trail);
         let recorded = self.audit.statements(Some(sql), analysis.as_deref(), trail);
+        self.runs = seqs(&recorded);
         self.audited(verdict, recorded)
     }
 
@@ -159,8 +164,12 @@ impl SessionEnforcer {
     fn check_execute(&mut self, portal: &[u8]) -> Verdict {
         let started = Instant::now();
         match self.prepared.execute(portal) {
-            Ok(None) => Verdict::Allow,
-            Ok(Some(prepared)) => {
+            Ok(Run::Resumed(run)) => {
+                // More rows of the same run: another result for the same `statement` event.
+                self.runs = run.map_or(0..0, |seq| seq..seq + 1);
+                Verdict::Allow
+            }
+            Ok(Run::First(prepared)) => {
                 let Some(outcome) = prepared.outcome.clone() else {
                     return Verdict::Allow;
                 };
@@ -168,6 +177,8 @@ impl SessionEnforcer {
                 let recorded =
                     self.audit
                         .statements(Some(&prepared.sql), prepared.analysis.as_deref(), trail);
+                self.runs = seqs(&recorded);
+                self.prepared.executed_as(portal, self.runs.start);
                 self.audited(Verdict::Allow, recorded)
             }
             Err(unknown) => {
@@ -396,6 +407,14 @@ impl SessionEnforcer {
     }
 }
 
+/// The seqs of the events a decision recorded (none when nothing was recorded).
+fn seqs(recorded: &Result<Option<Ticket>, String>) -> std::ops::Range<u64> {
+    match recorded {
+        Ok(Some(ticket)) => ticket.seqs(),
+        _ => 0..0,
+    }
+}
+
 impl StatementHook for SessionEnforcer {
     fn check(&mut self, statement: Statement<'_>) -> Verdict {
         match statement {
@@ -418,6 +437,10 @@ impl StatementHook for SessionEnforcer {
 
     fn take_ticket(&mut self) -> Option<Ticket> {
         self.ticket.take()
+    }
+
+    fn take_runs(&mut self, into: &mut Vec<u64>) {
+        into.extend(std::mem::replace(&mut self.runs, 0..0));
     }
 
     fn bind(&mut self, portal: &[u8], statement: &[u8]) -> Verdict {

@@ -329,6 +329,7 @@ impl HookFactory for EnforcingHooks {
                     .get()
                     .and_then(|c| c.get(&session.listener))
                     .cloned(),
+                session.audit.clone(),
             ))),
         }
     }

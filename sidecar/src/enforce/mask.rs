@@ -23,7 +23,8 @@ use dbwarden_policy::mask::{ColumnSource, Format, MaskOutcome, MaskPlan, ResultC
 use super::catalog::{CATALOG_TTL, Catalog, MAX_OIDS, Relation, Relations};
 use super::hooks::Inner;
 use super::load::PolicySet;
-use crate::hook::{Denial, Pending, RowAction, RowHook};
+use crate::audit::SessionAudit;
+use crate::hook::{Completion, Denial, Pending, RowAction, RowHook};
 use crate::protocol::backend::{DataRow, RowDescription};
 use crate::protocol::codec::{put_cstr, put_message};
 
@@ -45,6 +46,9 @@ struct Shape {
     /// The plans that change something, in policy order.
     plans: Vec<MaskPlan>,
     limit: Option<Limit>,
+    /// What audit events call each column (`schema.table.column`, or the result column's name
+    /// when it has no source); empty when no plan masks anything.
+    names: Vec<Arc<str>>,
 }
 
 /// The last description's [`Shape`], reused while the same description comes back (a statement
@@ -109,6 +113,12 @@ pub(super) struct SessionMasker {
     /// Reused buffers: the masked value so far, and the next plan's output.
     value: Vec<u8>,
     spare: Vec<u8>,
+    /// What masking changed since the last followed statement ended, for its
+    /// `statement.result` event: values masked, and the columns they were in.
+    run_masked: u64,
+    run_columns: Vec<Arc<str>>,
+    /// The session's audit, which records each followed statement's result.
+    audit: SessionAudit,
     memo: Option<Memo>,
     /// `resolve` found the memo fits the description at hand (so `describe` uses it even if
     /// its TTL ran out in between).
@@ -127,6 +137,7 @@ impl SessionMasker {
         database: String,
         identity: Identity,
         catalog: Option<Arc<Catalog>>,
+        audit: SessionAudit,
     ) -> Self {
         Self {
             inner,
@@ -138,6 +149,9 @@ impl SessionMasker {
             portals: BTreeMap::new(),
             value: Vec::new(),
             spare: Vec::new(),
+            run_masked: 0,
+            run_columns: Vec::new(),
+            audit,
             memo: None,
             memo_resolved: false,
         }
@@ -224,13 +238,13 @@ impl SessionMasker {
             let written: &[u8] = match self.mask(i, v)? {
                 None => {
                     changed = true;
-                    self.current.masked += 1;
+                    self.note_masked(i);
                     out.put_i32(-1);
                     continue;
                 }
                 Some(true) => {
                     changed = true;
-                    self.current.masked += 1;
+                    self.note_masked(i);
                     &self.value
                 }
                 Some(false) => v,
@@ -241,6 +255,18 @@ impl SessionMasker {
         let len = i32::try_from(out.len() - at).map_err(|_| ())?;
         out[at..at + 4].copy_from_slice(&len.to_be_bytes());
         Ok(changed)
+    }
+
+    /// Counts a masked value of column `i`, for the metrics and the result's audit event.
+    fn note_masked(&mut self, i: usize) {
+        self.current.masked += 1;
+        self.run_masked += 1;
+        let name = self.current.shape.as_ref().and_then(|s| s.names.get(i));
+        if let Some(name) = name
+            && !self.run_columns.iter().any(|n| Arc::ptr_eq(n, name))
+        {
+            self.run_columns.push(Arc::clone(name));
+        }
     }
 
     /// Starts a new result: its shape from the memo, or built and remembered.
@@ -299,6 +325,7 @@ impl SessionMasker {
             })
             .min_by_key(|l| (l.rows, l.on_exceed != OnMaxRows::Error));
         let mut plans = Vec::new();
+        let mut names = Vec::new();
         if policies.iter().any(|p| p.masks_for(&self.identity)) {
             let sources = self.sources(description)?;
             let mut columns = Vec::with_capacity(sources.len());
@@ -319,6 +346,10 @@ impl SessionMasker {
                     type_oid: field.type_oid,
                     format,
                 });
+                names.push(match columns.last().and_then(|c| c.source.as_ref()) {
+                    Some(c) => Arc::from(format!("{}.{}.{}", c.schema, c.table, c.column)),
+                    None => Arc::from(String::from_utf8_lossy(field.name).as_ref()),
+                });
             }
             for policy in policies {
                 let plan = policy.mask_plan(&self.identity, &columns).map_err(|e| {
@@ -334,10 +365,14 @@ impl SessionMasker {
                 }
             }
         }
+        if plans.is_empty() {
+            names.clear();
+        }
         Ok(Shape {
             columns: description.len(),
             plans,
             limit,
+            names,
         })
     }
 
@@ -489,6 +524,12 @@ impl RowHook for SessionMasker {
         }
         self.current.portal = Some(portal);
         Ok(())
+    }
+
+    fn completed(&mut self, run: u64, completion: &Completion<'_>) {
+        let masked = mem::take(&mut self.run_masked);
+        let columns = mem::take(&mut self.run_columns);
+        self.audit.result(run, completion, masked, &columns);
     }
 
     fn data_row(&mut self, row: &DataRow<'_>, out: &mut BytesMut) -> RowAction {

@@ -36,6 +36,16 @@ pub(super) struct Prepared {
     pub(super) outcome: Option<Outcome>,
 }
 
+/// What an Execute runs.
+#[derive(Debug)]
+pub(super) enum Run {
+    /// The first Execute of its portal since the Bind: a new run of this statement.
+    First(Arc<Prepared>),
+    /// More rows of the portal's run (after PortalSuspended): the seq of that run's event,
+    /// when one was recorded.
+    Resumed(Option<u64>),
+}
+
 /// Why a prepared statement or portal cannot be followed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Untracked {
@@ -66,13 +76,25 @@ impl Untracked {
     }
 }
 
+/// A bound portal.
+#[derive(Debug)]
+struct Portal {
+    /// Bind order.
+    at: u64,
+    statement: Arc<Prepared>,
+    /// Executed since its Bind.
+    executed: bool,
+    /// The seq of the event recorded for its run.
+    event: Option<u64>,
+}
+
 /// A session's statements and portals.
 #[derive(Debug, Default)]
 pub(super) struct Tracker {
     statements: HashMap<Box<[u8]>, Arc<Prepared>>,
     bytes: usize,
-    /// Portal -> (bind order, statement, executed since its Bind).
-    portals: HashMap<Box<[u8]>, (u64, Arc<Prepared>, bool)>,
+    /// Portal -> its state since its Bind.
+    portals: HashMap<Box<[u8]>, Portal>,
     /// Bind order, to forget the oldest named portal first.
     binds: u64,
 }
@@ -122,24 +144,42 @@ impl Tracker {
             && let Some(oldest) = self
                 .portals
                 .iter()
-                .min_by_key(|(_, (at, _, _))| *at)
+                .min_by_key(|(_, p)| p.at)
                 .map(|(name, _)| name.clone())
         {
             self.portals.remove(&oldest);
         }
         self.binds += 1;
-        self.portals
-            .insert(portal.into(), (self.binds, Arc::clone(prepared), false));
+        self.portals.insert(
+            portal.into(),
+            Portal {
+                at: self.binds,
+                statement: Arc::clone(prepared),
+                executed: false,
+                event: None,
+            },
+        );
     }
 
-    /// The statement `portal` runs; `None` when this Execute resumes the portal (fetching more
-    /// rows of the same run, which was recorded at its first Execute).
-    pub(super) fn execute(&mut self, portal: &[u8]) -> Result<Option<Arc<Prepared>>, Untracked> {
-        let (_, prepared, executed) = self
+    /// What an Execute of `portal` runs: the statement bound, or more rows of the run its
+    /// first Execute started (recorded then).
+    pub(super) fn execute(&mut self, portal: &[u8]) -> Result<Run, Untracked> {
+        let p = self
             .portals
             .get_mut(portal)
             .ok_or(Untracked::UnknownPortal)?;
-        Ok((!std::mem::replace(executed, true)).then(|| Arc::clone(prepared)))
+        Ok(if std::mem::replace(&mut p.executed, true) {
+            Run::Resumed(p.event)
+        } else {
+            Run::First(Arc::clone(&p.statement))
+        })
+    }
+
+    /// Notes that the run `portal` just started was recorded as event `seq`.
+    pub(super) fn executed_as(&mut self, portal: &[u8], seq: u64) {
+        if let Some(p) = self.portals.get_mut(portal) {
+            p.event = Some(seq);
+        }
     }
 
     pub(super) fn close_portal(&mut self, portal: &[u8]) {
@@ -169,12 +209,17 @@ mod tests {
         t.bind(b"p", b"");
         // Re-preparing the unnamed statement does not change what bound portals run.
         t.parse(b"", statement("select 3")).unwrap();
-        assert_eq!(&*t.execute(b"").unwrap().unwrap().sql, "select 1");
-        assert_eq!(&*t.execute(b"p").unwrap().unwrap().sql, "select 2");
+        let sql = |run: Run| match run {
+            Run::First(p) => p.sql.to_string(),
+            Run::Resumed(seq) => format!("resumed {seq:?}"),
+        };
+        assert_eq!(sql(t.execute(b"").unwrap()), "select 1");
+        assert_eq!(sql(t.execute(b"p").unwrap()), "select 2");
+        t.executed_as(b"p", 7);
         // Fetching more rows of the same run is not another run; a new Bind is.
-        assert!(t.execute(b"p").unwrap().is_none());
+        assert_eq!(sql(t.execute(b"p").unwrap()), "resumed Some(7)");
         t.bind(b"p", b"");
-        assert!(t.execute(b"p").unwrap().is_some());
+        assert_eq!(sql(t.execute(b"p").unwrap()), "select 3");
         t.close_portal(b"p");
         assert_eq!(t.execute(b"p").unwrap_err(), Untracked::UnknownPortal);
         // A Bind of an unknown statement leaves the portal unknown.

@@ -10,7 +10,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::describe::{Executed, Note, describe_before};
 use super::out::Output;
-use super::{Denied, Expect, Progress, SessionEnd, SessionError};
+use super::{Denied, Expect, Progress, RunNote, SessionEnd, SessionError};
 use crate::hook::{Denial, Hold, Statement, StatementHook, Verdict};
 use crate::net::{fill, reclaim};
 use crate::protocol::backend::{self, INSUFFICIENT_PRIVILEGE, Severity};
@@ -75,6 +75,10 @@ pub(super) struct Pump {
     pub denied: mpsc::Sender<Denied>,
     /// With a row hook: notes for the server pump about each Describe forwarded.
     pub expect: Option<mpsc::Sender<Expect>>,
+    /// With both hooks: notes for the server pump about each statement followed to its end.
+    pub runs: Option<mpsc::Sender<RunNote>>,
+    /// The statement hook's run ids of the message at hand (reused).
+    pub run_ids: Vec<u64>,
     /// The Describe added before an Execute (reused).
     pub describe: BytesMut,
     /// Portals numbered since their Bind.
@@ -221,6 +225,9 @@ impl Pump {
                 // A Describe that was not forwarded answers for no Execute.
                 (Action::Forward, None) => {}
                 _ => self.executed.described = None,
+            }
+            if matches!(tag, b'Q' | b'E') {
+                self.note_runs(matches!(action, Action::Forward)).await?;
             }
             match action {
                 Action::Forward => self.account(tag),
@@ -389,6 +396,30 @@ impl Pump {
                     });
             }
         }
+    }
+
+    /// Takes the statement hook's runs of the Query or Execute just decided and, when it is
+    /// forwarded, tells the server pump to expect their ends (before they can possibly arrive).
+    async fn note_runs(&mut self, forwarded: bool) -> Result<(), SessionError> {
+        let Some(hook) = self.checker.hook.as_mut() else {
+            return Ok(());
+        };
+        hook.take_runs(&mut self.run_ids);
+        let Some(runs) = self.runs.as_ref().filter(|_| forwarded) else {
+            self.run_ids.clear();
+            return Ok(());
+        };
+        if self.run_ids.is_empty() {
+            return Ok(());
+        }
+        let at = self.progress.sent.load(Ordering::Acquire) + 1;
+        let sent = std::time::Instant::now();
+        for run in self.run_ids.drain(..) {
+            runs.send(RunNote { at, run, sent })
+                .await
+                .map_err(|_| SessionError::UpstreamIo(std::io::ErrorKind::BrokenPipe.into()))?;
+        }
+        Ok(())
     }
 
     /// Tells the server pump a Describe answer is coming (before it can possibly arrive).

@@ -66,6 +66,21 @@ struct Expect {
     portal: Option<(u64, bool)>,
 }
 
+/// Most followed statements that may await their results at once (client backpressure beyond).
+const MAX_PENDING_RUNS: usize = 4096;
+
+/// A statement forwarded whose end the hooks follow (see `StatementHook::take_runs`): its
+/// result is matched to this note, in order, within ReadyForQuery cycle `at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RunNote {
+    /// Sequence number of the ReadyForQuery that ends the cycle.
+    at: u64,
+    /// The statement hook's id for it.
+    run: u64,
+    /// When it was decided and forwarded.
+    sent: std::time::Instant,
+}
+
 /// Bytes a pump writes at the end of its batch, when it had to change something; above this
 /// they are written at once (large results stay streamed).
 const OUT_FLUSH_BYTES: usize = 64 * 1024;
@@ -191,6 +206,13 @@ impl Relay {
         } else {
             (None, None)
         };
+        // Results are followed only when both hooks are there to note and to hear of them.
+        let (runs_tx, runs_rx) = if hooks.rows.is_some() && hooks.statements.is_some() {
+            let (tx, rx) = mpsc::channel(MAX_PENDING_RUNS);
+            (Some(tx), Some(server::Runs::new(rx)))
+        } else {
+            (None, None)
+        };
 
         let mut to_server = client::Pump {
             buf: client_buf,
@@ -204,6 +226,8 @@ impl Relay {
             progress: progress.clone(),
             denied: denied_tx,
             expect: expect_tx,
+            runs: runs_tx,
+            run_ids: Vec::new(),
             describe: BytesMut::new(),
             executed: describe::Executed::default(),
             out: out::Output::default(),
@@ -221,6 +245,7 @@ impl Relay {
                 notes: expect_rx,
                 next: None,
             },
+            runs: runs_rx,
             resolve_attempts: 0,
             cycle_errored: false,
             discarding: false,
@@ -231,6 +256,7 @@ impl Relay {
             r = to_server.run(&mut client_rd, &mut upstream_wr) => r,
             r = to_client.run(&mut upstream_rd, &mut client_wr) => r,
         };
+        to_client.abandon_runs();
 
         let farewell = match &result {
             Err(SessionError::ClientProtocol(e)) => Some((PROTOCOL_VIOLATION, e.to_string())),

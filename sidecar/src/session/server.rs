@@ -8,11 +8,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
 use super::out::Output;
-use super::{Denied, Expect, Progress, SessionEnd, SessionError};
-use crate::hook::{Denial, Pending, RowAction, RowHook};
+use super::{Denied, Expect, Progress, RunNote, SessionEnd, SessionError};
+use crate::hook::{Completion, Denial, Pending, RowAction, RowHook, RunEnd};
 use crate::net::{fill, reclaim};
 use crate::protocol::backend::{
-    self, DataRow, INSUFFICIENT_PRIVILEGE, RowDescription, Severity, ready_status,
+    self, DataRow, ErrorFields, INSUFFICIENT_PRIVILEGE, RowDescription, Severity, ready_status,
 };
 use crate::protocol::codec::peek_header;
 
@@ -31,6 +31,8 @@ pub(super) struct Pump {
     pub scratch: BytesMut,
     /// With a row hook: notes about the Describes forwarded, in order.
     pub expected: Expected,
+    /// With both hooks: the statements followed to their ends.
+    pub runs: Option<Runs>,
     /// How many times the row hook's `resolve` was awaited for the message at hand.
     pub resolve_attempts: u8,
     /// What this batch sends the client when it is not a plain run of the database's frames.
@@ -110,6 +112,10 @@ impl Pump {
             if tag == b'Z' {
                 let body = &self.buf[pos + 5..pos + len];
                 ready_status(body).map_err(SessionError::UpstreamProtocol)?;
+                if let (Some(runs), Some(hook)) = (self.runs.as_mut(), self.hook.as_mut()) {
+                    let cycle = self.progress.seen.load(Ordering::Acquire) + 1;
+                    runs.end_cycle(cycle, hook.as_mut());
+                }
                 let seen = self.progress.seen.fetch_add(1, Ordering::AcqRel) + 1;
                 if let Some(denied) = self.take_denial(seen) {
                     self.out.push(&self.buf[run_start..pos]);
@@ -155,6 +161,20 @@ impl Pump {
                 Action::Skip | Action::Replace | Action::Deny(_) => {
                     self.out.push(&self.buf[run_start..pos]);
                     run_start = pos + len;
+                }
+            }
+            if let (Some(runs), Some(hook)) = (self.runs.as_mut(), self.hook.as_mut()) {
+                let cycle = self.progress.seen.load(Ordering::Acquire) + 1;
+                let body = &self.buf[pos + 5..pos + len];
+                match (tag, &action) {
+                    (b'D', Action::Forward | Action::Replace) => runs.rows += 1,
+                    (b'C' | b'I' | b's' | b'E', _) => {
+                        runs.completed(cycle, tag, body, hook.as_mut())?;
+                    }
+                    _ => {}
+                }
+                if let Action::Deny(denial) = &action {
+                    runs.refusal = Some(denial.message.clone());
                 }
             }
             match action {
@@ -246,6 +266,131 @@ impl Pump {
             }
             _ => Action::Forward,
         })
+    }
+}
+
+/// The statements the hooks follow to their ends (see `StatementHook::take_runs`), and what
+/// the current one's result has sent so far.
+pub(super) struct Runs {
+    notes: mpsc::Receiver<RunNote>,
+    next: Option<RunNote>,
+    /// DataRows sent to the client since the last end.
+    pub rows: u64,
+    /// The row hook refused the result at hand: its end is a refusal, with this message.
+    pub refusal: Option<String>,
+    /// A result of this cycle was refused: the rest of the cycle ran, but was not sent.
+    withholding: bool,
+}
+
+impl Runs {
+    pub(super) fn new(notes: mpsc::Receiver<RunNote>) -> Self {
+        Self {
+            notes,
+            next: None,
+            rows: 0,
+            refusal: None,
+            withholding: false,
+        }
+    }
+
+    /// The next note, if it belongs to `cycle`; notes of earlier cycles end as not run.
+    fn take(&mut self, cycle: u64, hook: &mut dyn RowHook) -> Option<RunNote> {
+        loop {
+            if self.next.is_none() {
+                self.next = self.notes.try_recv().ok();
+            }
+            match self.next {
+                Some(n) if n.at < cycle => {
+                    self.next = None;
+                    self.report(n, RunEnd::NotRun, hook);
+                }
+                Some(n) if n.at == cycle => return self.next.take(),
+                _ => return None,
+            }
+        }
+    }
+
+    /// A CommandComplete, EmptyQueryResponse, PortalSuspended or ErrorResponse of `cycle`: the
+    /// end of the next followed statement (an error that ends no followed statement, such as a
+    /// failed Parse in a cycle without an Execute, ends nothing).
+    fn completed(
+        &mut self,
+        cycle: u64,
+        tag: u8,
+        body: &[u8],
+        hook: &mut dyn RowHook,
+    ) -> Result<(), SessionError> {
+        let sqlstate;
+        let end = match tag {
+            b'C' => RunEnd::Command(command_tag(body)),
+            b'I' => RunEnd::Empty,
+            b's' => RunEnd::Suspended,
+            _ => {
+                let fields =
+                    ErrorFields::decode(tag, body).map_err(SessionError::UpstreamProtocol)?;
+                sqlstate = fields.field(b'C').unwrap_or("");
+                RunEnd::Failed(sqlstate)
+            }
+        };
+        let refusal = self.refusal.take();
+        let end = match &refusal {
+            Some(message) => RunEnd::Refused(message),
+            None => end,
+        };
+        if let Some(note) = self.take(cycle, hook) {
+            self.report(note, end, hook);
+        }
+        self.rows = 0;
+        if refusal.is_some() {
+            self.withholding = true;
+        }
+        Ok(())
+    }
+
+    /// ReadyForQuery ends `cycle`: its statements not answered did not run.
+    fn end_cycle(&mut self, cycle: u64, hook: &mut dyn RowHook) {
+        while let Some(note) = self.take(cycle, hook) {
+            self.report(note, RunEnd::NotRun, hook);
+        }
+        self.rows = 0;
+        self.refusal = None;
+        self.withholding = false;
+    }
+
+    /// The session ended: what was not answered never will be.
+    fn abandon(&mut self, hook: &mut dyn RowHook) {
+        while let Some(note) = self.next.take().or_else(|| self.notes.try_recv().ok()) {
+            self.report(note, RunEnd::Abandoned, hook);
+        }
+    }
+
+    fn report(&self, note: RunNote, end: RunEnd<'_>, hook: &mut dyn RowHook) {
+        let completion = Completion {
+            end,
+            rows_sent: if matches!(end, RunEnd::NotRun | RunEnd::Abandoned) {
+                0
+            } else {
+                self.rows
+            },
+            upstream: note.sent.elapsed(),
+            withheld: self.withholding,
+        };
+        hook.completed(note.run, &completion);
+    }
+}
+
+/// The text of a CommandComplete (its NUL and anything that is not UTF-8 dropped).
+fn command_tag(body: &[u8]) -> &str {
+    let text = body.split(|&b| b == 0).next().unwrap_or_default();
+    std::str::from_utf8(text).unwrap_or_default()
+}
+
+impl Pump {
+    /// The session is over: followed statements still unanswered are reported as such.
+    pub(super) fn abandon_runs(&mut self) {
+        if let (Some(runs), Some(hook)) = (self.runs.as_mut(), self.hook.as_mut()) {
+            runs.abandon(hook.as_mut());
+        }
     }
 }
 

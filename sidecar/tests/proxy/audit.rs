@@ -61,7 +61,7 @@ pub async fn audited_proxy(
 }
 
 /// Parsed event lines.
-fn events(lines: &[String]) -> Vec<Value> {
+pub(crate) fn events(lines: &[String]) -> Vec<Value> {
     lines
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -69,7 +69,11 @@ fn events(lines: &[String]) -> Vec<Value> {
 }
 
 /// Waits until `done` holds for the collector's lines (up to `limit`).
-async fn wait_for(collector: &Collector, limit: Duration, done: impl Fn(&[Value]) -> bool) {
+pub(crate) async fn wait_for(
+    collector: &Collector,
+    limit: Duration,
+    done: impl Fn(&[Value]) -> bool,
+) {
     let deadline = Instant::now() + limit;
     loop {
         if done(&events(&collector.lines())) {
@@ -85,7 +89,7 @@ async fn wait_for(collector: &Collector, limit: Duration, done: impl Fn(&[Value]
 }
 
 /// Checks the chain with the audit crate's own verifier; returns the distinct ids.
-fn verified(lines: &[String]) -> HashSet<String> {
+pub(crate) fn verified(lines: &[String]) -> HashSet<String> {
     let export = lines.join("\n");
     let report = dbwarden_audit::verify(export.as_bytes()).unwrap();
     assert!(report.is_ok(), "chain problems: {:?}", report.problems);
@@ -240,6 +244,40 @@ async fn statements_through_a_policy_become_a_verified_chain_at_the_collector() 
         })
         .count();
     assert_eq!(ordered, 1, "a portal fetched in two chunks ran once");
+
+    // What each statement that ran returned, against its `statement` event.
+    let results_of = |statement: &Value| -> Vec<&Value> {
+        evs.iter()
+            .filter(|e| e["kind"] == "statement.result" && e["statement_id"] == statement["id"])
+            .collect()
+    };
+    let rows = |results: &[&Value]| -> Vec<u64> {
+        results
+            .iter()
+            .map(|r| r["rows"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(rows(&results_of(select)), [1]);
+    assert!(results_of(denied).is_empty(), "refused, so it never ran");
+    for update in &updates {
+        let results = results_of(update);
+        assert_eq!(rows(&results), [1], "UPDATE 1 each time: {results:#?}");
+        assert_eq!(results[0]["decision"], "allowed");
+        assert!(results[0]["durations"]["upstream_us"].is_u64());
+    }
+    let portal = statements
+        .iter()
+        .find(|e| {
+            e["statement"]
+                .as_str()
+                .is_some_and(|s| s.contains("ORDER BY"))
+        })
+        .unwrap();
+    assert_eq!(
+        rows(&results_of(portal)),
+        [1, 1],
+        "one result per fetch of the portal, under its one statement event"
+    );
     assert!(
         !lines.join("\n").contains("eve") && !lines.join("\n").contains("fay"),
         "parameter values never recorded"

@@ -6,7 +6,7 @@ use postgres_protocol::message::frontend as fe;
 
 use crate::common::{Proxy, Raw, Setup, TestResult, proxy, start_pg, tags};
 
-fn bind(
+pub(crate) fn bind(
     portal: &str,
     statement: &str,
     params: &[&str],

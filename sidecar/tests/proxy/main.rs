@@ -17,3 +17,4 @@ mod masking;
 mod metrics;
 mod programs;
 mod psycopg;
+mod results;

@@ -1,0 +1,239 @@
+//! `statement.result` events: for every statement that reached the database, what it returned
+//! (rows, masked values and columns, the database's time and error), recorded against its
+//! `statement` event, through the real sidecar and a real PostgreSQL.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use dbwarden_testbed::{APP, Collector, Postgres};
+use postgres_protocol::message::frontend as fe;
+use serde_json::Value;
+
+use crate::audit::{audit_config, events, verified, wait_for};
+use crate::common::{Enforce, Raw, Setup, TestResult, proxy, start_pg, tags};
+use crate::extended::bind;
+
+/// `shop/api` may read and write everything; e-mail addresses are masked; at most 3 rows.
+const POLICY: &str = "apiVersion: dbwarden.io/v1alpha1
+kind: DatabaseAccessPolicy
+metadata: {name: app-access, namespace: shop}
+spec:
+  database: {host: db.shop.svc, name: app, environment: dev, credentialsSecretRef: {name: app-db}}
+  workloadSelector: {matchLabels: {app: api}}
+  rules:
+    - name: api-crud
+      subjects: {serviceAccounts: [api]}
+      operations: [select, insert, update, delete]
+      tables: ['*']
+  guardrails: {maxRows: 3}
+  masking:
+    columns:
+      - {columns: [public.users.email], strategy: email}
+";
+
+async fn users(pg: &Postgres) -> TestResult {
+    pg.psql(
+        &APP,
+        "CREATE TABLE public.users (id int, email text, pin text);
+         INSERT INTO public.users VALUES (1, 'ada@example.com', '1234'), (2, 'bob@corp.io', '9876');
+         CREATE TABLE public.big AS SELECT g AS id FROM generate_series(1, 10) g;",
+    )
+    .await?
+    .ok("create tables")?;
+    Ok(())
+}
+
+/// The `statement.result` events of the statement events whose text contains `needle`.
+fn results_of<'a>(evs: &'a [Value], needle: &str) -> Vec<&'a Value> {
+    let ids: Vec<&str> = evs
+        .iter()
+        .filter(|e| {
+            e["kind"] == "statement" && e["statement"].as_str().is_some_and(|s| s.contains(needle))
+        })
+        .filter_map(|e| e["id"].as_str())
+        .collect();
+    assert!(!ids.is_empty(), "no statement event with {needle:?}");
+    evs.iter()
+        .filter(|e| {
+            e["kind"] == "statement.result"
+                && e["statement_id"]
+                    .as_str()
+                    .is_some_and(|id| ids.contains(&id))
+        })
+        .collect()
+}
+
+fn one<'a>(evs: &'a [Value], needle: &str) -> &'a Value {
+    let results = results_of(evs, needle);
+    assert_eq!(results.len(), 1, "one result for {needle:?}: {results:#?}");
+    results[0]
+}
+
+#[tokio::test]
+async fn every_statement_that_ran_has_a_result_with_what_it_returned() -> TestResult {
+    let pg = start_pg().await?;
+    users(&pg).await?;
+    let collector = Collector::start().await?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("policy.yaml"), POLICY)?;
+    let mut p = proxy(
+        &pg,
+        Setup {
+            enforce: Some(Enforce {
+                policies: vec![dir.path().join("policy.yaml")],
+                service_account: "shop/api".into(),
+                secrets_dir: None,
+            }),
+            audit: Some(audit_config(
+                &collector,
+                &dir.path().join("spool"),
+                "api-0.results",
+            )),
+            ..Setup::default()
+        },
+    )
+    .await?;
+
+    let client = p.connect().await?;
+    // Extended protocol: masked values, counted per column.
+    let rows = client
+        .query("SELECT id, email FROM public.users ORDER BY id", &[])
+        .await?;
+    assert_eq!(rows[0].get::<_, &str>(1), "a***@example.com");
+    // A write: the rows it affected.
+    client
+        .simple_query("INSERT INTO public.big VALUES (11), (12)")
+        .await?;
+    // A result refused by maxRows after three rows were sent.
+    let refused = client.simple_query("SELECT id FROM public.big").await;
+    assert!(refused.is_err());
+    // A failing statement, and the one after it in the same string that therefore never ran.
+    let failed = client
+        .simple_query(
+            "SELECT 1/0 FROM public.users; UPDATE public.users SET pin = 'x' WHERE id = 1",
+        )
+        .await;
+    assert!(failed.is_err());
+    // Refused before it ran: a statement event, no result.
+    assert!(client.simple_query("DROP TABLE public.big").await.is_err());
+    drop(client);
+
+    // A pipeline whose first result the sidecar refuses: the database still runs the UPDATE
+    // behind it (it knows nothing of the refusal), and the audit says so.
+    let mut raw = Raw::session(p.addr).await?;
+    let mut out = BytesMut::new();
+    fe::parse("", "SELECT big.id FROM public.big", [], &mut out)?;
+    bind("", "", &[], &mut out)?;
+    fe::describe(b'P', "", &mut out)?;
+    fe::execute("", 0, &mut out)?;
+    fe::parse(
+        "",
+        "UPDATE public.users SET id = id WHERE id = 2",
+        [],
+        &mut out,
+    )?;
+    bind("", "", &[], &mut out)?;
+    fe::execute("", 0, &mut out)?;
+    fe::sync(&mut out);
+    raw.send(&out).await?;
+    let answer = tags(&raw.until_ready().await?);
+    assert!(
+        answer.ends_with("E Z"),
+        "the client sees the refusal: {answer}"
+    );
+    out.clear();
+    fe::terminate(&mut out);
+    raw.send(&out).await?;
+    drop(raw);
+
+    wait_for(&collector, Duration::from_secs(20), |evs| {
+        evs.iter()
+            .filter(|e| e["kind"] == "connection.close")
+            .count()
+            == 2
+    })
+    .await;
+    p.handle.take().unwrap().shutdown().await;
+    let lines = collector.lines();
+    verified(&lines);
+    let evs = events(&lines);
+
+    let masked = one(&evs, "email FROM public.users");
+    assert_eq!(masked["decision"], "masked", "{masked}");
+    assert_eq!(masked["rows"], 2);
+    assert_eq!(
+        masked["masked"]["columns"],
+        serde_json::json!(["public.users.email"])
+    );
+    assert_eq!(masked["masked"]["values"], 2);
+    assert!(masked["durations"]["upstream_us"].as_u64().unwrap() > 0);
+    assert_eq!(masked["identity"]["service_account"], "api");
+    assert_eq!(masked["database"], "app");
+    assert!(masked.get("error").is_none(), "{masked}");
+
+    let insert = one(&evs, "INSERT INTO public.big");
+    assert_eq!(
+        (insert["decision"].as_str(), insert["rows"].as_u64()),
+        (Some("allowed"), Some(2))
+    );
+
+    let over = one(&evs, "SELECT id FROM public.big");
+    assert_eq!(over["decision"], "denied", "{over}");
+    assert_eq!(
+        over["rows"], 3,
+        "three rows were sent before the refusal: {over}"
+    );
+    assert!(
+        over["error"]
+            .as_str()
+            .unwrap()
+            .contains("guardrails.maxRows"),
+        "{over}"
+    );
+
+    let division = one(&evs, "/");
+    assert_eq!(division["sqlstate"], "22012", "{division}");
+    assert!(division.get("rows").is_none());
+    let skipped = one(&evs, "SET pin");
+    assert!(
+        skipped["error"].as_str().unwrap().starts_with("not run"),
+        "{skipped}"
+    );
+    let pin: String = pg
+        .psql(&APP, "SELECT pin FROM public.users WHERE id = 1")
+        .await?
+        .ok("read pin")?
+        .trim()
+        .to_owned();
+    assert_eq!(pin, "1234", "the skipped UPDATE did not run");
+
+    assert!(
+        results_of(&evs, "DROP TABLE").is_empty(),
+        "a refused statement never ran, so it has no result"
+    );
+
+    // The pipeline: the first Execute is the one refused by maxRows...
+    assert_eq!(one(&evs, "SELECT big.id")["decision"], "denied");
+    // ...and the UPDATE behind it ran, though the client was told nothing of it.
+    let behind = one(&evs, "SET id = id");
+    assert_eq!(behind["rows"], 1, "{behind}");
+    assert!(
+        behind["error"]
+            .as_str()
+            .unwrap()
+            .contains("result was not sent"),
+        "{behind}"
+    );
+
+    // Every result names a statement event of the same connection, recorded before it.
+    for result in evs.iter().filter(|e| e["kind"] == "statement.result") {
+        let statement = evs
+            .iter()
+            .find(|e| e["id"] == result["statement_id"])
+            .expect("its statement event");
+        assert_eq!(statement["kind"], "statement");
+        assert_eq!(statement["connection"], result["connection"]);
+        assert!(statement["seq"].as_u64() < result["seq"].as_u64());
+    }
+    Ok(())
+}
