@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use crate::chain::Chain;
 use crate::event::Event;
 use crate::recorder::{Recorder, Ticket};
+use crate::render::Record;
 use crate::ship::{ShipError, Shipper, ShipperConfig};
 use crate::spool::{FailurePolicy, FsyncPolicy, Spool, SpoolConfig, SpoolError};
 use crate::stats::{Stats, StatsSnapshot};
@@ -173,7 +174,10 @@ impl Auditor {
     /// Stamps `events` into the chain (all or none) for a write shared with the other
     /// sessions of this scheduler turn: [`Ticket::settle`] before forwarding the statement
     /// they record. Under failure policy `closed` a full spool refuses them here.
-    pub fn submit(&self, events: impl IntoIterator<Item = Event>) -> Result<Ticket, RecordError> {
+    pub fn submit<E: Record>(
+        &self,
+        events: impl IntoIterator<Item = E>,
+    ) -> Result<Ticket, RecordError> {
         self.recorder.submit(events, None)
     }
 
@@ -181,7 +185,7 @@ impl Auditor {
     /// they go out with the next write of any session, or a few milliseconds later alone. For
     /// records of what already happened, such as a statement's result. `Err` when they could
     /// not be sealed or (failure policy `closed`) the spool has no room for them.
-    pub fn defer(&self, events: impl IntoIterator<Item = Event>) -> Result<(), RecordError> {
+    pub fn defer<E: Record>(&self, events: impl IntoIterator<Item = E>) -> Result<(), RecordError> {
         self.recorder.defer(events)
     }
 

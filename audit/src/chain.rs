@@ -9,6 +9,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::event::Event;
+use crate::render::{Link, Record};
 
 /// `prev_hash` of the first event of a chain.
 pub const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -99,20 +100,27 @@ impl Chain {
     /// Stamps and seals `event` as the next link without advancing the chain; [`Chain::commit`]
     /// it once it is stored, or drop it (the next event then takes the same seq).
     pub fn prepare(&self, mut event: Event) -> Result<Sealed, serde_json::Error> {
+        let mut line = Vec::new();
+        let at = self.write_line(&event, &mut line)?;
         self.link(&mut event);
-        seal(&event)
+        Ok(Sealed {
+            id: event.id,
+            seq: event.seq,
+            hash: String::from_utf8_lossy(&line[at..at + 64]).into_owned(),
+            line,
+        })
     }
 
-    /// Stamps `event` as the next link and appends its line and a newline to `out`, advancing
-    /// the chain; returns its seq. On `Err` neither `out` nor the chain changed.
+    /// Stamps `event` (an [`Event`] or a [`crate::Draft`]) as the next link and appends its
+    /// line and a newline to `out`, advancing the chain; returns its seq. On `Err` neither
+    /// `out` nor the chain changed.
     pub fn seal_into(
         &mut self,
-        mut event: Event,
+        event: &impl Record,
         out: &mut Vec<u8>,
     ) -> Result<u64, serde_json::Error> {
-        self.link(&mut event);
         let start = out.len();
-        let hash = match write_line(&event, out) {
+        let hash = match self.write_line(event, out) {
             Ok(hash) => hash,
             Err(e) => {
                 out.truncate(start);
@@ -123,8 +131,26 @@ impl Chain {
         let hex = &out[hash..hash + 64];
         self.prev_hash.clear();
         self.prev_hash.extend(hex.iter().map(|&b| char::from(b)));
+        let seq = self.next_seq;
         self.next_seq += 1;
-        Ok(event.seq)
+        Ok(seq)
+    }
+
+    /// Appends `event`'s line stamped as the next link (no newline) to `out`; returns where in
+    /// `out` the 64 hex digits of its hash start.
+    fn write_line(
+        &self,
+        event: &impl Record,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, serde_json::Error> {
+        let start = out.len();
+        let link = Link {
+            instance: &self.instance,
+            seq: self.next_seq,
+            prev_hash: &self.prev_hash,
+        };
+        event.render(&link, out)?;
+        Ok(hash_suffix(out, start))
     }
 
     fn link(&self, event: &mut Event) {
@@ -183,10 +209,17 @@ pub fn seal(event: &Event) -> Result<Sealed, serde_json::Error> {
 }
 
 /// Appends `event`'s line (canonical bytes plus the hash field, no newline) to `out`; returns
-/// where in `out` the 64 hex digits of its hash start.
+/// where in `out` the 64 hex digits of its hash start. The reference rendering: `serde_json`
+/// of the event as it stands.
 fn write_line(event: &Event, out: &mut Vec<u8>) -> Result<usize, serde_json::Error> {
     let start = out.len();
     serde_json::to_writer(&mut *out, event)?;
+    Ok(hash_suffix(out, start))
+}
+
+/// Turns the canonical bytes from `start` into the stored line: `,"hash":"<hex>"` before the
+/// closing brace. Returns where the hex digits start.
+fn hash_suffix(out: &mut Vec<u8>, start: usize) -> usize {
     let digest = Sha256::digest(&out[start..]);
     out.pop(); // the closing brace of the object
     out.extend_from_slice(b",\"hash\":\"");
@@ -196,7 +229,7 @@ fn write_line(event: &Event, out: &mut Vec<u8>) -> Result<usize, serde_json::Err
         out.push(HEX[usize::from(b & 0xf)]);
     }
     out.extend_from_slice(b"\"}");
-    Ok(at)
+    at
 }
 
 /// Checks a line this crate wrote, without parsing it: the hash suffix is there and matches the

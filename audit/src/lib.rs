@@ -10,6 +10,7 @@ pub mod chain;
 pub mod clock;
 pub mod event;
 mod recorder;
+pub mod render;
 pub mod ship;
 pub mod spool;
 mod stats;
@@ -21,6 +22,7 @@ pub use event::{
     Approval, ApprovalPhase, Decision, Durations, Event, Identity, Kind, Masked, StatementText,
 };
 pub use recorder::Ticket;
+pub use render::{Draft, Record, Shared, Tail};
 pub use ship::{Format, ShipperConfig, Token};
 pub use spool::{FailurePolicy, FsyncPolicy, SpoolConfig};
 pub use stats::{Stats, StatsSnapshot};

@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 
 use crate::auditor::RecordError;
 use crate::chain::Chain;
-use crate::event::Event;
+use crate::render::Record;
 use crate::spool::{FailurePolicy, Spool};
 use crate::stats::Stats;
 
@@ -199,9 +199,9 @@ impl Recorder {
 
     /// Seals `events` (all or none) into the pending write. Under failure policy `closed` a
     /// spool without room for them refuses them here, unstamped. `ids` receives their ids.
-    pub(crate) fn submit(
+    pub(crate) fn submit<E: Record>(
         self: &Arc<Self>,
-        events: impl IntoIterator<Item = Event>,
+        events: impl IntoIterator<Item = E>,
         mut ids: Option<&mut Vec<String>>,
     ) -> Result<Ticket, RecordError> {
         let mut guard = self.lock();
@@ -209,7 +209,7 @@ impl Recorder {
         let (start, start_events) = (p.lines.len(), p.events);
         let before = p.chain.clone();
         for event in events {
-            match p.chain.seal_into(event, &mut p.lines) {
+            match p.chain.seal_into(&event, &mut p.lines) {
                 Ok(seq) => {
                     p.events += 1;
                     if let Some(ids) = ids.as_deref_mut() {
@@ -251,9 +251,9 @@ impl Recorder {
     /// Seals `events` into the pending write without waiting for it: they go out with the next
     /// session's write, or within [`DEFER_LINGER`] when no session writes. For records of
     /// what already happened (a statement's result), which nothing waits on.
-    pub(crate) fn defer(
+    pub(crate) fn defer<E: Record>(
         self: &Arc<Self>,
-        events: impl IntoIterator<Item = Event>,
+        events: impl IntoIterator<Item = E>,
     ) -> Result<(), RecordError> {
         let mut ticket = self.submit(events, None)?;
         ticket.armed = false;

@@ -31,9 +31,9 @@ pub enum ShipError {
     /// The bearer token cannot be sent as a header (its value is not shown).
     #[error("bearer token is not a valid HTTP header value")]
     BadToken,
-    /// Not called from within a Tokio runtime.
-    #[error("the audit shipper must be started from within a Tokio runtime")]
-    NoRuntime,
+    /// The shipper's thread or its runtime could not be started.
+    #[error("starting the audit shipper's thread")]
+    Start(#[source] std::io::Error),
     /// Encoding the batch failed.
     #[error("encoding the batch: {0}")]
     Encode(#[from] otlp::OtlpError),
@@ -67,7 +67,8 @@ impl ShipError {
     pub fn label(&self) -> &'static str {
         match self {
             ShipError::Url { .. } => "url",
-            ShipError::Tls(_) | ShipError::BadToken | ShipError::NoRuntime => "config",
+            ShipError::Tls(_) | ShipError::BadToken => "config",
+            ShipError::Start(_) => "start",
             ShipError::Encode(_) | ShipError::Gzip(_) | ShipError::Request(_) => "encode",
             ShipError::Send(_) | ShipError::Answer(_) => "connect",
             ShipError::Timeout(_) => "timeout",

@@ -1,6 +1,10 @@
 //! The shipper: a background task that reads batches from the spool in order, POSTs them to the
 //! collector and acknowledges them only after a 2xx answer (at-least-once), retrying with
 //! exponential backoff and jitter.
+//!
+//! It runs on a thread of its own (with a small runtime), not on the sessions' runtime: reading
+//! the spool back, HTTP and acknowledging are background work, and on the sessions' thread they
+//! would delay every statement queued behind them (the sidecar runs one thread by default).
 
 mod config;
 mod http;
@@ -9,8 +13,7 @@ pub mod otlp;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
 
 pub use config::{Backoff, Format, ShipperConfig, Token};
@@ -22,24 +25,26 @@ use crate::stats::Stats;
 /// How often the idle shipper looks at the spool without being woken.
 const IDLE_TICK: Duration = Duration::from_millis(250);
 
-/// A running shipper task. Dropping it aborts the task at once (the spool stays consistent:
+/// A running shipper. Dropping it stops it without draining (the spool stays consistent:
 /// undelivered events are sent again after the next start); [`Shipper::shutdown`] drains first.
 #[derive(Debug)]
 pub struct Shipper {
-    task: Option<JoinHandle<()>>,
+    /// Signalled when the shipper's thread is done.
+    done: Option<oneshot::Receiver<()>>,
     stop: watch::Sender<Option<Instant>>,
 }
 
 impl Drop for Shipper {
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
+        if self.done.is_some() {
+            // Stop now: a request under way is abandoned (sent again after the next start).
+            let _ = self.stop.send(Some(Instant::now()));
         }
     }
 }
 
 impl Shipper {
-    /// Spawns the shipper on the current Tokio runtime.
+    /// Starts the shipper on a thread of its own.
     pub fn spawn(
         cfg: ShipperConfig,
         spool: Arc<Spool>,
@@ -57,10 +62,20 @@ impl Shipper {
             wake,
             stop: stop_rx,
         };
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ShipError::NoRuntime)?;
-        let task = runtime.spawn(worker.run());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(ShipError::Start)?;
+        let (done_tx, done) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("dbwarden-audit-shipper".into())
+            .spawn(move || {
+                runtime.block_on(worker.run());
+                let _ = done_tx.send(());
+            })
+            .map_err(ShipError::Start)?;
         Ok(Shipper {
-            task: Some(task),
+            done: Some(done),
             stop,
         })
     }
@@ -69,10 +84,10 @@ impl Shipper {
     /// passed, then returns. Undelivered events stay in the spool for the next start.
     pub async fn shutdown(mut self, drain_for: Duration) {
         let _ = self.stop.send(Some(Instant::now() + drain_for));
-        if let Some(task) = self.task.take()
-            && let Err(e) = task.await
+        if let Some(done) = self.done.take()
+            && done.await.is_err()
         {
-            tracing::error!(error = %e, "audit shipper task failed");
+            tracing::error!("audit shipper thread ended without finishing (it panicked)");
         }
     }
 }
@@ -204,18 +219,10 @@ impl Worker {
             };
             match attempt {
                 Ok(()) => {
-                    // The cursor's rename and the deletion of delivered segments can wait for
-                    // the device: on the blocking pool, not the sessions' threads.
-                    let spool = Arc::clone(&self.spool);
-                    let end = batch.end;
-                    match tokio::task::spawn_blocking(move || spool.ack(end)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => {
-                            tracing::error!(error = %e, "audit spool acknowledgement failed; events may be sent again");
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "audit spool acknowledgement task failed; events may be sent again");
-                        }
+                    // The cursor's rename and the deletion of delivered segments wait for the
+                    // device here, on the shipper's own thread, not the sessions'.
+                    if let Err(e) = self.spool.ack(batch.end) {
+                        tracing::error!(error = %e, "audit spool acknowledgement failed; events may be sent again");
                     }
                     Stats::add(&self.stats.shipped, n);
                     Stats::add(&self.stats.batches_ok, 1);

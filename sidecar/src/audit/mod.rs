@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use dbwarden_audit::{
     AuditConfig, Auditor, Event, FailurePolicy, Format, FsyncPolicy, Kind, OpenError, RecordError,
-    ShipperConfig, SpoolConfig, StatementText, Ticket, Token,
+    ShipperConfig, SpoolConfig, StatementText, Token,
 };
 
 pub use session::SessionAudit;
@@ -234,15 +234,6 @@ impl SidecarAudit {
             self.metrics.audit_event(e.kind);
         }
         self.auditor.record_all(events).map(drop)
-    }
-
-    /// Seals `events` (all or none) into the write shared with the other busy sessions,
-    /// counting them by kind; the session settles the ticket before forwarding.
-    fn submit(&self, events: Vec<Event>) -> Result<Ticket, RecordError> {
-        for e in &events {
-            self.metrics.audit_event(e.kind);
-        }
-        self.auditor.submit(events)
     }
 
     /// Records an authentication failure (`reason` never holds the token).

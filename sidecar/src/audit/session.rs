@@ -4,7 +4,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use dbwarden_audit::{Decision, Event, Identity as AuditIdentity, Kind, StatementText, Ticket};
+use dbwarden_audit::{
+    Decision, Draft, Durations, Event, Identity as AuditIdentity, Kind, Masked, Shared,
+    StatementText, Tail, Ticket, clock,
+};
 use dbwarden_policy::analyze::{Analysis, StatementAnalysis};
 
 use super::statement::{StatementTrail, tables};
@@ -25,6 +28,8 @@ struct Conn {
     number: u64,
     identity: AuditIdentity,
     database: String,
+    /// `identity`, `database` and `connection`, rendered once for every statement's events.
+    shared: Shared,
     peer: SocketAddr,
     opened: Instant,
 }
@@ -69,16 +74,21 @@ impl SessionAudit {
             .service_account
             .clone()
             .or_else(|| (!identity.end_user).then(|| identity.subject.clone()));
+        let number = audit.next_connection();
+        let identity = AuditIdentity {
+            user,
+            groups,
+            service_account,
+            pod: w.pod.clone(),
+            namespace: w.namespace.clone(),
+        };
+        let shared = Shared::new(&identity, Some(database), Some(number))
+            .map_err(|e| format!("dbwarden: the audit event cannot be encoded: {e}"))?;
         let conn = Conn {
             audit: Arc::clone(audit),
-            number: audit.next_connection(),
-            identity: AuditIdentity {
-                user,
-                groups,
-                service_account,
-                pod: w.pod.clone(),
-                namespace: w.namespace.clone(),
-            },
+            number,
+            identity,
+            shared,
             database: database.to_owned(),
             peer,
             opened: Instant::now(),
@@ -129,7 +139,6 @@ impl SessionAudit {
         let count = trail.outcomes.len();
         let refused = trail.refused;
         let mut decided = Vec::with_capacity(count);
-        let mut events = Vec::with_capacity(if self.conn.is_some() { count } else { 0 });
         // The proxy's part: from the statement's arrival to its decision (one clock read).
         let proxy_us = u64::try_from(trail.started.elapsed().as_micros()).unwrap_or(u64::MAX);
         for (index, outcome) in trail.outcomes.into_iter().enumerate() {
@@ -160,14 +169,15 @@ impl SessionAudit {
                     outcome.rule.as_deref().unwrap_or("none"),
                 );
             }
-            decided.push((operation, outcome.decision));
-            if let Some(conn) = &self.conn {
-                events.push(conn.statement_event(sql, statement, operation, outcome, proxy_us));
-            }
+            decided.push(Decided {
+                operation,
+                statement,
+                outcome,
+            });
         }
         let recorded = match &self.conn {
             None => Ok(None),
-            Some(conn) => match conn.audit.submit(events) {
+            Some(conn) => match conn.submit(sql, &decided, proxy_us) {
                 Ok(ticket) => Ok(Some(ticket)),
                 Err(e) if e.must_refuse() => {
                     tracing::warn!(error = %e, "audit: statement refused, its event cannot be stored");
@@ -179,17 +189,25 @@ impl SessionAudit {
                 }
             },
         };
-        for (operation, decision) in decided {
+        for d in &decided {
+            let decision = d.outcome.decision;
             let label = if recorded.is_err() && decision != Decision::Denied {
                 "audit_refused"
             } else {
                 decision.label()
             };
-            m.statement(operation, label);
+            m.statement(d.operation, label);
         }
         m.check_duration(std::time::Duration::from_micros(proxy_us));
         recorded
     }
+}
+
+/// One statement of a query string as decided, for its event and its counters.
+struct Decided<'a> {
+    operation: &'static str,
+    statement: Option<&'a StatementAnalysis>,
+    outcome: super::Outcome,
 }
 
 impl SessionAudit {
@@ -208,32 +226,33 @@ impl SessionAudit {
         id.push_str(&conn.audit.instance);
         id.push('-');
         id.push_str(itoa::Buffer::new().format(seq));
-        let upstream = u64::try_from(completion.upstream.as_micros()).unwrap_or(u64::MAX);
-        let mut event = conn
-            .event(Kind::StatementResult)
-            .statement_id(id)
-            .decision(decision, None)
-            .durations(Some(upstream), None);
-        if let Some(rows) = completion.rows() {
-            event = event.rows(rows);
-        }
-        if masked > 0 {
-            event = event.masked(columns.iter().map(|c| c.to_string()).collect(), masked);
-        }
-        let error = match completion.end {
-            RunEnd::Failed(code) => {
-                if !code.is_empty() {
-                    event = event.sqlstate(code);
-                }
-                Some("the database refused the statement")
-            }
-            RunEnd::Refused(message) => Some(message),
-            RunEnd::NotRun => Some(
-                "not run: the database skipped it after an earlier statement of the same query \
-                 string or pipeline failed",
+        let durations = Durations {
+            upstream_us: Some(u64::try_from(completion.upstream.as_micros()).unwrap_or(u64::MAX)),
+            proxy_us: None,
+            session_us: None,
+        };
+        let masked = (masked > 0).then(|| Masked {
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            values: masked,
+        });
+        let (sqlstate, error) = match completion.end {
+            RunEnd::Failed(code) => (
+                Some(code).filter(|c| !c.is_empty()),
+                Some("the database refused the statement"),
             ),
-            RunEnd::Abandoned => Some("no result: the session ended before the database answered"),
-            RunEnd::Command(_) | RunEnd::Empty | RunEnd::Suspended => None,
+            RunEnd::Refused(message) => (None, Some(message)),
+            RunEnd::NotRun => (
+                None,
+                Some(
+                    "not run: the database skipped it after an earlier statement of the same \
+                     query string or pipeline failed",
+                ),
+            ),
+            RunEnd::Abandoned => (
+                None,
+                Some("no result: the session ended before the database answered"),
+            ),
+            RunEnd::Command(_) | RunEnd::Empty | RunEnd::Suspended => (None, None),
         };
         let error = match (error, completion.withheld) {
             (None, true) => Some(
@@ -242,47 +261,81 @@ impl SessionAudit {
             ),
             (error, _) => error,
         };
-        if let Some(error) = error {
-            event = event.error(error);
-        }
+        let time = clock::now_rfc3339();
+        let draft = Draft {
+            kind: Kind::StatementResult,
+            time: &time,
+            shared: &conn.shared,
+            tail: Tail {
+                statement_id: Some(&id),
+                decision: Some(decision),
+                masked: masked.as_ref(),
+                rows: completion.rows(),
+                durations: Some(&durations),
+                sqlstate,
+                error,
+                ..Tail::default()
+            },
+        };
         self.metrics.audit_event(Kind::StatementResult);
-        if let Err(e) = conn.audit.auditor.defer([event]) {
+        if let Err(e) = conn.audit.auditor.defer([draft]) {
             tracing::error!(error = %e, kind = e.label(), "audit: statement.result event not recorded");
         }
     }
 }
 
 impl Conn {
-    /// The `statement` event of one statement of a query string.
-    fn statement_event(
+    /// Seals the `statement` events of one query string's decided statements into the write
+    /// shared with the other busy sessions.
+    fn submit(
         &self,
         sql: Option<&str>,
-        statement: Option<&StatementAnalysis>,
-        operation: &str,
-        outcome: super::Outcome,
+        decided: &[Decided<'_>],
         proxy_us: u64,
-    ) -> Event {
-        let mut event = self
-            .event(Kind::Statement)
-            .decision(outcome.decision, outcome.rule.as_deref().map(str::to_owned))
-            .durations(None, Some(proxy_us));
-        if let Some(error) = outcome.error {
-            event = event.error(error);
-        }
+    ) -> Result<Ticket, dbwarden_audit::RecordError> {
+        let time = clock::now_rfc3339();
+        let durations = Durations {
+            upstream_us: None,
+            proxy_us: Some(proxy_us),
+            session_us: None,
+        };
+        let tables: Vec<Vec<String>> = decided
+            .iter()
+            .map(|d| d.statement.map(tables).unwrap_or_default())
+            .collect();
         let text = self.audit.text;
-        match (statement, sql) {
-            (Some(s), Some(sql)) => event
-                .analysis(s.fingerprint.hash.clone(), operation, tables(s))
-                .statement(text, sql, &s.fingerprint.normalized),
-            // Text that could not be analysed has no literal-free form: only `full` keeps it.
-            (None, Some(sql)) if text == StatementText::Full => {
-                event.operation = Some(operation.to_owned());
-                event.statement(text, sql, "")
+        let drafts = decided.iter().zip(&tables).map(|(d, tables)| {
+            let (statement, fingerprint) = match (d.statement, sql) {
+                (Some(s), Some(sql)) => (
+                    match text {
+                        StatementText::Full => Some(sql),
+                        StatementText::Redacted => Some(s.fingerprint.normalized.as_str()),
+                        StatementText::None => None,
+                    },
+                    Some(s.fingerprint.hash.as_str()),
+                ),
+                // Text that could not be analysed has no literal-free form: only `full` keeps it.
+                (None, Some(sql)) if text == StatementText::Full => (Some(sql), None),
+                _ => (None, None),
+            };
+            self.audit.metrics.audit_event(Kind::Statement);
+            Draft {
+                kind: Kind::Statement,
+                time: &time,
+                shared: &self.shared,
+                tail: Tail {
+                    statement,
+                    fingerprint,
+                    operation: Some(d.operation),
+                    tables,
+                    decision: Some(d.outcome.decision),
+                    rule: d.outcome.rule.as_deref(),
+                    durations: Some(&durations),
+                    error: d.outcome.error.as_deref(),
+                    ..Tail::default()
+                },
             }
-            _ => {
-                event.operation = Some(operation.to_owned());
-                event
-            }
-        }
+        });
+        self.audit.auditor.submit(drafts)
     }
 }

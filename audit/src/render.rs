@@ -1,0 +1,260 @@
+//! Rendering events to their canonical bytes on the hot path.
+//!
+//! An event's canonical bytes are `serde_json` of [`Event`] (see [`crate::chain`]). Every event
+//! of a connection repeats the same `identity`, `database` and `connection`, and the chain's
+//! fields (`id`, `instance`, `seq`, `prev_hash`) are only known when it is sealed. So a line is
+//! written in three parts, in canonical order: the head the chain stamps, the connection's
+//! [`Shared`] members rendered once, and the event's own [`Tail`], serialized from borrowed
+//! fields. A [`Draft`] is those parts without an owned [`Event`]: no copy of the identity, the
+//! statement text or the tables per event. The bytes are the same either way; the chain's
+//! tests check them against `serde_json` of the equivalent [`Event`].
+
+use serde::Serialize;
+
+use crate::event::{Approval, Decision, Durations, Event, Identity, Kind, Masked, SCHEMA_V1};
+
+/// The members every event of one connection shares (`identity`, `database`, `connection`),
+/// rendered once as canonical JSON without the braces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shared {
+    members: Box<[u8]>,
+}
+
+#[derive(Serialize)]
+struct SharedFields<'a> {
+    identity: &'a Identity,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connection: Option<u64>,
+}
+
+impl Shared {
+    /// The shared members of events about `identity` on `database`, connection `connection`.
+    pub fn new(
+        identity: &Identity,
+        database: Option<&str>,
+        connection: Option<u64>,
+    ) -> Result<Self, serde_json::Error> {
+        let object = serde_json::to_vec(&SharedFields {
+            identity,
+            database,
+            connection,
+        })?;
+        // `{"identity":{...},...}`: never empty, `identity` is always there.
+        let members = object
+            .get(1..object.len().saturating_sub(1))
+            .unwrap_or_default();
+        Ok(Self {
+            members: members.into(),
+        })
+    }
+}
+
+/// What an event holds after `connection`, in canonical order, borrowed.
+#[derive(Serialize, Debug, Default, Clone, Copy)]
+pub struct Tail<'a> {
+    /// See [`Event::statement_id`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statement_id: Option<&'a str>,
+    /// See [`Event::peer`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<&'a str>,
+    /// See [`Event::reason`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    /// See [`Event::statement`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statement: Option<&'a str>,
+    /// See [`Event::fingerprint`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<&'a str>,
+    /// See [`Event::operation`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<&'a str>,
+    /// See [`Event::tables`].
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub tables: &'a [String],
+    /// See [`Event::decision`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    /// See [`Event::rule`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<&'a str>,
+    /// See [`Event::masked`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub masked: Option<&'a Masked>,
+    /// See [`Event::rows`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// See [`Event::durations`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub durations: Option<&'a Durations>,
+    /// See [`Event::approval`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<&'a Approval>,
+    /// See [`Event::sqlstate`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<&'a str>,
+    /// See [`Event::error`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+}
+
+/// An event of a connection whose [`Shared`] members are rendered already: what the sidecar
+/// records per statement. It seals to the same bytes as the equivalent [`Event`].
+#[derive(Debug, Clone, Copy)]
+pub struct Draft<'a> {
+    /// What happened.
+    pub kind: Kind,
+    /// When, RFC 3339 UTC (see [`crate::clock::now_rfc3339`]).
+    pub time: &'a str,
+    /// The connection's members.
+    pub shared: &'a Shared,
+    /// The event's own fields.
+    pub tail: Tail<'a>,
+}
+
+/// What the chain stamps on a line (made only by [`crate::Chain`]).
+#[derive(Debug)]
+pub struct Link<'a> {
+    pub(crate) instance: &'a str,
+    pub(crate) seq: u64,
+    pub(crate) prev_hash: &'a str,
+}
+
+mod sealed {
+    /// Only this crate's event types render lines.
+    pub trait Sealed {}
+    impl Sealed for crate::event::Event {}
+    impl Sealed for super::Draft<'_> {}
+}
+
+/// Something the recorder can seal into the chain: an [`Event`] or a [`Draft`].
+pub trait Record: sealed::Sealed {
+    /// What the event records (for counters).
+    fn kind(&self) -> Kind;
+    /// Appends the canonical bytes of the event stamped with `link` to `out`.
+    #[doc(hidden)]
+    fn render(&self, link: &Link<'_>, out: &mut Vec<u8>) -> Result<(), serde_json::Error>;
+}
+
+impl Record for Draft<'_> {
+    fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    fn render(&self, link: &Link<'_>, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        write(
+            SCHEMA_V1,
+            self.time,
+            self.kind,
+            link,
+            self.shared,
+            &self.tail,
+            out,
+        )
+    }
+}
+
+impl Record for Event {
+    fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    fn render(&self, link: &Link<'_>, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        // Every field named, so a field added to `Event` must be placed here too.
+        let Event {
+            schema,
+            id: _,
+            time,
+            kind,
+            instance: _,
+            seq: _,
+            prev_hash: _,
+            identity,
+            database,
+            connection,
+            statement_id,
+            peer,
+            reason,
+            statement,
+            fingerprint,
+            operation,
+            tables,
+            decision,
+            rule,
+            masked,
+            rows,
+            durations,
+            approval,
+            sqlstate,
+            error,
+        } = self;
+        let shared = Shared::new(identity, database.as_deref(), *connection)?;
+        let tail = Tail {
+            statement_id: statement_id.as_deref(),
+            peer: peer.as_deref(),
+            reason: reason.as_deref(),
+            statement: statement.as_deref(),
+            fingerprint: fingerprint.as_deref(),
+            operation: operation.as_deref(),
+            tables,
+            decision: *decision,
+            rule: rule.as_deref(),
+            masked: masked.as_ref(),
+            rows: *rows,
+            durations: durations.as_ref(),
+            approval: approval.as_ref(),
+            sqlstate: sqlstate.as_deref(),
+            error: error.as_deref(),
+        };
+        write(schema, time, *kind, link, &shared, &tail, out)
+    }
+}
+
+/// `{"schema":..,"id":..,"time":..,"kind":..,"instance":..,"seq":..,"prev_hash":..,<shared>,<tail>}`
+fn write(
+    schema: &str,
+    time: &str,
+    kind: Kind,
+    link: &Link<'_>,
+    shared: &Shared,
+    tail: &Tail<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), serde_json::Error> {
+    let mut seq = itoa::Buffer::new();
+    let seq = seq.format(link.seq);
+    out.extend_from_slice(b"{\"schema\":");
+    serde_json::to_writer(&mut *out, schema)?;
+    // The id is `<instance>-<seq>`, escaped as one string.
+    out.extend_from_slice(b",\"id\":");
+    serde_json::to_writer(&mut *out, link.instance)?;
+    out.pop(); // its closing quote
+    out.push(b'-');
+    out.extend_from_slice(seq.as_bytes());
+    out.push(b'"');
+    out.extend_from_slice(b",\"time\":");
+    serde_json::to_writer(&mut *out, time)?;
+    out.extend_from_slice(b",\"kind\":");
+    serde_json::to_writer(&mut *out, &kind)?;
+    out.extend_from_slice(b",\"instance\":");
+    serde_json::to_writer(&mut *out, link.instance)?;
+    out.extend_from_slice(b",\"seq\":");
+    out.extend_from_slice(seq.as_bytes());
+    out.extend_from_slice(b",\"prev_hash\":");
+    serde_json::to_writer(&mut *out, link.prev_hash)?;
+    out.push(b',');
+    out.extend_from_slice(&shared.members);
+    // The tail as an object, its opening brace turned into the comma that joins it (an empty
+    // tail is just the closing brace).
+    let at = out.len();
+    serde_json::to_writer(&mut *out, tail)?;
+    if out.len() - at == 2 {
+        out.truncate(at);
+        out.push(b'}');
+    } else {
+        out[at] = b',';
+    }
+    Ok(())
+}
