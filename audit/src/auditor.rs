@@ -35,6 +35,9 @@ pub enum OpenError {
     /// The shipper could not be set up (URL, TLS).
     #[error(transparent)]
     Ship(#[from] ShipError),
+    /// Not called from within a Tokio runtime (the auditor runs timers on it).
+    #[error("the auditor must be opened from within a Tokio runtime")]
+    NoRuntime,
     /// The instance id is empty or has characters that do not belong in an event id.
     #[error("audit instance id {0:?}: want 1-253 characters of [A-Za-z0-9._:-]")]
     Instance(String),
@@ -118,6 +121,9 @@ impl Auditor {
     pub fn open(cfg: AuditConfig) -> Result<Auditor, OpenError> {
         if !valid_instance(&cfg.instance) {
             return Err(OpenError::Instance(cfg.instance));
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(OpenError::NoRuntime);
         }
         let stats = Arc::new(Stats::default());
         let policy = cfg.spool.failure_policy;

@@ -35,6 +35,8 @@ struct Pending {
     /// Sealed lines, newline-terminated, in chain order.
     lines: Vec<u8>,
     events: u64,
+    /// How many of `events` were deferred (records of what already happened).
+    deferred: u64,
     /// The number of the write `lines` will go out in; every earlier write is done.
     write: u64,
     /// Recent failed writes, oldest first.
@@ -170,6 +172,7 @@ impl Recorder {
                 rollback: None,
                 lines: Vec::new(),
                 events: 0,
+                deferred: 0,
                 write: 0,
                 failed: VecDeque::new(),
                 forgotten: None,
@@ -202,7 +205,17 @@ impl Recorder {
     pub(crate) fn submit<E: Record>(
         self: &Arc<Self>,
         events: impl IntoIterator<Item = E>,
+        ids: Option<&mut Vec<String>>,
+    ) -> Result<Ticket, RecordError> {
+        self.seal(events, ids, false)
+    }
+
+    /// [`Self::submit`]; `deferred` marks the events as records of what already happened.
+    fn seal<E: Record>(
+        self: &Arc<Self>,
+        events: impl IntoIterator<Item = E>,
         mut ids: Option<&mut Vec<String>>,
+        deferred: bool,
     ) -> Result<Ticket, RecordError> {
         let mut guard = self.lock();
         let p = &mut *guard;
@@ -239,6 +252,9 @@ impl Recorder {
         if start_events == 0 && p.events > 0 {
             p.rollback = Some(before.clone());
         }
+        if deferred {
+            p.deferred += p.events - start_events;
+        }
         Ok(Ticket {
             recorder: Arc::clone(self),
             first: p.write,
@@ -255,7 +271,7 @@ impl Recorder {
         self: &Arc<Self>,
         events: impl IntoIterator<Item = E>,
     ) -> Result<(), RecordError> {
-        let mut ticket = self.submit(events, None)?;
+        let mut ticket = self.seal(events, None, true)?;
         ticket.armed = false;
         self.deferred.notify_one();
         Ok(())
@@ -285,6 +301,7 @@ impl Recorder {
         }
         let result = self.spool.append_lines(&p.lines, p.events);
         let n = mem::take(&mut p.events);
+        let deferred = mem::take(&mut p.deferred);
         p.lines.clear();
         let rollback = p.rollback.take();
         let write = p.write;
@@ -299,12 +316,17 @@ impl Recorder {
             Err(e) => e,
         };
         // (`Full` only happens under `closed`: `open` makes room by dropping.)
-        if self.policy == FailurePolicy::Closed {
+        if self.policy == FailurePolicy::Closed && deferred == 0 {
             // Not stored, and the statements will not run: no gap in the chain.
             if let Some(chain) = rollback {
                 p.chain = chain;
             }
             Stats::add(&self.stats.refused, n);
+        } else if self.policy == FailurePolicy::Closed {
+            // The write also held records of what already ran: they are lost, so the chain
+            // keeps their seqs and the loss shows as a gap (the statements are still refused).
+            Stats::add(&self.stats.refused, n - deferred);
+            Stats::add(&self.stats.dropped, deferred);
         } else {
             // The statements go ahead without their events: the seqs stay used, so the loss
             // shows as a gap in the chain too.

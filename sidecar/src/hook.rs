@@ -176,8 +176,10 @@ pub trait StatementHook: Send {
     /// choosing, in the order the database answers them. Called after every Query and Execute
     /// is decided (also one that is refused, so a hook can forget what it noted); when the
     /// message is forwarded, the row hook hears of each id again with its statement's
-    /// [`Completion`]. The default runs nothing worth following.
-    fn take_runs(&mut self, _into: &mut Vec<u64>) {}
+    /// [`Completion`]. A hook that follows results gives every Execute exactly one entry
+    /// (`None` when it does not record that one), so each Execute's answer is matched to its own
+    /// entry. The default follows nothing.
+    fn take_runs(&mut self, _into: &mut Vec<Option<u64>>) {}
 
     /// Audit events the decisions so far recorded that may not be written yet. The session
     /// settles the ticket before it sends anything on (statements to the database, refusals
@@ -273,8 +275,10 @@ pub trait RowHook: Send {
     /// to `out` (see [`crate::protocol::backend::encode_data_row`]) and return
     /// [`RowAction::Replace`].
     fn data_row(&mut self, row: &DataRow<'_>, out: &mut BytesMut) -> RowAction;
-    /// Statement `run` (an id from [`StatementHook::take_runs`]) ended. The default ignores it.
-    fn completed(&mut self, _run: u64, _completion: &Completion<'_>) {}
+    /// A result ended: that of statement `run` (an id from [`StatementHook::take_runs`]), or
+    /// `None` for one nobody follows. Only called while the statement hook follows results
+    /// (sessions with both hooks). The default ignores it.
+    fn completed(&mut self, _run: Option<u64>, _completion: &Completion<'_>) {}
 }
 
 /// The hooks of one session.

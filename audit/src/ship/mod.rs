@@ -31,6 +31,7 @@ const IDLE_TICK: Duration = Duration::from_millis(250);
 pub struct Shipper {
     /// Signalled when the shipper's thread is done.
     done: Option<oneshot::Receiver<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     stop: watch::Sender<Option<Instant>>,
 }
 
@@ -39,6 +40,13 @@ impl Drop for Shipper {
         if self.done.is_some() {
             // Stop now: a request under way is abandoned (sent again after the next start).
             let _ = self.stop.send(Some(Instant::now()));
+        }
+        // Wait for the thread (milliseconds: it stops between steps), so the spool and its
+        // directory lock are released when the shipper is gone.
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("audit shipper thread panicked");
         }
     }
 }
@@ -67,7 +75,7 @@ impl Shipper {
             .build()
             .map_err(ShipError::Start)?;
         let (done_tx, done) = oneshot::channel();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("dbwarden-audit-shipper".into())
             .spawn(move || {
                 runtime.block_on(worker.run());
@@ -76,6 +84,7 @@ impl Shipper {
             .map_err(ShipError::Start)?;
         Ok(Shipper {
             done: Some(done),
+            thread: Some(thread),
             stop,
         })
     }

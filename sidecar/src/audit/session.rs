@@ -105,6 +105,11 @@ impl SessionAudit {
         })
     }
 
+    /// True when this session's events are recorded (an auditor is configured).
+    pub fn records(&self) -> bool {
+        self.conn.is_some()
+    }
+
     /// The process's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics

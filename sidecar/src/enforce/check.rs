@@ -33,7 +33,7 @@ pub(super) struct SessionEnforcer {
     ticket: Option<Ticket>,
     /// The `statement` events (their seqs) of the Query or Execute decided last, whose
     /// results the row hook records (see [`StatementHook::take_runs`]).
-    runs: std::ops::Range<u64>,
+    runs: Vec<Option<u64>>,
 }
 
 /// A statement an approval rule matched, waiting to be handed to the desk.
@@ -59,7 +59,7 @@ impl SessionEnforcer {
             prepared: Tracker::default(),
             held_parse: None,
             ticket: None,
-            runs: 0..0,
+            runs: Vec::new(),
         }
     }
 
@@ -100,7 +100,8 @@ impl SessionEnforcer {
         let mut trail = StatementTrail::new(started, 1);
         let (verdict, analysis) = self.decide_sql(sql, &mut trail);
         let recorded = self.audit.statements(Some(sql), analysis.as_deref(), trail);
-        self.runs = seqs(&recorded);
+        self.runs.clear();
+        self.runs.extend(seqs(&recorded).map(Some));
         self.audited(verdict, recorded)
     }
 
@@ -163,22 +164,35 @@ impl SessionEnforcer {
     /// An Execute: the statement its portal runs is recorded with the decision made at Parse.
     fn check_execute(&mut self, portal: &[u8]) -> Verdict {
         let started = Instant::now();
+        self.runs.clear();
+        // Every Execute of an audited session has one entry, so its answer is matched to it.
+        let follow = self.audit.records();
         match self.prepared.execute(portal) {
             Ok(Run::Resumed(run)) => {
                 // More rows of the same run: another result for the same `statement` event.
-                self.runs = run.map_or(0..0, |seq| seq..seq + 1);
+                if follow {
+                    self.runs.push(run);
+                }
                 Verdict::Allow
             }
             Ok(Run::First(prepared)) => {
                 let Some(outcome) = prepared.outcome.clone() else {
+                    if follow {
+                        self.runs.push(None);
+                    }
                     return Verdict::Allow;
                 };
                 let trail = StatementTrail::ran(started, outcome);
                 let recorded =
                     self.audit
                         .statements(Some(&prepared.sql), prepared.analysis.as_deref(), trail);
-                self.runs = seqs(&recorded);
-                self.prepared.executed_as(portal, self.runs.start);
+                let seq = seqs(&recorded).next();
+                if let Some(seq) = seq {
+                    self.prepared.executed_as(portal, seq);
+                }
+                if follow {
+                    self.runs.push(seq);
+                }
                 self.audited(Verdict::Allow, recorded)
             }
             Err(unknown) => {
@@ -439,8 +453,8 @@ impl StatementHook for SessionEnforcer {
         self.ticket.take()
     }
 
-    fn take_runs(&mut self, into: &mut Vec<u64>) {
-        into.extend(std::mem::replace(&mut self.runs, 0..0));
+    fn take_runs(&mut self, into: &mut Vec<Option<u64>>) {
+        into.append(&mut self.runs);
     }
 
     fn bind(&mut self, portal: &[u8], statement: &[u8]) -> Verdict {

@@ -119,6 +119,8 @@ pub(super) struct SessionMasker {
     run_columns: Vec<Arc<str>>,
     /// The session's audit, which records each followed statement's result.
     audit: SessionAudit,
+    /// The audit records results, so masked values are counted per statement too.
+    follows: bool,
     memo: Option<Memo>,
     /// `resolve` found the memo fits the description at hand (so `describe` uses it even if
     /// its TTL ran out in between).
@@ -151,6 +153,7 @@ impl SessionMasker {
             spare: Vec::new(),
             run_masked: 0,
             run_columns: Vec::new(),
+            follows: audit.records(),
             audit,
             memo: None,
             memo_resolved: false,
@@ -257,13 +260,17 @@ impl SessionMasker {
         Ok(changed)
     }
 
-    /// Counts a masked value of column `i`, for the metrics and the result's audit event.
+    /// Counts a masked value of column `i`, for the metrics and (when the session is audited)
+    /// the result's audit event.
     fn note_masked(&mut self, i: usize) {
         self.current.masked += 1;
+        if !self.follows {
+            return;
+        }
         self.run_masked += 1;
         let name = self.current.shape.as_ref().and_then(|s| s.names.get(i));
         if let Some(name) = name
-            && !self.run_columns.iter().any(|n| Arc::ptr_eq(n, name))
+            && !self.run_columns.iter().any(|n| n == name)
         {
             self.run_columns.push(Arc::clone(name));
         }
@@ -526,10 +533,13 @@ impl RowHook for SessionMasker {
         Ok(())
     }
 
-    fn completed(&mut self, run: u64, completion: &Completion<'_>) {
+    fn completed(&mut self, run: Option<u64>, completion: &Completion<'_>) {
         let masked = mem::take(&mut self.run_masked);
-        let columns = mem::take(&mut self.run_columns);
-        self.audit.result(run, completion, masked, &columns);
+        if let Some(run) = run {
+            self.audit
+                .result(run, completion, masked, &self.run_columns);
+        }
+        self.run_columns.clear();
     }
 
     fn data_row(&mut self, row: &DataRow<'_>, out: &mut BytesMut) -> RowAction {

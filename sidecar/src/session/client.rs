@@ -72,13 +72,13 @@ pub(super) struct Pump {
     pub checker: Checker,
     pub max_message: usize,
     pub progress: Arc<Progress>,
-    pub denied: mpsc::Sender<Denied>,
+    pub denied: mpsc::UnboundedSender<Denied>,
     /// With a row hook: notes for the server pump about each Describe forwarded.
-    pub expect: Option<mpsc::Sender<Expect>>,
+    pub expect: Option<mpsc::UnboundedSender<Expect>>,
     /// With both hooks: notes for the server pump about each statement followed to its end.
-    pub runs: Option<mpsc::Sender<RunNote>>,
+    pub runs: Option<mpsc::UnboundedSender<RunNote>>,
     /// The statement hook's run ids of the message at hand (reused).
-    pub run_ids: Vec<u64>,
+    pub run_ids: Vec<Option<u64>>,
     /// The Describe added before an Execute (reused).
     pub describe: BytesMut,
     /// Portals numbered since their Bind.
@@ -220,15 +220,14 @@ impl Pump {
                         self.out.push(&self.describe);
                         run_start = pos;
                     }
-                    self.expect_describe(note).await?;
+                    self.expect_describe(note)?;
                 }
                 // A Describe that was not forwarded answers for no Execute.
                 (Action::Forward, None) => {}
                 _ => self.executed.described = None,
             }
-            if matches!(tag, b'Q' | b'E') {
-                self.note_runs(matches!(action, Action::Forward)).await?;
-            }
+            // The cycle a forwarded Query or Execute is answered in (a Query ends its own).
+            let cycle = self.progress.sent.load(Ordering::Acquire) + 1;
             match action {
                 Action::Forward => self.account(tag),
                 Action::Terminate => end = Some(SessionEnd::Terminated),
@@ -237,9 +236,13 @@ impl Pump {
                     run_start = pos + len;
                 }
             }
+            if matches!(tag, b'Q' | b'E') {
+                let forwarded = matches!(action, Action::Forward);
+                self.note_runs(forwarded, cycle)?;
+            }
             if let Action::Deny { denial, ready } = action {
                 self.settle_audit().await?;
-                self.deny(denial, ready).await?;
+                self.deny(denial, ready)?;
             }
             if self.out.is_large() {
                 self.settle_audit().await?;
@@ -399,8 +402,9 @@ impl Pump {
     }
 
     /// Takes the statement hook's runs of the Query or Execute just decided and, when it is
-    /// forwarded, tells the server pump to expect their ends (before they can possibly arrive).
-    async fn note_runs(&mut self, forwarded: bool) -> Result<(), SessionError> {
+    /// forwarded, tells the server pump to expect their ends in `cycle` (before they can
+    /// possibly arrive).
+    fn note_runs(&mut self, forwarded: bool, cycle: u64) -> Result<(), SessionError> {
         let Some(hook) = self.checker.hook.as_mut() else {
             return Ok(());
         };
@@ -409,21 +413,20 @@ impl Pump {
             self.run_ids.clear();
             return Ok(());
         };
-        if self.run_ids.is_empty() {
-            return Ok(());
-        }
-        let at = self.progress.sent.load(Ordering::Acquire) + 1;
         let sent = std::time::Instant::now();
         for run in self.run_ids.drain(..) {
-            runs.send(RunNote { at, run, sent })
-                .await
-                .map_err(|_| SessionError::UpstreamIo(std::io::ErrorKind::BrokenPipe.into()))?;
+            runs.send(RunNote {
+                at: cycle,
+                run,
+                sent,
+            })
+            .map_err(|_| SessionError::UpstreamIo(std::io::ErrorKind::BrokenPipe.into()))?;
         }
         Ok(())
     }
 
     /// Tells the server pump a Describe answer is coming (before it can possibly arrive).
-    async fn expect_describe(&mut self, note: Note) -> Result<(), SessionError> {
+    fn expect_describe(&mut self, note: Note) -> Result<(), SessionError> {
         let Some(expect) = &self.expect else {
             return Ok(());
         };
@@ -434,12 +437,11 @@ impl Pump {
                 injected: note.injected,
                 portal: note.portal,
             })
-            .await
             .map_err(|_| SessionError::UpstreamIo(std::io::ErrorKind::BrokenPipe.into()))
     }
 
     /// Sends a Sync in place of the denied message and queues the error for its ReadyForQuery.
-    async fn deny(&mut self, denial: Denial, ready: bool) -> Result<(), SessionError> {
+    fn deny(&mut self, denial: Denial, ready: bool) -> Result<(), SessionError> {
         tracing::info!(message = %denial.message, "statement denied");
         let mut error = BytesMut::new();
         backend::encode_error(
@@ -456,7 +458,6 @@ impl Pump {
         // The note must be queued before the Sync can possibly be answered.
         self.denied
             .send(Denied { at, error, ready })
-            .await
             .map_err(|_| SessionError::UpstreamIo(std::io::ErrorKind::BrokenPipe.into()))?;
         self.progress.sent.fetch_add(1, Ordering::AcqRel);
         self.out.push(SYNC);

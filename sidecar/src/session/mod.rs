@@ -10,6 +10,12 @@
 //! transaction status) and queues a [`Denied`] note naming that ReadyForQuery; the server
 //! pump writes the ErrorResponse just before it. Both sides count ReadyForQuery-producing
 //! messages (Query, Sync, FunctionCall) to match them.
+//!
+//! The client pump sends its notes to the server pump (denials, Describes, followed
+//! statements) before the messages they are about are written, so the channels cannot be
+//! bounded: a full one would wait on answers to messages not yet sent. What bounds them is the
+//! relay itself: the client pump writes each batch upstream before it reads more, so the notes
+//! outstanding are those of messages in flight (a single Query is at most `max_message`).
 
 pub mod cancel;
 mod client;
@@ -35,9 +41,6 @@ use crate::protocol::backend::{
 };
 use crate::protocol::{Limits, ProtocolError};
 
-/// Most denials that may wait for their ReadyForQuery at once (client backpressure beyond).
-const MAX_PENDING_DENIALS: usize = 1024;
-
 /// A denial waiting for the ReadyForQuery it precedes.
 #[derive(Debug)]
 struct Denied {
@@ -49,9 +52,6 @@ struct Denied {
     /// Parse, whose stand-in ReadyForQuery is swallowed (the client's own Sync gets one).
     ready: bool,
 }
-
-/// Most Describe answers that may be awaited at once (client backpressure beyond).
-const MAX_PENDING_DESCRIBES: usize = 4096;
 
 /// A Describe forwarded while a row hook is installed: its RowDescription or NoData is
 /// matched to this note, in order, within ReadyForQuery cycle `at`.
@@ -66,17 +66,14 @@ struct Expect {
     portal: Option<(u64, bool)>,
 }
 
-/// Most followed statements that may await their results at once (client backpressure beyond).
-const MAX_PENDING_RUNS: usize = 4096;
-
 /// A statement forwarded whose end the hooks follow (see `StatementHook::take_runs`): its
 /// result is matched to this note, in order, within ReadyForQuery cycle `at`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct RunNote {
     /// Sequence number of the ReadyForQuery that ends the cycle.
     at: u64,
-    /// The statement hook's id for it.
-    run: u64,
+    /// The statement hook's id for it (`None`: an Execute whose end is not recorded).
+    run: Option<u64>,
     /// When it was decided and forwarded.
     sent: std::time::Instant,
 }
@@ -198,17 +195,17 @@ impl Relay {
             upstream: metrics.map(clock::UpstreamClock::new),
             ..Progress::default()
         });
-        let (denied_tx, denied_rx) = mpsc::channel(MAX_PENDING_DENIALS);
+        let (denied_tx, denied_rx) = mpsc::unbounded_channel();
         // Only sessions with a row hook describe portals; the others pay nothing.
         let (expect_tx, expect_rx) = if hooks.rows.is_some() {
-            let (tx, rx) = mpsc::channel(MAX_PENDING_DESCRIBES);
+            let (tx, rx) = mpsc::unbounded_channel();
             (Some(tx), Some(rx))
         } else {
             (None, None)
         };
         // Results are followed only when both hooks are there to note and to hear of them.
         let (runs_tx, runs_rx) = if hooks.rows.is_some() && hooks.statements.is_some() {
-            let (tx, rx) = mpsc::channel(MAX_PENDING_RUNS);
+            let (tx, rx) = mpsc::unbounded_channel();
             (Some(tx), Some(server::Runs::new(rx)))
         } else {
             (None, None)
@@ -256,7 +253,11 @@ impl Relay {
             r = to_server.run(&mut client_rd, &mut upstream_wr) => r,
             r = to_client.run(&mut upstream_rd, &mut client_wr) => r,
         };
-        to_client.abandon_runs();
+        // A session ended for an audit write that failed under `closed` never forwarded what it
+        // noted last, and the failed write's seqs are handed out again: nothing to report.
+        if !matches!(result, Err(SessionError::AuditRefused(_))) {
+            to_client.abandon_runs();
+        }
 
         let farewell = match &result {
             Err(SessionError::ClientProtocol(e)) => Some((PROTOCOL_VIOLATION, e.to_string())),

@@ -21,7 +21,7 @@ pub(super) struct Pump {
     pub hook: Option<Box<dyn RowHook>>,
     pub max_message: usize,
     pub progress: Arc<Progress>,
-    pub denied: mpsc::Receiver<Denied>,
+    pub denied: mpsc::UnboundedReceiver<Denied>,
     pub next_denial: Option<Denied>,
     /// The database sent an ErrorResponse since its last ReadyForQuery.
     pub cycle_errored: bool,
@@ -272,7 +272,7 @@ impl Pump {
 /// The statements the hooks follow to their ends (see `StatementHook::take_runs`), and what
 /// the current one's result has sent so far.
 pub(super) struct Runs {
-    notes: mpsc::Receiver<RunNote>,
+    notes: mpsc::UnboundedReceiver<RunNote>,
     next: Option<RunNote>,
     /// DataRows sent to the client since the last end.
     pub rows: u64,
@@ -283,7 +283,7 @@ pub(super) struct Runs {
 }
 
 impl Runs {
-    pub(super) fn new(notes: mpsc::Receiver<RunNote>) -> Self {
+    pub(super) fn new(notes: mpsc::UnboundedReceiver<RunNote>) -> Self {
         Self {
             notes,
             next: None,
@@ -326,9 +326,11 @@ impl Runs {
             b'I' => RunEnd::Empty,
             b's' => RunEnd::Suspended,
             _ => {
-                let fields =
-                    ErrorFields::decode(tag, body).map_err(SessionError::UpstreamProtocol)?;
-                sqlstate = fields.field(b'C').unwrap_or("");
+                // A malformed error is still an error; its text is the client's to judge.
+                sqlstate = ErrorFields::decode(tag, body)
+                    .ok()
+                    .and_then(|f| f.field(b'C'))
+                    .unwrap_or("");
                 RunEnd::Failed(sqlstate)
             }
         };
@@ -337,8 +339,10 @@ impl Runs {
             Some(message) => RunEnd::Refused(message),
             None => end,
         };
-        if let Some(note) = self.take(cycle, hook) {
-            self.report(note, end, hook);
+        match self.take(cycle, hook) {
+            Some(note) => self.report(note, end, hook),
+            // Nobody follows it (its statement has no event): the hook still starts afresh.
+            None => hook.completed(None, &self.completion(end, None)),
         }
         self.rows = 0;
         if refusal.is_some() {
@@ -365,17 +369,20 @@ impl Runs {
     }
 
     fn report(&self, note: RunNote, end: RunEnd<'_>, hook: &mut dyn RowHook) {
-        let completion = Completion {
+        hook.completed(note.run, &self.completion(end, Some(note.sent)));
+    }
+
+    fn completion<'a>(&self, end: RunEnd<'a>, sent: Option<std::time::Instant>) -> Completion<'a> {
+        Completion {
             end,
             rows_sent: if matches!(end, RunEnd::NotRun | RunEnd::Abandoned) {
                 0
             } else {
                 self.rows
             },
-            upstream: note.sent.elapsed(),
+            upstream: sent.map(|s| s.elapsed()).unwrap_or_default(),
             withheld: self.withholding,
-        };
-        hook.completed(note.run, &completion);
+        }
     }
 }
 
@@ -396,7 +403,7 @@ impl Pump {
 
 /// The notes about Describes, for the server pump.
 pub(super) struct Expected {
-    pub notes: Option<mpsc::Receiver<Expect>>,
+    pub notes: Option<mpsc::UnboundedReceiver<Expect>>,
     pub next: Option<Expect>,
 }
 

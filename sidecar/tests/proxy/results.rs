@@ -237,3 +237,121 @@ async fn every_statement_that_ran_has_a_result_with_what_it_returned() -> TestRe
     }
     Ok(())
 }
+
+/// Answers are matched to the statements they end even where the counts are large or where
+/// some statements have no event: a string of 5000 statements, a pipeline of 5000 Executes and
+/// a burst of 3000 refused statements in one write all go through, and an empty statement in a
+/// pipeline does not take the next statement's result.
+#[tokio::test]
+async fn long_strings_pipelines_and_empty_statements_keep_results_in_step() -> TestResult {
+    let pg = start_pg().await?;
+    users(&pg).await?;
+    let collector = Collector::start().await?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("policy.yaml"), POLICY)?;
+    let mut p = proxy(
+        &pg,
+        Setup {
+            enforce: Some(Enforce {
+                policies: vec![dir.path().join("policy.yaml")],
+                service_account: "shop/api".into(),
+                secrets_dir: None,
+            }),
+            audit: Some(audit_config(
+                &collector,
+                &dir.path().join("spool"),
+                "api-0.long",
+            )),
+            ..Setup::default()
+        },
+    )
+    .await?;
+    const N: usize = 5000;
+
+    let client = p.connect().await?;
+    let string = "SELECT id FROM public.big WHERE id = 1;".repeat(N);
+    let answers = tokio::time::timeout(Duration::from_secs(60), client.simple_query(&string))
+        .await
+        .map_err(|_| "a string of 5000 statements never finished")??;
+    let completed = answers
+        .iter()
+        .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::CommandComplete(1)))
+        .count();
+    assert_eq!(completed, N, "every statement answered, one row each");
+    drop(client);
+
+    let mut raw = Raw::session(p.addr).await?;
+    let mut out = BytesMut::new();
+    // An empty statement first: it has no event, and its EmptyQueryResponse must not end the
+    // next statement's run.
+    fe::parse("", "", [], &mut out)?;
+    bind("", "", &[], &mut out)?;
+    fe::execute("", 0, &mut out)?;
+    fe::parse("", "SELECT id FROM public.big WHERE id <= 2", [], &mut out)?;
+    bind("", "", &[], &mut out)?;
+    fe::execute("", 0, &mut out)?;
+    fe::sync(&mut out);
+    fe::parse(
+        "pipelined",
+        "SELECT id, pin FROM public.users WHERE id = 1",
+        [],
+        &mut out,
+    )?;
+    for _ in 0..N {
+        bind("", "pipelined", &[], &mut out)?;
+        fe::execute("", 0, &mut out)?;
+    }
+    fe::sync(&mut out);
+    raw.send(&out).await?;
+    let first = tags(&raw.until_ready().await?);
+    assert_eq!(first, "1 2 I 1 2 D D C Z", "{first}");
+    let second = raw.until_ready().await?;
+    assert_eq!(second.iter().filter(|(t, _)| *t == b'C').count(), N);
+    // A burst of refused statements in one write: each gets its error and ReadyForQuery (the
+    // notes of a batch are all queued before it is written, so none may wait for room).
+    out.clear();
+    for _ in 0..3000 {
+        fe::query("VACUUM", &mut out)?;
+    }
+    raw.send(&out).await?;
+    let mut errors = 0;
+    for _ in 0..3000 {
+        let answer = raw.until_ready().await?;
+        errors += answer.iter().filter(|(t, _)| *t == b'E').count();
+    }
+    assert_eq!(errors, 3000);
+    out.clear();
+    fe::terminate(&mut out);
+    raw.send(&out).await?;
+    drop(raw);
+
+    wait_for(&collector, Duration::from_secs(60), |evs| {
+        evs.iter()
+            .filter(|e| e["kind"] == "connection.close")
+            .count()
+            == 2
+    })
+    .await;
+    p.handle.take().unwrap().shutdown().await;
+    let lines = collector.lines();
+    verified(&lines);
+    let evs = events(&lines);
+    // (results, results of exactly one row) of the statements whose text holds `needle`
+    let counts = |needle: &str| -> (usize, usize) {
+        let results = results_of(&evs, needle);
+        let one_row = results.iter().filter(|r| r["rows"] == 1).count();
+        (results.len(), one_row)
+    };
+    assert_eq!(
+        counts("big WHERE id = ?"),
+        (N, N),
+        "one result of one row per statement"
+    );
+    assert_eq!(
+        one(&evs, "WHERE id <= ?")["rows"],
+        2,
+        "not the empty statement's answer"
+    );
+    assert_eq!(counts("pin FROM public.users"), (N, N), "one per Execute");
+    Ok(())
+}
