@@ -222,6 +222,7 @@ async fn main() -> anyhow::Result<()> {
     let operator_username = whoami(&client).await?;
     let webhook_state = WebhookState {
         policies: policies.clone(),
+        client: client.clone(),
         settings: Arc::new(settings),
         operator_username: operator_username.into(),
     };

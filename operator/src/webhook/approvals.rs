@@ -3,11 +3,13 @@
 
 use axum::Json;
 use axum::extract::State;
-use dbwarden_crds::ApprovalRequest;
+use std::sync::Arc;
+
+use dbwarden_crds::{ApprovalRequest, DatabaseAccessPolicy};
 use k8s_openapi::jiff::Timestamp;
-use kube::ResourceExt;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube::{Api, ResourceExt};
 
 use super::WebhookState;
 use crate::approval::review::{Allowed, Editor, review};
@@ -25,10 +27,29 @@ pub(super) async fn decide(
         return Json(response.into_review());
     };
     let namespace = request.namespace.clone().or(old.namespace());
-    let policies = state.policies.state();
-    let policy = policies
-        .iter()
+    let cached = state
+        .policies
+        .state()
+        .into_iter()
         .find(|p| p.namespace() == namespace && p.name_any() == old.spec.policy);
+    // The reflector may lag behind a policy applied or changed a moment ago: before refusing a
+    // decision for want of its policy or rule, ask the API server.
+    let has_rule =
+        |p: &DatabaseAccessPolicy| p.spec.approvals.iter().any(|r| r.name == old.spec.rule);
+    let policy = match (cached, &namespace) {
+        (Some(policy), _) if has_rule(&policy) => Some(policy),
+        (cached, Some(ns)) => {
+            let api: Api<DatabaseAccessPolicy> = Api::namespaced(state.client.clone(), ns);
+            match api.get_opt(&old.spec.policy).await {
+                Ok(found) => found.map(Arc::new),
+                Err(error) => {
+                    tracing::warn!(%error, policy = %old.spec.policy, "reading the policy of an approval request failed");
+                    cached
+                }
+            }
+        }
+        (cached, None) => cached,
+    };
     let groups = request.user_info.groups.clone().unwrap_or_default();
     let editor = Editor {
         username: request.user_info.username.as_deref().unwrap_or_default(),
@@ -40,7 +61,7 @@ pub(super) async fn decide(
         new,
         &editor,
         &state.operator_username,
-        policy.map(|p| p.as_ref()),
+        policy.as_deref(),
         Timestamp::now(),
     ) {
         Ok(Allowed { status, warning }) => {

@@ -35,6 +35,8 @@ use crate::inject::InjectSettings;
 pub struct WebhookState {
     /// Every DatabaseAccessPolicy, kept current by a reflector.
     pub policies: Store<DatabaseAccessPolicy>,
+    /// For what the reflector has not seen yet (a policy applied a moment ago).
+    pub client: kube::Client,
     /// How sidecars are injected.
     pub settings: Arc<InjectSettings>,
     /// The operator's own user name: its status writes (expiry, conditions) pass unchanged.
