@@ -10,7 +10,7 @@ use postgres_protocol::message::frontend as fe;
 use serde_json::Value;
 
 use crate::audit::{audit_config, events, verified, wait_for};
-use crate::common::{Enforce, Raw, Setup, TestResult, proxy, start_pg, tags};
+use crate::common::{Enforce, Proxy, Raw, Setup, TestResult, proxy, start_pg, tags};
 use crate::extended::bind;
 
 /// `shop/api` may read and write everything; e-mail addresses are masked; at most 3 rows.
@@ -43,6 +43,37 @@ async fn users(pg: &Postgres) -> TestResult {
     Ok(())
 }
 
+/// PostgreSQL with the tables, a collector, and the sidecar enforcing [`POLICY`] as `shop/api`
+/// with audit (chain `instance`) to the collector; the folder holds the policy and the spool.
+async fn audited(
+    instance: &str,
+) -> Result<(Postgres, Collector, tempfile::TempDir, Proxy), Box<dyn std::error::Error + Send + Sync>>
+{
+    let pg = start_pg().await?;
+    users(&pg).await?;
+    let collector = Collector::start().await?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("policy.yaml"), POLICY)?;
+    let p = proxy(
+        &pg,
+        Setup {
+            enforce: Some(Enforce {
+                policies: vec![dir.path().join("policy.yaml")],
+                service_account: "shop/api".into(),
+                secrets_dir: None,
+            }),
+            audit: Some(audit_config(
+                &collector,
+                &dir.path().join("spool"),
+                instance,
+            )),
+            ..Setup::default()
+        },
+    )
+    .await?;
+    Ok((pg, collector, dir, p))
+}
+
 /// The `statement.result` events of the statement events whose text contains `needle`.
 fn results_of<'a>(evs: &'a [Value], needle: &str) -> Vec<&'a Value> {
     let ids: Vec<&str> = evs
@@ -71,28 +102,7 @@ fn one<'a>(evs: &'a [Value], needle: &str) -> &'a Value {
 
 #[tokio::test]
 async fn every_statement_that_ran_has_a_result_with_what_it_returned() -> TestResult {
-    let pg = start_pg().await?;
-    users(&pg).await?;
-    let collector = Collector::start().await?;
-    let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("policy.yaml"), POLICY)?;
-    let mut p = proxy(
-        &pg,
-        Setup {
-            enforce: Some(Enforce {
-                policies: vec![dir.path().join("policy.yaml")],
-                service_account: "shop/api".into(),
-                secrets_dir: None,
-            }),
-            audit: Some(audit_config(
-                &collector,
-                &dir.path().join("spool"),
-                "api-0.results",
-            )),
-            ..Setup::default()
-        },
-    )
-    .await?;
+    let (pg, collector, _dir, mut p) = audited("api-0.results").await?;
 
     let client = p.connect().await?;
     // Extended protocol: masked values, counted per column.
@@ -244,28 +254,7 @@ async fn every_statement_that_ran_has_a_result_with_what_it_returned() -> TestRe
 /// pipeline does not take the next statement's result.
 #[tokio::test]
 async fn long_strings_pipelines_and_empty_statements_keep_results_in_step() -> TestResult {
-    let pg = start_pg().await?;
-    users(&pg).await?;
-    let collector = Collector::start().await?;
-    let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("policy.yaml"), POLICY)?;
-    let mut p = proxy(
-        &pg,
-        Setup {
-            enforce: Some(Enforce {
-                policies: vec![dir.path().join("policy.yaml")],
-                service_account: "shop/api".into(),
-                secrets_dir: None,
-            }),
-            audit: Some(audit_config(
-                &collector,
-                &dir.path().join("spool"),
-                "api-0.long",
-            )),
-            ..Setup::default()
-        },
-    )
-    .await?;
+    let (_pg, collector, _dir, mut p) = audited("api-0.long").await?;
     const N: usize = 5000;
 
     let client = p.connect().await?;
