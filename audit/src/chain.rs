@@ -156,14 +156,7 @@ impl Chain {
     fn link(&self, event: &mut Event) {
         event.instance.clone_from(&self.instance);
         event.seq = self.next_seq;
-        // `<instance>-<seq>`, built without the formatting machinery (once per event).
-        event.id.clear();
-        let mut digits = itoa::Buffer::new();
-        let seq = digits.format(self.next_seq);
-        event.id.reserve(self.instance.len() + 1 + seq.len());
-        event.id.push_str(&self.instance);
-        event.id.push('-');
-        event.id.push_str(seq);
+        event.id = event_id(&self.instance, self.next_seq);
         event.prev_hash.clone_from(&self.prev_hash);
     }
 
@@ -172,6 +165,18 @@ impl Chain {
         self.prev_hash.clone_from(&sealed.hash);
         self.next_seq = sealed.seq + 1;
     }
+}
+
+/// The `id` of event `seq` of chain `instance`: `<instance>-<seq>`, built without the
+/// formatting machinery (once per event).
+pub fn event_id(instance: &str, seq: u64) -> String {
+    let mut digits = itoa::Buffer::new();
+    let seq = digits.format(seq);
+    let mut id = String::with_capacity(instance.len() + 1 + seq.len());
+    id.push_str(instance);
+    id.push('-');
+    id.push_str(seq);
+    id
 }
 
 /// Canonical bytes of `event` (see the module docs).

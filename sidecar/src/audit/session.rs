@@ -227,10 +227,7 @@ impl SessionAudit {
             _ if masked > 0 => Decision::Masked,
             _ => Decision::Allowed,
         };
-        let mut id = String::with_capacity(conn.audit.instance.len() + 21);
-        id.push_str(&conn.audit.instance);
-        id.push('-');
-        id.push_str(itoa::Buffer::new().format(seq));
+        let id = dbwarden_audit::chain::event_id(&conn.audit.instance, seq);
         let durations = Durations {
             upstream_us: Some(u64::try_from(completion.upstream.as_micros()).unwrap_or(u64::MAX)),
             proxy_us: None,

@@ -74,6 +74,35 @@ async fn audited(
     Ok((pg, collector, dir, p))
 }
 
+/// Says goodbye on `raw`, waits (up to `limit`) until both sessions' `connection.close` reached
+/// the collector, stops the sidecar, checks the chain and returns the events.
+async fn finish(
+    mut raw: Raw,
+    collector: &Collector,
+    mut p: Proxy,
+    limit: Duration,
+) -> Result<Vec<Value>, Box<dyn std::error::Error + Send + Sync>> {
+    let mut out = BytesMut::new();
+    fe::terminate(&mut out);
+    raw.send(&out).await?;
+    drop(raw);
+    wait_for(collector, limit, |evs| {
+        evs.iter()
+            .filter(|e| e["kind"] == "connection.close")
+            .count()
+            == 2
+    })
+    .await;
+    p.handle
+        .take()
+        .ok_or("the sidecar was stopped already")?
+        .shutdown()
+        .await;
+    let lines = collector.lines();
+    verified(&lines);
+    Ok(events(&lines))
+}
+
 /// The `statement.result` events of the statement events whose text contains `needle`.
 fn results_of<'a>(evs: &'a [Value], needle: &str) -> Vec<&'a Value> {
     let ids: Vec<&str> = evs
@@ -102,7 +131,7 @@ fn one<'a>(evs: &'a [Value], needle: &str) -> &'a Value {
 
 #[tokio::test]
 async fn every_statement_that_ran_has_a_result_with_what_it_returned() -> TestResult {
-    let (pg, collector, _dir, mut p) = audited("api-0.results").await?;
+    let (pg, collector, _dir, p) = audited("api-0.results").await?;
 
     let client = p.connect().await?;
     // Extended protocol: masked values, counted per column.
@@ -151,22 +180,7 @@ async fn every_statement_that_ran_has_a_result_with_what_it_returned() -> TestRe
         answer.ends_with("E Z"),
         "the client sees the refusal: {answer}"
     );
-    out.clear();
-    fe::terminate(&mut out);
-    raw.send(&out).await?;
-    drop(raw);
-
-    wait_for(&collector, Duration::from_secs(20), |evs| {
-        evs.iter()
-            .filter(|e| e["kind"] == "connection.close")
-            .count()
-            == 2
-    })
-    .await;
-    p.handle.take().unwrap().shutdown().await;
-    let lines = collector.lines();
-    verified(&lines);
-    let evs = events(&lines);
+    let evs = finish(raw, &collector, p, Duration::from_secs(20)).await?;
 
     let masked = one(&evs, "email FROM public.users");
     assert_eq!(masked["decision"], "masked", "{masked}");
@@ -254,7 +268,7 @@ async fn every_statement_that_ran_has_a_result_with_what_it_returned() -> TestRe
 /// pipeline does not take the next statement's result.
 #[tokio::test]
 async fn long_strings_pipelines_and_empty_statements_keep_results_in_step() -> TestResult {
-    let (_pg, collector, _dir, mut p) = audited("api-0.long").await?;
+    let (_pg, collector, _dir, p) = audited("api-0.long").await?;
     const N: usize = 5000;
 
     let client = p.connect().await?;
@@ -309,22 +323,7 @@ async fn long_strings_pipelines_and_empty_statements_keep_results_in_step() -> T
         errors += answer.iter().filter(|(t, _)| *t == b'E').count();
     }
     assert_eq!(errors, 3000);
-    out.clear();
-    fe::terminate(&mut out);
-    raw.send(&out).await?;
-    drop(raw);
-
-    wait_for(&collector, Duration::from_secs(60), |evs| {
-        evs.iter()
-            .filter(|e| e["kind"] == "connection.close")
-            .count()
-            == 2
-    })
-    .await;
-    p.handle.take().unwrap().shutdown().await;
-    let lines = collector.lines();
-    verified(&lines);
-    let evs = events(&lines);
+    let evs = finish(raw, &collector, p, Duration::from_secs(60)).await?;
     // (results, results of exactly one row) of the statements whose text holds `needle`
     let counts = |needle: &str| -> (usize, usize) {
         let results = results_of(&evs, needle);
