@@ -1,13 +1,17 @@
 //! Which uses of masked columns are refused (docs/masking.md lists the same cases).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use dbwarden_crds::policy::Strategy;
+use dbwarden_crds::policy::{Strategy, Unparseable};
 use dbwarden_crds::{DatabaseAccessPolicySpec, Operation, Subjects};
 use dbwarden_policy::analyze::analyze;
 use dbwarden_policy::mask::check_masked_column_use;
-use dbwarden_policy::{CompiledPolicy, Identity};
+use dbwarden_policy::{CompiledPolicy, Decision, Identity};
 
 fn policy() -> CompiledPolicy {
+    CompiledPolicy::compile("shop", "p", &spec()).unwrap()
+}
+
+fn spec() -> DatabaseAccessPolicySpec {
     let mut spec = DatabaseAccessPolicySpec::builder()
         .allow(
             "all",
@@ -21,7 +25,7 @@ fn policy() -> CompiledPolicy {
     if let Some(masking) = spec.masking.as_mut() {
         masking.exempt_subjects = Some(Subjects::groups(["privacy"]));
     }
-    CompiledPolicy::compile("shop", "p", &spec).unwrap()
+    spec
 }
 
 /// `ok`, or the reason's distinctive words.
@@ -156,4 +160,55 @@ fn long_operator_chains_do_not_overflow_the_stack() {
         .join()
         .unwrap();
     assert!(!denied, "a filter on unmasked columns is fine");
+}
+
+#[test]
+fn masking_is_never_only_observed() {
+    let mut spec = spec();
+    spec.guardrails.observe_only = true;
+    let policy = CompiledPolicy::compile("shop", "p", &spec).unwrap();
+    let me = Identity::service_account("shop", "api");
+    let decide = |sql: &str| {
+        let decided = policy.decide_string(&me, sql, &analyze(sql).unwrap());
+        decided.decisions.into_iter().next().unwrap()
+    };
+    // Observe-only lets what a rule or guardrail refuses run, recording it...
+    assert_eq!(decide("DROP TABLE orders").label(), "observed_deny");
+    assert_eq!(decide("DELETE FROM orders").label(), "observed_deny");
+    // ...but not a masked column turned into something masking cannot follow: the result
+    // would carry the value in clear.
+    let refused = decide("SELECT upper(email) FROM users");
+    assert_eq!(refused.label(), "deny", "{refused:?}");
+    assert_eq!(refused.denial().unwrap().cause.label(), "masked_column_use");
+    assert_eq!(decide("SELECT email FROM users").label(), "allow");
+}
+
+#[test]
+fn statements_that_cannot_be_analysed_are_refused_where_columns_are_masked() {
+    let mut spec = spec();
+    spec.guardrails.unparseable = Unparseable::Allow;
+    let lenient = CompiledPolicy::compile("shop", "p", &spec).unwrap();
+    let error = analyze("SELEC upper(email) FROM users").unwrap_err();
+    let me = Identity::service_account("shop", "api");
+    let Decision::Deny(denial) = lenient.decide_unparsed(&me, &error) else {
+        panic!("an unanalysed statement could use a masked column")
+    };
+    assert!(
+        denial
+            .reason
+            .contains("columns are masked for this identity"),
+        "{}",
+        denial.reason
+    );
+    // The same with observeOnly: not only observed.
+    spec.guardrails.observe_only = true;
+    let observing = CompiledPolicy::compile("shop", "p", &spec).unwrap();
+    assert_eq!(observing.decide_unparsed(&me, &error).label(), "deny");
+    // An identity exempt from masking gets `unparseable: allow` as written.
+    spec.guardrails.observe_only = false;
+    if let Some(masking) = spec.masking.as_mut() {
+        masking.exempt_subjects = Some(Subjects::service_accounts(["api"]));
+    }
+    let exempting = CompiledPolicy::compile("shop", "p", &spec).unwrap();
+    assert_eq!(exempting.decide_unparsed(&me, &error).label(), "allow");
 }

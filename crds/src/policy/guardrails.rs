@@ -36,11 +36,14 @@ pub struct Guardrails {
     /// sending rows and completes the statement normally.
     #[serde(default)]
     pub on_max_rows: OnMaxRows,
-    /// What happens to a statement the sidecar cannot parse.
+    /// What happens to a statement the sidecar cannot parse. `allow` never applies to identities
+    /// the policy masks columns for: only an analysis shows whether a masked column is used in
+    /// an expression.
     #[serde(default)]
     pub unparseable: Unparseable,
     /// Audit what guardrails, rules and approvals would refuse, but let it run. For trying a
-    /// policy on live traffic; masking still applies.
+    /// policy on live traffic; masking still applies, and so do the refusals that protect it (a
+    /// masked column used in an expression, a statement that cannot be analysed).
     #[serde(default)]
     pub observe_only: bool,
 }

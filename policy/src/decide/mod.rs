@@ -2,7 +2,9 @@
 //!
 //! Order (as `docs/resources.md` describes): guardrails, then rules (default deny, deny wins), then
 //! approvals. A guardrail refusal overrides rules and approvals. With `observeOnly`, any refusal or
-//! approval becomes an [`Allowed`] carrying what would have happened ([`Observed`]).
+//! approval becomes an [`Allowed`] carrying what would have happened ([`Observed`]), except the
+//! refusals that protect masked values (a masked column used in an expression, or a statement
+//! that cannot be analysed for an identity columns are masked for): masking is never observe-only.
 //!
 //! # Semantics worth stating
 //!
@@ -32,7 +34,8 @@
 //!   sidecar should refuse the whole string when any statement is refused, since PostgreSQL runs
 //!   the earlier ones before reaching it.
 //! - **Unparseable** strings follow `guardrails.unparseable`; even with `allow`, only identities
-//!   some allow rule names get through ([`CompiledPolicy::decide_unparsed`]).
+//!   some allow rule names get through, and never identities the policy masks columns for
+//!   ([`CompiledPolicy::decide_unparsed`]).
 
 mod guardrails;
 pub(crate) mod rules;
@@ -103,10 +106,11 @@ impl CompiledPolicy {
         let mut decided = self.decide_all(identity, analysis);
         if let Err((index, denial)) = crate::mask::check_indexed(self, identity, sql, analysis)
             && let Some(slot) = decided.decisions.get_mut(index)
-            && (matches!(slot, Decision::Allow(Allowed { observed: None, .. }))
-                || matches!(slot, Decision::NeedsApproval(_)))
+            && !matches!(slot, Decision::Deny(_))
         {
-            *slot = self.observe(identity, Decision::Deny(denial));
+            // Masking is never only observed: with `observeOnly` the statement would send the
+            // masked values in clear.
+            *slot = Decision::Deny(denial);
         }
         decided
     }
@@ -134,6 +138,18 @@ impl CompiledPolicy {
 
     /// Decides a string that could not be analysed, following `guardrails.unparseable`.
     pub fn decide_unparsed(&self, identity: &Identity, error: &AnalyzeError) -> Decision {
+        if self.masks_columns_for(identity) {
+            // Only an analysis shows whether a masked column is used where masking cannot follow
+            // it (`upper(email)`), so neither `unparseable: allow` nor `observeOnly` lets it run.
+            return self.guardrail_denial(
+                Guardrail::Unparseable,
+                format!(
+                    "the statement cannot be analysed ({}), and columns are masked for this \
+                     identity",
+                    error.label()
+                ),
+            );
+        }
         let raw = if self.guardrails.allow_unparseable && self.admits(identity) {
             Decision::Allow(Allowed {
                 rule: None,

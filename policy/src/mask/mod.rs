@@ -128,6 +128,12 @@ impl CompiledPolicy {
         })
     }
 
+    /// True when column masks apply to `identity`, so its statements must be analysed: only an
+    /// analysis shows whether a masked column is used where masking cannot follow it.
+    pub fn masks_columns_for(&self, identity: &Identity) -> bool {
+        self.masks_for(identity) && self.masking.as_ref().is_some_and(|m| !m.columns.is_empty())
+    }
+
     /// True when the policy uses the `hash` strategy, so the sidecar must load the key.
     pub fn needs_hash_key(&self) -> bool {
         self.masking

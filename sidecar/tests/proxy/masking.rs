@@ -238,6 +238,44 @@ async fn expressions_over_masked_columns_are_refused() -> TestResult {
     Ok(())
 }
 
+/// `observeOnly` lets what rules and guardrails refuse run, but never a statement that would
+/// carry a masked value past masking.
+#[tokio::test]
+async fn observe_only_never_unmasks() -> TestResult {
+    let pg = start_pg().await?;
+    users(&pg).await?;
+    let bed = Bed::new(&policy("  guardrails: {observeOnly: true}\n"))?;
+    let p = proxy(&pg, bed.setup("shop/api")).await?;
+    let client = p.connect().await?;
+    // Refused by guardrails.blockDrop and by every rule, yet observed only: it runs.
+    client.simple_query("DROP TABLE big").await?;
+    let gone = pg
+        .psql(&APP, "SELECT to_regclass('public.big') IS NULL")
+        .await?
+        .ok("look for big")?;
+    assert_eq!(gone.trim(), "t", "the observed DROP ran");
+    // A masked column in an expression, and a statement that cannot be analysed for masked
+    // columns (sqlparser does not know FOR NO KEY UPDATE), are refused all the same.
+    for (sql, why) in [
+        ("SELECT upper(email) FROM users", "a masked column is used"),
+        (
+            "SELECT upper(email) FROM users FOR NO KEY UPDATE",
+            "columns are masked for this identity",
+        ),
+    ] {
+        let err = client.simple_query(sql).await.unwrap_err();
+        assert_eq!(err.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{sql}");
+        let message = err.as_db_error().map(|e| e.message()).unwrap_or_default();
+        assert!(message.contains(why), "{sql}: {message}");
+    }
+    // Plain reads are still masked.
+    let rows = client
+        .query("SELECT email FROM users WHERE id = 1", &[])
+        .await?;
+    assert_eq!(rows[0].get::<_, &str>(0), "a***@example.com");
+    Ok(())
+}
+
 #[tokio::test]
 async fn exempt_subjects_see_clear_values_and_hashes_agree_across_sidecars() -> TestResult {
     let pg = start_pg().await?;
