@@ -38,7 +38,7 @@ spec:
   guardrails: {maxRows: 100000}
   masking:
     columns:
-      - {columns: [public.pgbench_accounts.filler], strategy: redact}
+      - {columns: [public.pgbench_accounts.abalance], strategy: 'null'}
 ";
 
 /// Starts the sidecar binary with `extra` appended to a one-listener configuration; returns
@@ -80,6 +80,30 @@ async fn spawn_sidecar(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok((child, port))
+}
+
+/// Fails unless the enforcing sidecar on `port` masks what pgbench reads, so its figures are
+/// those of a masking proxy.
+async fn check_masked(port: u16) -> Result<()> {
+    let conninfo = format!(
+        "host=127.0.0.1 port={port} user={} password=no-token dbname=app",
+        APP.name
+    );
+    let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await?;
+    let connection = tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+            &[&1_i32],
+        )
+        .await?;
+    let abalance: Option<i32> = row.get(0);
+    drop(client);
+    connection.await.ok();
+    if abalance.is_some() {
+        bail!("the enforcing sidecar sent abalance unmasked: {abalance:?}");
+    }
+    Ok(())
 }
 
 /// Events the collector has once no more arrived for a second (shipping lags recording).
@@ -303,8 +327,9 @@ async fn main_table(
     let seconds = plan.seconds;
     let (mut sidecar, port) = spawn_sidecar(dir, "sidecar", pg, "").await?;
     let pid = sidecar.id().context("sidecar pid")?;
-    // The same sidecar enforcing a realistic policy: rules, guardrails with maxRows, and one
-    // masking rule on a column pgbench does not select, so every row passes the row hook.
+    // The same sidecar enforcing a realistic policy: rules, guardrails with maxRows, and
+    // masking of the one column `pgbench -S` reads (`abalance`, an integer, so `null`): every
+    // row is rewritten by the row hook.
     let policy = dir.join("policy.yaml");
     std::fs::write(&policy, POLICY)?;
     let (mut enforcing, enforcing_port) = spawn_sidecar(
@@ -317,6 +342,7 @@ async fn main_table(
         ),
     )
     .await?;
+    check_masked(enforcing_port).await?;
 
     eprintln!(
         "pids: sidecar {pid}, enforcing {}",

@@ -39,6 +39,13 @@ pub(super) struct Pump {
     pub out: Output,
 }
 
+/// Said with every result the row hook refuses: the database answered, so it ran the statement
+/// (unless only describing it), and the client must not take the error for a rollback, as it
+/// would an error of the database's own.
+const WITHHELD: &str = "dbwarden withheld this result after the database produced \
+     it: the statement, and any statement sent behind it before the next Sync, may have run, and \
+     nothing was undone.";
+
 /// Most times the row hook's `resolve` is awaited for one RowDescription; after that the hook
 /// must describe the result with what it has (or refuse it).
 const MAX_RESOLVE_ATTEMPTS: u8 = 2;
@@ -181,13 +188,17 @@ impl Pump {
                 Action::Replace => self.out.push(&self.scratch),
                 Action::Deny(denial) => {
                     tracing::info!(message = %denial.message, "result denied by the row hook");
+                    let detail = match denial.detail {
+                        Some(detail) => format!("{detail} {WITHHELD}"),
+                        None => WITHHELD.to_owned(),
+                    };
                     let mut error = BytesMut::new();
                     backend::encode_error(
                         &mut error,
                         Severity::Error,
                         INSUFFICIENT_PRIVILEGE,
                         &denial.message,
-                        denial.detail.as_deref(),
+                        Some(&detail),
                     );
                     self.out.push(&error);
                     self.discarding = true;
