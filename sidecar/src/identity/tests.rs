@@ -117,6 +117,37 @@ async fn refuses_unsigned_hmac_and_algorithm_key_mismatch() {
     assert_eq!(refused(&v, &t).await, TokenError::UnsupportedAlgorithm);
 }
 
+/// RSA keys: RS256 tokens are accepted; HMAC keyed with the RSA public key (the classic
+/// confusion) and headers naming the RSA key with another algorithm are refused.
+#[tokio::test]
+async fn accepts_rs256_and_refuses_hmac_and_other_algorithms_on_rsa_keys() {
+    let (rsa, ec) = (TestKey::rs256("rsa"), TestKey::es256("ec"));
+    let v = inline(&[&rsa, &ec]);
+    let c = claims("alice", &["dev"]);
+    let user = v.verify(&rsa.sign(&c)).await.unwrap();
+    assert_eq!((user.username.as_str(), user.groups.len()), ("alice", 1));
+    for secret in [rsa.jwk().to_string(), rsa.jwk()["n"].to_string()] {
+        assert_eq!(
+            refused(&v, &hs256(secret.as_bytes(), "rsa", &c)).await,
+            TokenError::Hmac
+        );
+    }
+    for alg in ["ES256", "EdDSA"] {
+        let t = rsa.sign_with_header(&json!({"alg": alg, "kid": "rsa"}), &c);
+        assert_eq!(
+            refused(&v, &t).await,
+            TokenError::AlgorithmMismatch,
+            "{alg}"
+        );
+    }
+    // An RS256 header naming the EC key.
+    let t = rsa.sign_with_header(&json!({"alg": "RS256", "kid": "ec"}), &c);
+    assert_eq!(refused(&v, &t).await, TokenError::AlgorithmMismatch);
+    // The right header, the wrong key's signature.
+    let t = ec.sign_with_header(&json!({"alg": "RS256", "kid": "rsa"}), &c);
+    assert_eq!(refused(&v, &t).await, TokenError::BadSignature);
+}
+
 #[tokio::test]
 async fn refuses_unknown_kid_bad_signature_oversize_and_garbage() {
     let key = TestKey::es256("k");

@@ -288,3 +288,139 @@ identity: {{serviceAccount: shop/api}}
     assert!(err.contains("spec.rules[0].name"), "{err}");
     Ok(())
 }
+
+/// A sidecar whose policy allows the service account everything, so only guardrails refuse.
+async fn allowing_all(
+    pg: &Postgres,
+    dir: &Path,
+    guardrails: &str,
+) -> Result<Proxy, Box<dyn std::error::Error + Send + Sync>> {
+    let policy = POLICY.replace(
+        "operations: [select, insert, update, delete]\n      tables: ['public.*']",
+        &format!("operations: [all]\n      tables: ['*']\n  guardrails: {guardrails}"),
+    );
+    assert!(policy.contains("[all]"), "the rule was rewritten");
+    let file = dir.join(format!("policy-{}.yaml", guardrails.len()));
+    std::fs::write(&file, policy)?;
+    let hooks = EnforcingHooks::load(vec![file], ServiceAccount::new("shop", "api"), None)?;
+    Ok(proxy(
+        pg,
+        Setup {
+            hooks: Some(Arc::new(hooks)),
+            ..Setup::default()
+        },
+    )
+    .await?)
+}
+
+/// Runs each statement through `client`; returns what did not get 42501 naming `field`.
+async fn refusals(client: &tokio_postgres::Client, cases: &[(&str, &str)]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (sql, field) in cases {
+        let shown: String = sql.chars().take(60).collect();
+        match client.simple_query(sql).await {
+            Ok(_) => failures.push(format!("{shown}: ran")),
+            Err(err) => match err.as_db_error() {
+                Some(db)
+                    if db.code() == &SqlState::INSUFFICIENT_PRIVILEGE
+                        && db.message().contains(field)
+                        && db.message().contains("shop/app-access") => {}
+                _ => failures.push(format!("{shown}: want 42501 naming {field}, got {err:?}")),
+            },
+        }
+    }
+    failures
+}
+
+/// Every guardrail stops its statement before the database sees it, through the real proxy,
+/// even for an identity every rule allows; the session goes on after each refusal.
+#[tokio::test]
+async fn guardrails_stop_statements_that_rules_allow() -> TestResult {
+    let pg = start_pg().await?;
+    tables(&pg).await?;
+    let dir = tempfile::tempdir()?;
+    let p = allowing_all(&pg, dir.path(), "{}").await?;
+    let client = p.connect().await?;
+    let marker = dir.path().join("program-ran");
+    let copy_program = format!("COPY public.t TO PROGRAM 'touch {}'", marker.display());
+    let copy_file = format!("COPY public.t TO '{}'", marker.display());
+    let oversized = format!("SELECT 1 /* {} */", "x".repeat(1024 * 1024));
+    let cases: Vec<(&str, &str)> = vec![
+        ("TRUNCATE public.t", "guardrails.blockTruncate"),
+        ("DROP TABLE public.t", "guardrails.blockDrop"),
+        (
+            "UPDATE public.t SET name = 'x'",
+            "guardrails.requireWhereForUpdateDelete",
+        ),
+        (
+            "EXPLAIN ANALYZE DELETE FROM public.t",
+            "guardrails.requireWhereForUpdateDelete",
+        ),
+        (
+            "WITH d AS (DELETE FROM public.t RETURNING id) SELECT * FROM d",
+            "guardrails.requireWhereForUpdateDelete",
+        ),
+        (
+            "SELECT pg_terminate_backend(pg_backend_pid())",
+            "guardrails.blockedFunctions",
+        ),
+        (
+            "SELECT pg_read_file('/etc/hostname')",
+            "guardrails.blockedFunctions",
+        ),
+        (
+            "SELECT lo_import('/etc/hostname')",
+            "guardrails.blockedFunctions",
+        ),
+        (
+            "SELECT set_config('role', 'postgres', false)",
+            "guardrails.blockedFunctions",
+        ),
+        (&copy_program, "guardrails.blockCopyProgram"),
+        (&copy_file, "guardrails.blockCopyProgram"),
+        ("ALTER SYSTEM SET work_mem = '64MB'", "fixed:alter-system"),
+        ("SET ROLE postgres", "fixed:set-role"),
+        ("SET SESSION AUTHORIZATION postgres", "fixed:set-role"),
+        ("RESET ROLE", "fixed:set-role"),
+        (&oversized, "guardrails.unparseable"),
+    ];
+    let mut failures = refusals(&client, &cases).await;
+    // Schema changes, with blockDdl.
+    let ddl = allowing_all(&pg, dir.path(), "{blockDdl: true}").await?;
+    failures.extend(
+        refusals(
+            &ddl.connect().await?,
+            &[
+                ("CREATE TABLE public.x (id int)", "guardrails.blockDdl"),
+                (
+                    "ALTER TABLE public.t ADD COLUMN c int",
+                    "guardrails.blockDdl",
+                ),
+            ],
+        )
+        .await,
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // None of them ran: the rows, the table list, the role and the file system are as before,
+    // and the same session still works.
+    assert_eq!(
+        direct(
+            &pg,
+            "SELECT string_agg(name, ',' ORDER BY id) FROM public.t"
+        )
+        .await?,
+        "ada,bob"
+    );
+    assert_eq!(
+        direct(&pg, "SELECT to_regclass('public.x') IS NULL").await?,
+        "t"
+    );
+    let column_c = "SELECT count(*) FROM pg_attribute \
+                    WHERE attrelid = 'public.t'::regclass AND attname = 'c'";
+    assert_eq!(direct(&pg, column_c).await?, "0");
+    assert!(!marker.exists(), "COPY wrote {}", marker.display());
+    let row = client.query_one("SELECT current_user::text", &[]).await?;
+    assert_eq!(row.get::<_, String>(0), APP.name);
+    Ok(())
+}

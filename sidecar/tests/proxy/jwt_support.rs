@@ -15,7 +15,7 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use ring::rand::SystemRandom;
-use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
+use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
@@ -26,7 +26,11 @@ pub const AUDIENCE: &str = "dbwarden";
 enum Signer {
     Es256(EcdsaKeyPair),
     Ed25519(Ed25519KeyPair),
+    Rs256(RsaKeyPair),
 }
+
+/// A 2048-bit RSA key made for these tests only (ring cannot generate RSA keys), PKCS#8 DER.
+const RSA_TEST_KEY: &[u8] = include_bytes!("testdata/rsa-2048-test-only.pk8");
 
 /// A signing key with its key id.
 pub struct TestKey {
@@ -56,11 +60,20 @@ impl TestKey {
         }
     }
 
+    /// The test RSA key (RS256); every call gives the same key.
+    pub fn rs256(kid: &str) -> Self {
+        Self {
+            kid: kid.into(),
+            signer: Signer::Rs256(RsaKeyPair::from_pkcs8(RSA_TEST_KEY).unwrap()),
+        }
+    }
+
     /// The header algorithm this key signs with.
     pub fn alg(&self) -> &'static str {
         match self.signer {
             Signer::Es256(_) => "ES256",
             Signer::Ed25519(_) => "EdDSA",
+            Signer::Rs256(_) => "RS256",
         }
     }
 
@@ -74,6 +87,11 @@ impl TestKey {
             }
             Signer::Ed25519(pair) => json!({"kty": "OKP", "crv": "Ed25519", "kid": self.kid,
                                             "x": b64(pair.public_key().as_ref())}),
+            Signer::Rs256(pair) => {
+                let public = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(pair.public());
+                json!({"kty": "RSA", "use": "sig", "kid": self.kid,
+                       "n": b64(&public.n), "e": b64(&public.e)})
+            }
         }
     }
 
@@ -95,6 +113,17 @@ impl TestKey {
                 .as_ref()
                 .to_vec(),
             Signer::Ed25519(pair) => pair.sign(message.as_bytes()).as_ref().to_vec(),
+            Signer::Rs256(pair) => {
+                let mut sig = vec![0; pair.public().modulus_len()];
+                pair.sign(
+                    &signature::RSA_PKCS1_SHA256,
+                    &SystemRandom::new(),
+                    message.as_bytes(),
+                    &mut sig,
+                )
+                .unwrap();
+                sig
+            }
         };
         format!("{message}.{}", b64(&sig))
     }

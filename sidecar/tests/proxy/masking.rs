@@ -238,6 +238,56 @@ async fn expressions_over_masked_columns_are_refused() -> TestResult {
     Ok(())
 }
 
+/// A mask that cannot be written into a value of the column's type (`redact` on an integer or a
+/// date) refuses the result, or sends NULL with `onUnmaskable: null`, in text and binary format.
+#[tokio::test]
+async fn values_of_other_types_are_refused_or_nulled_never_sent() -> TestResult {
+    let pg = start_pg().await?;
+    pg.psql(
+        &APP,
+        "CREATE TABLE public.accounts (id int, balance int, opened date);
+         INSERT INTO public.accounts VALUES (1, 1200, '2024-01-31');",
+    )
+    .await?
+    .ok("create accounts")?;
+    for (on_unmaskable, expect_null) in [("deny", false), ("'null'", true)] {
+        let bed = Bed::new(&policy("").replace(
+            "    detectors:",
+            &format!(
+                "      - {{columns: [public.accounts.balance, public.accounts.opened], strategy: redact}}\n    \
+                 onUnmaskable: {on_unmaskable}\n    detectors:"
+            ),
+        ))?;
+        let p = proxy(&pg, bed.setup("shop/api")).await?;
+        let client = p.connect().await?;
+        // Binary (extended protocol, tokio-postgres asks for binary results)...
+        let binary = client
+            .query("SELECT id, balance, opened FROM accounts", &[])
+            .await;
+        // ...and text (simple query).
+        let text = client
+            .simple_query("SELECT id, balance, opened FROM accounts")
+            .await;
+        if expect_null {
+            let rows = binary?;
+            assert_eq!(rows[0].get::<_, i32>(0), 1);
+            assert_eq!(rows[0].get::<_, Option<i32>>(1), None);
+            assert_eq!(rows[0].len(), 3);
+            assert_eq!(simple_rows(&text?), [vec![Some("1".into()), None, None]]);
+        } else {
+            for (format, err) in [("binary", binary.err()), ("text", text.err())] {
+                let err = err.ok_or(format!("{format}: the value was sent"))?;
+                assert_eq!(
+                    err.code(),
+                    Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+                    "{format}: {err:?}"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `observeOnly` lets what rules and guardrails refuse run, but never a statement that would
 /// carry a masked value past masking.
 #[tokio::test]
