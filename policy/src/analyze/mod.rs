@@ -251,6 +251,17 @@ fn analyze_tokens(
     shape: Option<&shape::Shape>,
 ) -> Result<(Analysis, bool), AnalyzeError> {
     match parse(tokens, config) {
+        // sqlparser reads whatever follows `COPY ... FROM STDIN;` as inline copy data, but in
+        // the wire protocol copy data never travels in the query text: PostgreSQL runs the rest
+        // as statements once the copy ends. Split the string the way the server does, so every
+        // statement behind the COPY is decided too.
+        Ok(statements) if statements.iter().any(copies_inline_data) => lex::tokenize(sql)
+            .ok()
+            .and_then(|tokens| analyze_segments(tokens, config))
+            .map(|analysis| (analysis, false))
+            .ok_or(AnalyzeError::Unparseable {
+                reason: "the text after COPY ... FROM STDIN does not parse as statements".into(),
+            }),
         Ok(statements) => {
             let analysis = Analysis {
                 statements: statements
@@ -288,6 +299,46 @@ fn parse(
                 reason: lex::redact_reason(&other.to_string()),
             },
         })
+}
+
+/// The statements of `sql` as the analysis splits them, one per analysed statement: the whole
+/// string parsed at once, or statement by statement where the analysis did so (`None` for one
+/// recognised without sqlparser, such as `DO`). `None` when it does not parse. For checks that
+/// walk the syntax tree again and must line up with [`Analysis::statements`].
+pub(crate) fn parse_as_analysed(
+    sql: &str,
+    max_nesting: usize,
+) -> Option<Vec<Option<sqlparser::ast::Statement>>> {
+    let config = AnalyzeConfig {
+        max_nesting,
+        ..AnalyzeConfig::default()
+    };
+    if let Ok(statements) = parse(lex::tokenize(sql).ok()?, &config)
+        && !statements.iter().any(copies_inline_data)
+    {
+        return Some(statements.into_iter().map(Some).collect());
+    }
+    let mut statements = Vec::new();
+    for segment in lex::split_statements(lex::tokenize(sql).ok()?) {
+        if lex::recognize_unparsed(&segment).is_some() {
+            statements.push(None);
+        } else {
+            statements.extend(parse(segment, &config).ok()?.into_iter().map(Some));
+        }
+    }
+    Some(statements)
+}
+
+/// A `COPY ... FROM STDIN`: sqlparser may have taken the text behind it as its data (whether it
+/// did cannot be told from the statement: data without a tab or newline is dropped).
+fn copies_inline_data(statement: &sqlparser::ast::Statement) -> bool {
+    matches!(
+        statement,
+        sqlparser::ast::Statement::Copy {
+            target: sqlparser::ast::CopyTarget::Stdin,
+            ..
+        }
+    )
 }
 
 /// The fallback when the whole string does not parse: statement by statement, recognising `DO` and

@@ -25,9 +25,6 @@ mod walk;
 
 pub(crate) use memo::MaskedUseMemo;
 
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
-
 use crate::analyze::{Analysis, CopyDirection, Operation, StatementAnalysis};
 use crate::compile::CompiledPolicy;
 use crate::compile::glob::{Part, Qualify};
@@ -177,11 +174,7 @@ fn walk_text(sql: &str, per_statement: &[Vec<&Part>]) -> (memo::Outcome, bool) {
     // statement in the common case).
     let budget = sql.len().saturating_mul(256).clamp(1 << 20, 96 << 20);
     stacker::maybe_grow(budget, budget, || {
-        let Ok(statements) = Parser::new(&PostgreSqlDialect {})
-            .with_recursion_limit(50)
-            .try_with_sql(sql)
-            .and_then(|mut p| p.parse_statements())
-        else {
+        let Some(statements) = crate::analyze::parse_as_analysed(sql, 50) else {
             return (Err((0, MaskedColumnUse::Unchecked)), false);
         };
         if statements.len() != per_statement.len() {
@@ -192,6 +185,10 @@ fn walk_text(sql: &str, per_statement: &[Vec<&Part>]) -> (memo::Outcome, bool) {
             if parts.is_empty() {
                 continue;
             }
+            // A statement recognised without sqlparser cannot be walked.
+            let Some(statement) = statement else {
+                return (Err((index, MaskedColumnUse::Unchecked)), read_literal);
+            };
             let walked = walk::check_statement(statement, parts);
             read_literal |= walked.read_literal;
             if let Some(problem) = walked.problem {
