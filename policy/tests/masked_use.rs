@@ -82,6 +82,32 @@ const CASES: &[(&str, &str)] = &[
         "renamed",
     ),
     ("COPY users TO STDOUT", "COPY TO"),
+    // Joins that compare a masked column without an expression: the same oracle as a filter.
+    (
+        "SELECT u.id FROM users u JOIN orders o USING (email)",
+        "expression",
+    ),
+    (
+        "SELECT u.id FROM users u LEFT JOIN (SELECT 'a@b.c' AS email) x USING (email)",
+        "expression",
+    ),
+    (
+        "SELECT u.id FROM users u NATURAL JOIN (SELECT 'a@b.c' AS email) x",
+        "expression",
+    ),
+    (
+        "SELECT id FROM (SELECT u.id FROM users u JOIN orders USING (email)) s",
+        "expression",
+    ),
+    (
+        "UPDATE orders SET total = 0 FROM users u JOIN contacts c USING (email) WHERE u.id = 1",
+        "expression",
+    ),
+    (
+        "DELETE FROM orders USING users u JOIN contacts c USING (email) WHERE u.id = 1",
+        "expression",
+    ),
+    ("SELECT u.id FROM users u JOIN orders o USING (id)", "ok"),
     (
         "SELECT email FROM users; SELECT upper(email) FROM users",
         "expression",

@@ -4,8 +4,9 @@ use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, OrderByKind, Query,
-    SelectItem, SetExpr, Statement, TableAlias, TableFactor, Value, Visit, Visitor,
+    Expr, FromTable, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident,
+    JoinConstraint, JoinOperator, OrderByKind, Query, SelectItem, SetExpr, Statement, TableAlias,
+    TableFactor, TableWithJoins, UpdateTableFromKind, Value, Visit, Visitor,
 };
 
 use super::MaskedColumnUse;
@@ -59,6 +60,12 @@ pub(super) fn check_statement(statement: &Statement, parts: &[&Part]) -> Walked 
     }
     if returning_wildcard(statement) {
         return Walked::found(MaskedColumnUse::NestedWildcard);
+    }
+    if let Some(problem) = statement_joins(statement)
+        .iter()
+        .find_map(|from| join_problem(from, parts))
+    {
+        return Walked::found(problem);
     }
     let mut walker = Uses {
         parts,
@@ -214,6 +221,11 @@ impl Visitor for Uses<'_> {
     }
 
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        let mut froms = Vec::new();
+        select_froms(&query.body, &mut froms);
+        if let Some(problem) = froms.iter().find_map(|from| join_problem(from, self.parts)) {
+            return self.fail(problem);
+        }
         let is_top = self.top.is_some_and(|top| std::ptr::eq(top, query));
         let plain_top = is_top && matches!(query.body.as_ref(), SetExpr::Select(_));
         if !plain_top && has_wildcard(&query.body) {
@@ -295,4 +307,96 @@ fn returning_wildcard(statement: &Statement) -> bool {
             )
         })
     })
+}
+
+/// The `FROM` lists of the `SELECT`s of one query body (not of its subqueries: the walk visits
+/// each query).
+fn select_froms<'a>(body: &'a SetExpr, out: &mut Vec<&'a TableWithJoins>) {
+    match body {
+        SetExpr::Select(select) => out.extend(&select.from),
+        SetExpr::SetOperation { left, right, .. } => {
+            select_froms(left, out);
+            select_froms(right, out);
+        }
+        _ => {}
+    }
+}
+
+/// The tables and joins of an `UPDATE ... FROM` or a `DELETE ... USING`.
+fn statement_joins(statement: &Statement) -> Vec<&TableWithJoins> {
+    match statement {
+        Statement::Update(update) => {
+            let mut all = vec![&update.table];
+            if let Some(
+                UpdateTableFromKind::BeforeSet(from) | UpdateTableFromKind::AfterSet(from),
+            ) = &update.from
+            {
+                all.extend(from);
+            }
+            all
+        }
+        Statement::Delete(delete) => {
+            let (FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from)) = &delete.from;
+            from.iter().chain(delete.using.iter().flatten()).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// A join that compares a masked column without naming it in an expression: `USING (email)`
+/// names it, and a `NATURAL` join may match it by name (the statement touches a table with masked
+/// columns, and which columns two relations share is not known without the catalog). Both answer
+/// "which row has this value", like `WHERE email = ...`.
+fn join_problem(from: &TableWithJoins, parts: &[&Part]) -> Option<MaskedColumnUse> {
+    let nested = |factor: &TableFactor| match factor {
+        TableFactor::NestedJoin {
+            table_with_joins, ..
+        } => join_problem(table_with_joins, parts),
+        _ => None,
+    };
+    nested(&from.relation).or_else(|| {
+        from.joins.iter().find_map(|join| {
+            let refused = match constraint(&join.join_operator) {
+                Some(JoinConstraint::Natural) => true,
+                Some(JoinConstraint::Using(names)) => names.iter().any(|name| {
+                    name.0
+                        .last()
+                        .and_then(|part| part.as_ident())
+                        .is_some_and(|ident| parts.iter().any(|p| p.matches(&fold(ident))))
+                }),
+                _ => false,
+            };
+            if refused {
+                Some(MaskedColumnUse::Expression)
+            } else {
+                nested(&join.relation)
+            }
+        })
+    })
+}
+
+fn constraint(operator: &JoinOperator) -> Option<&JoinConstraint> {
+    match operator {
+        JoinOperator::Join(c)
+        | JoinOperator::Inner(c)
+        | JoinOperator::Left(c)
+        | JoinOperator::LeftOuter(c)
+        | JoinOperator::Right(c)
+        | JoinOperator::RightOuter(c)
+        | JoinOperator::FullOuter(c)
+        | JoinOperator::CrossJoin(c)
+        | JoinOperator::Semi(c)
+        | JoinOperator::LeftSemi(c)
+        | JoinOperator::RightSemi(c)
+        | JoinOperator::Anti(c)
+        | JoinOperator::LeftAnti(c)
+        | JoinOperator::RightAnti(c)
+        | JoinOperator::StraightJoin(c)
+        | JoinOperator::AsOf { constraint: c, .. } => Some(c),
+        JoinOperator::CrossApply
+        | JoinOperator::OuterApply
+        | JoinOperator::ArrayJoin
+        | JoinOperator::LeftArrayJoin
+        | JoinOperator::InnerArrayJoin => None,
+    }
 }
