@@ -1,5 +1,6 @@
 //! Policies come from the API server: nothing is served before the first list, changes apply
-//! to open sessions, a deleted policy closes its database, and while the API server is gone the
+//! to open sessions, policies selecting other pods do not apply, a deleted policy closes its
+//! database, and while the API server is gone the
 //! last policies seen stay in force.
 
 use std::time::Duration;
@@ -13,6 +14,13 @@ const SELECT_ONLY: &str = "    - name: api-read
       subjects: {serviceAccounts: [api]}
       operations: [select]
       tables: ['public.*']";
+
+/// Refuses every read: in force, it would stop the SELECTs below.
+const DENY_READS: &str = "    - name: no-reads
+      subjects: {serviceAccounts: [api]}
+      action: deny
+      operations: [select]
+      tables: ['*']";
 
 const SELECT_AND_INSERT: &str = "    - name: api-write
       subjects: {serviceAccounts: [api]}
@@ -61,6 +69,14 @@ async fn serves_nothing_until_policies_load_then_follows_the_api_server() -> Tes
         .unwrap_err();
     assert_eq!(sqlstate(&refused), Some("42501"), "{refused:?}");
 
+    // A policy for other pods (another workloadSelector) does not apply to this one. It is
+    // applied before the edit below, so once the edit is seen, so was it.
+    let batch_only = cluster
+        .policy("batch-readers", port, DENY_READS, "")
+        .replace("matchLabels: {app: api}", "matchLabels: {app: batch}");
+    assert!(batch_only.contains("{app: batch}"), "{batch_only}");
+    cluster.cp.apply(&ADMIN, &batch_only).await?;
+
     // A policy edit applies to the open session within the watch's latency.
     cluster
         .cp
@@ -81,6 +97,13 @@ async fn serves_nothing_until_policies_load_then_follows_the_api_server() -> Tes
         .await,
         "the updated policy never allowed the INSERT"
     );
+    app.query("SELECT id FROM public.orders", &[])
+        .await
+        .map_err(|e| format!("a policy selecting other pods was applied: {e:?}"))?;
+    cluster
+        .cp
+        .kubectl_ok(&ADMIN, &["delete", "dap", "batch-readers", "-n", NAMESPACE])
+        .await?;
 
     // Deleting the policy leaves the database ungoverned: everything is refused.
     cluster
