@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use dbwarden_policy::mask::{HashEncoding, HashKey};
 use dbwarden_sidecar::enforce::catalog::CATALOG_TTL;
-use dbwarden_testbed::{APP, Postgres};
+use dbwarden_testbed::{APP, Collector, Postgres};
 use tokio::process::Command;
 use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::error::SqlState;
 
+use crate::audit::{audit_config, events, wait_for};
 use crate::common::{Enforce, Proxy, Setup, TestResult, pg_bin, proxy, run, start_pg};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -295,7 +296,16 @@ async fn observe_only_never_unmasks() -> TestResult {
     let pg = start_pg().await?;
     users(&pg).await?;
     let bed = Bed::new(&policy("  guardrails: {observeOnly: true}\n"))?;
-    let p = proxy(&pg, bed.setup("shop/api")).await?;
+    let collector = Collector::start().await?;
+    let setup = Setup {
+        audit: Some(audit_config(
+            &collector,
+            &bed.dir.path().join("spool"),
+            "observe",
+        )),
+        ..bed.setup("shop/api")
+    };
+    let p = proxy(&pg, setup).await?;
     let client = p.connect().await?;
     // Refused by guardrails.blockDrop and by every rule, yet observed only: it runs.
     client.simple_query("DROP TABLE big").await?;
@@ -323,6 +333,31 @@ async fn observe_only_never_unmasks() -> TestResult {
         .query("SELECT email FROM users WHERE id = 1", &[])
         .await?;
     assert_eq!(rows[0].get::<_, &str>(0), "a***@example.com");
+
+    // The audit says what observing let through, and what it still refused.
+    let decision_of = |evs: &[serde_json::Value], needle: &str| {
+        evs.iter()
+            .find(|e| {
+                e["kind"] == "statement"
+                    && e["statement"].as_str().is_some_and(|s| s.contains(needle))
+            })
+            .map(|e| (e["decision"].clone(), e["rule"].clone()))
+    };
+    wait_for(&collector, Duration::from_secs(20), |evs| {
+        decision_of(evs, "upper(email)").is_some() && decision_of(evs, "DROP TABLE").is_some()
+    })
+    .await;
+    let evs = events(&collector.lines());
+    let (decision, rule) = decision_of(&evs, "DROP TABLE").ok_or("no DROP event")?;
+    assert_eq!(
+        (decision.as_str(), rule.as_str()),
+        (Some("would_deny"), Some("guardrails.blockDrop"))
+    );
+    let (decision, rule) = decision_of(&evs, "upper(email)").ok_or("no upper(email) event")?;
+    assert_eq!(
+        (decision.as_str(), rule.as_str()),
+        (Some("denied"), Some("masking.columns"))
+    );
     Ok(())
 }
 
