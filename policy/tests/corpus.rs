@@ -13,7 +13,7 @@ use dbwarden_crds::{DatabaseAccessPolicySpec, Operation as Op, Subjects};
 use dbwarden_policy::analyze::{AnalyzeError, StatementAnalysis, analyze};
 use dbwarden_policy::{CompiledPolicy, Identity};
 use serde::Deserialize;
-use support::summary;
+use support::{string_summary, summary};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -266,22 +266,7 @@ fn decide(policy: &CompiledPolicy, identity: &Identity, sql: &str) -> String {
         Ok(analysis) => analysis,
         Err(error) => return summary(&policy.decide_unparsed(identity, &error)),
     };
-    let decided = policy.decide_string(identity, sql, &analysis);
-    if let [one] = decided.decisions.as_slice() {
-        return summary(one);
-    }
-    if decided.decisions.is_empty() {
-        return "none".into();
-    }
-    match decided.first_refused() {
-        Some((index, refused)) => format!("{} (statement {})", summary(refused), index + 1),
-        None => decided
-            .decisions
-            .iter()
-            .map(summary)
-            .collect::<Vec<_>>()
-            .join(", "),
-    }
+    string_summary(&policy.decide_string(identity, sql, &analysis))
 }
 
 /// The outcome a decision counts for in the spread check: `guard:drop (statement 2)` ->

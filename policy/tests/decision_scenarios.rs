@@ -6,10 +6,12 @@ mod support;
 
 use dbwarden_crds::policy::{ApprovalMode, Unparseable};
 use dbwarden_crds::{DatabaseAccessPolicySpec, Operation as Op};
-use dbwarden_policy::analyze::analyze;
+use std::sync::Arc;
+
+use dbwarden_policy::analyze::{StatementAnalysis, analyze};
 use dbwarden_policy::decide::Observed;
 use dbwarden_policy::{CompiledPolicy, Decision};
-use support::{compile, decide_one, identity, spec, summary};
+use support::{compile, decide_one, identity, spec, string_summary, summary};
 
 #[test]
 fn denials_name_policy_rule_and_reason_without_literals() {
@@ -209,6 +211,40 @@ fn execute_is_decided_with_its_prepared_statement() {
     assert_eq!(
         summary(&policy.decide_execute(&identity("api"), execute, Some(inner))),
         "deny:default"
+    );
+}
+
+#[test]
+fn a_connection_following_its_names_decides_execute_by_what_was_prepared() {
+    let policy = compile(&spec());
+    let dan = identity("dan");
+    let decide = |sql: &str, known: &dyn Fn(&str) -> Option<Arc<StatementAnalysis>>| {
+        let analysis = analyze(sql).unwrap();
+        string_summary(&policy.decide_string_with(&dan, sql, &analysis, known))
+    };
+    let nothing = |_: &str| None;
+    // Prepared earlier in the same string, under any case of an unquoted name.
+    assert_eq!(
+        decide("PREPARE Q AS SELECT * FROM orders; EXECUTE q", &nothing),
+        "allow:dba-all, allow:dba-all"
+    );
+    assert_eq!(decide("EXECUTE q", &nothing), "guard:unknown_prepared");
+    // Prepared by an earlier string: decided as what it runs.
+    let prepared = analyze("PREPARE q AS UPDATE customers SET name = $1").unwrap();
+    let stored = Arc::new(*prepared.single().unwrap().prepared.clone().unwrap());
+    let known = move |name: &str| (name == "q").then(|| Arc::clone(&stored));
+    assert_eq!(decide("EXECUTE q('x')", &known), "guard:missing_where");
+    // A name is prepared once per connection: the server would keep the old statement.
+    let again = decide("PREPARE q AS SELECT 1", &known);
+    assert_eq!(again, "guard:unknown_prepared");
+    assert_eq!(
+        decide("PREPARE r AS SELECT 1; PREPARE R AS SELECT 2", &nothing),
+        "guard:unknown_prepared (statement 2)"
+    );
+    // Quoted names keep their case.
+    assert_eq!(
+        decide("PREPARE \"Q\" AS SELECT * FROM orders; EXECUTE q", &nothing),
+        "guard:unknown_prepared (statement 2)"
     );
 }
 

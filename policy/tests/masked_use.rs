@@ -82,6 +82,12 @@ const CASES: &[(&str, &str)] = &[
         "renamed",
     ),
     ("COPY users TO STDOUT", "COPY TO"),
+    // A SQL-level prepared statement is checked as the statement its EXECUTEs run.
+    ("PREPARE p AS SELECT upper(email) FROM users", "expression"),
+    (
+        "PREPARE p AS SELECT id, email FROM users WHERE id = $1",
+        "ok",
+    ),
     // Joins that compare a masked column without an expression: the same oracle as a filter.
     (
         "SELECT u.id FROM users u JOIN orders o USING (email)",

@@ -52,6 +52,9 @@ pub struct StatementAnalysis {
     pub unverified_functions: Vec<FunctionRef>,
     /// For `PREPARE name AS ...`: the prepared statement's analysis, for the connection to keep.
     pub prepared: Option<Box<StatementAnalysis>>,
+    /// For `PREPARE` and `EXECUTE`: the prepared statement's name as the server knows it
+    /// (unquoted names folded to lower case).
+    pub prepared_name: Option<Box<str>>,
     /// Literal-free fingerprint and normalised text.
     pub fingerprint: Fingerprint,
 }
@@ -92,8 +95,17 @@ impl StatementAnalysis {
             dangerous_functions: Vec::new(),
             unverified_functions: Vec::new(),
             prepared: None,
+            prepared_name: None,
             fingerprint,
         }
+    }
+}
+
+/// A name as PostgreSQL resolves it: unquoted identifiers fold to lower case.
+fn server_name(ident: &sqlparser::ast::Ident) -> Box<str> {
+    match ident.quote_style {
+        Some(_) => ident.value.as_str().into(),
+        None => ident.value.to_lowercase().into(),
     }
 }
 
@@ -119,7 +131,9 @@ pub(crate) fn analyze_statement(statement: &Statement) -> StatementAnalysis {
             analysis
         }
         Statement::Prepare {
-            statement: inner, ..
+            name,
+            statement: inner,
+            ..
         } => {
             let mut analysis = StatementAnalysis::unparsed(
                 Operation::Prepare,
@@ -127,6 +141,16 @@ pub(crate) fn analyze_statement(statement: &Statement) -> StatementAnalysis {
             );
             analysis.is_write = false;
             analysis.prepared = Some(Box::new(analyze_statement(inner)));
+            analysis.prepared_name = Some(server_name(name));
+            analysis
+        }
+        Statement::Execute { name, .. } => {
+            let mut analysis = analyze_plain(statement);
+            analysis.prepared_name = name
+                .as_ref()
+                .and_then(|n| n.0.last())
+                .and_then(|part| part.as_ident())
+                .map(server_name);
             analysis
         }
         _ => analyze_plain(statement),
@@ -220,6 +244,7 @@ fn analyze_plain(statement: &Statement) -> StatementAnalysis {
         dangerous_functions,
         unverified_functions,
         prepared: None,
+        prepared_name: None,
         fingerprint: Fingerprint::of_statement(statement),
     }
 }

@@ -27,7 +27,8 @@
 //! - **Statements sqlparser knows but dbwarden does not classify** need a rule naming `all`.
 //! - **`PREPARE name AS stmt`** needs `prepare` and is decided as `stmt` too; **`EXECUTE name`**
 //!   must be decided with [`CompiledPolicy::decide_execute`] and the statement its `PREPARE`
-//!   stored (plain [`CompiledPolicy::decide`] refuses it).
+//!   stored (plain [`CompiledPolicy::decide`] refuses it);
+//!   [`CompiledPolicy::decide_string_with`] does both for a connection that keeps its names.
 //! - **Masked columns** used in expressions, filters and copies are refused by
 //!   [`CompiledPolicy::decide_string`] (see `docs/masking.md`); `decide` alone does not see them.
 //! - **Multi-statement strings** are decided per statement ([`CompiledPolicy::decide_all`]); the
@@ -103,7 +104,57 @@ impl CompiledPolicy {
         sql: &str,
         analysis: &Analysis,
     ) -> StringDecision {
-        let mut decided = self.decide_all(identity, analysis);
+        self.decide_string_with(identity, sql, analysis, &|_| None)
+    }
+
+    /// [`decide_string`](Self::decide_string) for a connection that follows its SQL-level
+    /// prepared statements: `prepared` gives the statement a `PREPARE name` of an earlier string
+    /// stored (`PREPARE`s earlier in this string count too). An `EXECUTE` is decided as the
+    /// statement it runs ([`decide_execute`](Self::decide_execute)). A `PREPARE` of a name already
+    /// prepared is refused: the server would keep the old statement, and the connection would
+    /// decide `EXECUTE`s by the new one.
+    pub fn decide_string_with(
+        &self,
+        identity: &Identity,
+        sql: &str,
+        analysis: &Analysis,
+        prepared: &dyn Fn(&str) -> Option<Arc<StatementAnalysis>>,
+    ) -> StringDecision {
+        let mut decided = StringDecision {
+            decisions: Vec::with_capacity(analysis.statements.len()),
+        };
+        for (index, statement) in analysis.statements.iter().enumerate() {
+            let earlier = |name: &str| {
+                analysis.statements[..index].iter().rev().find(|s| {
+                    s.operation == Operation::Prepare && s.prepared_name.as_deref() == Some(name)
+                })
+            };
+            let decision = match (&statement.operation, statement.prepared_name.as_deref()) {
+                (Operation::Execute, Some(name)) => match earlier(name) {
+                    Some(preparing) => {
+                        self.decide_execute(identity, statement, preparing.prepared.as_deref())
+                    }
+                    None => self.decide_execute(identity, statement, prepared(name).as_deref()),
+                },
+                (Operation::Prepare, Some(name))
+                    if earlier(name).is_some() || prepared(name).is_some() =>
+                {
+                    self.observe(
+                        identity,
+                        self.guardrail_denial(
+                            Guardrail::UnknownPrepared,
+                            format!(
+                                "prepared statement {name:?} was already prepared on this \
+                                 connection; dbwarden follows each SQL-level name once per \
+                                 connection, so use a new name"
+                            ),
+                        ),
+                    )
+                }
+                _ => self.decide(identity, statement),
+            };
+            decided.decisions.push(decision);
+        }
         if let Err((index, denial)) = crate::mask::check_indexed(self, identity, sql, analysis)
             && let Some(slot) = decided.decisions.get_mut(index)
             && !matches!(slot, Decision::Deny(_))

@@ -144,7 +144,8 @@ pub enum Guardrail {
     MissingWhere,
     /// A blocked or known-dangerous function (`blockedFunctions`).
     BlockedFunction,
-    /// `EXECUTE` of an SQL-level prepared statement the connection does not know.
+    /// `EXECUTE` of an SQL-level prepared statement the connection does not know, or a `PREPARE`
+    /// of a name it already prepared.
     UnknownPrepared,
     /// A masked column used where its mask cannot follow it (expressions, filters, ordering,
     /// copies); see `docs/masking.md`.

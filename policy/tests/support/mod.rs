@@ -3,7 +3,7 @@
 
 use dbwarden_crds::{DatabaseAccessPolicySpec, Operation as Op, Subjects};
 use dbwarden_policy::analyze::analyze;
-use dbwarden_policy::decide::DenyCause;
+use dbwarden_policy::decide::{DenyCause, StringDecision};
 use dbwarden_policy::{CompiledPolicy, Decision, Identity};
 
 /// The policy every case runs against (namespace `shop`, environment `test`).
@@ -109,4 +109,25 @@ pub fn decide_one(policy: &CompiledPolicy, who: &str, sql: &str) -> Decision {
         .single()
         .unwrap_or_else(|| panic!("{sql}: not one statement"));
     policy.decide(&identity(who), statement)
+}
+
+/// A whole string's decision, as corpus.yaml writes it: the single statement's [`summary`]; for
+/// several, the first refused one's with its position (`guard:drop (statement 2)`) or every
+/// statement's, comma-separated; `none` for an empty string.
+pub fn string_summary(decided: &StringDecision) -> String {
+    if let [one] = decided.decisions.as_slice() {
+        return summary(one);
+    }
+    if decided.decisions.is_empty() {
+        return "none".into();
+    }
+    match decided.first_refused() {
+        Some((index, refused)) => format!("{} (statement {})", summary(refused), index + 1),
+        None => decided
+            .decisions
+            .iter()
+            .map(summary)
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
 }

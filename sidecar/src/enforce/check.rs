@@ -12,7 +12,7 @@ use dbwarden_policy::{CompiledPolicy, Decision, Identity};
 use super::approval::{ApprovalAsk, leading_reason, set_reason};
 
 use super::hooks::Inner;
-use super::prepared::{Prepared, Run, Tracker};
+use super::prepared::{MAX_STATEMENT_BYTES, MAX_STATEMENTS, Prepared, Run, SqlPrepared, Tracker};
 use crate::audit::{Outcome, SessionAudit, StatementTrail};
 use crate::hook::{Denial, Statement, StatementHook, Verdict};
 use dbwarden_audit::Ticket;
@@ -27,6 +27,8 @@ pub(super) struct SessionEnforcer {
     reason: Option<String>,
     /// Prepared statements and portals, to audit each Execute.
     prepared: Tracker,
+    /// SQL-level `PREPARE`d statements, to decide each SQL `EXECUTE`.
+    sql_prepared: SqlPrepared,
     /// A Parse waiting for an approval: it becomes a prepared statement only if forwarded.
     held_parse: Option<(Box<[u8]>, Prepared)>,
     /// Events recorded since the session last settled (see [`StatementHook::take_ticket`]).
@@ -57,9 +59,24 @@ impl SessionEnforcer {
             audit,
             reason: None,
             prepared: Tracker::default(),
+            sql_prepared: SqlPrepared::default(),
             held_parse: None,
             ticket: None,
             runs: Vec::new(),
+        }
+    }
+
+    /// A string about to be forwarded (or held for approval) takes the names it `PREPARE`s; when
+    /// it never reaches the server the names stay taken, which only refuses their reuse.
+    fn forwarding(
+        &mut self,
+        verdict: &Verdict,
+        analysis: Option<&dbwarden_policy::analyze::Analysis>,
+    ) {
+        if !matches!(verdict, Verdict::Deny(_))
+            && let Some(analysis) = analysis
+        {
+            self.sql_prepared.remember(analysis);
         }
     }
 
@@ -99,6 +116,7 @@ impl SessionEnforcer {
         let started = Instant::now();
         let mut trail = StatementTrail::new(started, 1);
         let (verdict, analysis) = self.decide_sql(sql, &mut trail);
+        self.forwarding(&verdict, analysis.as_deref());
         let recorded = self.audit.statements(Some(sql), analysis.as_deref(), trail);
         self.runs.clear();
         self.runs.extend(seqs(&recorded).map(Some));
@@ -114,6 +132,7 @@ impl SessionEnforcer {
         }
         let mut trail = StatementTrail::new(Instant::now(), 1);
         let (verdict, analysis) = self.decide_sql(sql, &mut trail);
+        self.forwarding(&verdict, analysis.as_deref());
         if matches!(verdict, Verdict::Deny(_)) {
             // Not forwarded: the server keeps whatever had this name.
             let recorded = self.audit.statements(Some(sql), analysis.as_deref(), trail);
@@ -256,8 +275,22 @@ impl SessionEnforcer {
         }
         // --- end masking ---
         *trail = StatementTrail::new(trail.started(), count);
+        if !self.sql_prepared.fits(&analysis) {
+            let message = format!(
+                "dbwarden: this session holds too many SQL-level prepared statements to follow \
+                 (at most {MAX_STATEMENTS}, {} MiB of text)",
+                MAX_STATEMENT_BYTES >> 20
+            );
+            trail.refuse(Outcome::refused("prepared-statements", message.clone()));
+            return (
+                self.deny(message, None, "prepared_statements"),
+                Some(analysis),
+            );
+        }
         for policy in policies {
-            let decided = policy.decide_string(&self.identity, sql, &analysis);
+            let decided = policy.decide_string_with(&self.identity, sql, &analysis, &|name| {
+                self.sql_prepared.get(name)
+            });
             for (index, decision) in decided.decisions.iter().enumerate() {
                 trail.note(index, decision);
                 let fingerprint = analysis

@@ -21,8 +21,8 @@
 //!   at `<secrets_dir>/<secret name>/<key>`, or the policy does not load.
 //! - Statements that need an approval are refused in standalone mode; in Kubernetes mode they go
 //!   to the [`ApprovalDesk`] (see [`approval`]).
-//! - Fast-path FunctionCalls are refused; SQL-level `EXECUTE` is refused by the engine (the
-//!   session does not track SQL-level `PREPARE`).
+//! - Fast-path FunctionCalls are refused. SQL-level `EXECUTE name` is decided as the statement
+//!   the session's `PREPARE name` stored (`prepared.rs`); unknown names are refused.
 //! - `guardrails.observeOnly` is honoured: the statement runs and the refusal is logged.
 
 pub mod approval;

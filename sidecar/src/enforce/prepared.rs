@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use dbwarden_policy::analyze::Analysis;
+use dbwarden_policy::analyze::{Analysis, StatementAnalysis};
 
 use crate::audit::Outcome;
 
@@ -185,6 +185,51 @@ impl Tracker {
     pub(super) fn close_portal(&mut self, portal: &[u8]) {
         self.portals.remove(portal);
     }
+}
+
+/// SQL-level prepared statements (`PREPARE name AS ...`) the session sent, by name, so that each
+/// `EXECUTE name` is decided as the statement it runs. Names are only ever added: a `DEALLOCATE`
+/// may not reach the server's list (an aborted transaction skips it), and forgetting the name
+/// then would let a later `PREPARE` of it be decided by a text the server never stored. The
+/// policy refuses a `PREPARE` of a name held here. Bounded like the protocol-level statements.
+#[derive(Debug, Default)]
+pub(super) struct SqlPrepared {
+    names: HashMap<Box<str>, Arc<StatementAnalysis>>,
+    /// Normalised text held, as a measure of size.
+    bytes: usize,
+}
+
+impl SqlPrepared {
+    pub(super) fn get(&self, name: &str) -> Option<Arc<StatementAnalysis>> {
+        self.names.get(name).cloned()
+    }
+
+    /// Whether the `PREPARE`s of `analysis` fit in the bounds.
+    pub(super) fn fits(&self, analysis: &Analysis) -> bool {
+        let (count, bytes) = preparing(analysis).fold((0, 0), |(n, b), (_, inner)| {
+            (n + 1, b + inner.fingerprint.normalized.len())
+        });
+        count == 0
+            || (self.names.len() + count <= MAX_STATEMENTS
+                && self.bytes + bytes <= MAX_STATEMENT_BYTES)
+    }
+
+    /// Takes the names `analysis` prepares (the string is being forwarded).
+    pub(super) fn remember(&mut self, analysis: &Analysis) {
+        for (name, inner) in preparing(analysis) {
+            if !self.names.contains_key(name) {
+                self.bytes += inner.fingerprint.normalized.len();
+                self.names.insert(name.into(), Arc::new(inner.clone()));
+            }
+        }
+    }
+}
+
+fn preparing(analysis: &Analysis) -> impl Iterator<Item = (&str, &StatementAnalysis)> {
+    analysis
+        .statements
+        .iter()
+        .filter_map(|s| Some((s.prepared_name.as_deref()?, s.prepared.as_deref()?)))
 }
 
 #[cfg(test)]

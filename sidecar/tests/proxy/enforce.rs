@@ -8,6 +8,7 @@ use dbwarden_policy::ServiceAccount;
 use dbwarden_sidecar::enforce::{EnforcingHooks, RELOAD_INTERVAL};
 use dbwarden_testbed::{APP, Postgres};
 use tokio::process::Command;
+use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::error::SqlState;
 
 use crate::common::{POLICY, Proxy, Setup, TestResult, pg_bin, proxy, run, start_pg, tables};
@@ -433,5 +434,53 @@ async fn guardrails_stop_statements_that_rules_allow() -> TestResult {
     assert!(!marker.exists(), "COPY wrote {}", marker.display());
     let row = client.query_one("SELECT current_user::text", &[]).await?;
     assert_eq!(row.get::<_, String>(0), APP.name);
+    Ok(())
+}
+
+/// SQL-level PREPARE and EXECUTE: each EXECUTE is decided as the statement its PREPARE stored;
+/// a name is prepared once per session.
+#[tokio::test]
+async fn sql_execute_is_decided_as_the_statement_prepared() -> TestResult {
+    let pg = start_pg().await?;
+    tables(&pg).await?;
+    let dir = tempfile::tempdir()?;
+    let p = allowing_all(&pg, dir.path(), "{}").await?;
+    let client = p.connect().await?;
+    client
+        .simple_query("PREPARE pick(int) AS SELECT name FROM public.t WHERE id = $1")
+        .await?;
+    let rows = client.simple_query("EXECUTE pick(1)").await?;
+    assert!(
+        rows.iter()
+            .any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get(0) == Some("ada"))),
+        "{rows:?}"
+    );
+    client
+        .simple_query("PREPARE rename(int) AS UPDATE public.t SET name = 'zed' WHERE id = $1; EXECUTE rename(2)")
+        .await?;
+    assert_eq!(
+        direct(&pg, "SELECT name FROM public.t WHERE id = 2").await?,
+        "zed"
+    );
+    let failures = refusals(
+        &client,
+        &[
+            // Refused when prepared: what it would run is what is decided.
+            (
+                "PREPARE wipe AS DELETE FROM public.t",
+                "guardrails.requireWhereForUpdateDelete",
+            ),
+            ("EXECUTE wipe", "fixed:unknown-prepared-statement"),
+            ("EXECUTE never_prepared", "fixed:unknown-prepared-statement"),
+            // A name is prepared once per session, DEALLOCATE or not.
+            ("PREPARE PICK AS SELECT 1", "already prepared"),
+        ],
+    )
+    .await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    client.simple_query("DEALLOCATE pick").await?;
+    let failures = refusals(&client, &[("PREPARE pick AS SELECT 2", "already prepared")]).await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(direct(&pg, "SELECT count(*) FROM public.t").await?, "2");
     Ok(())
 }

@@ -108,6 +108,8 @@ pub(crate) fn check_indexed(
         return Ok(());
     };
     let masked_parts = |statement: &StatementAnalysis| -> Vec<&Part> {
+        // `PREPARE name AS stmt` is checked as `stmt`: its `EXECUTE`s run it.
+        let statement = statement.prepared.as_deref().unwrap_or(statement);
         let tables = statement
             .tables_read
             .iter()
@@ -188,6 +190,10 @@ fn walk_text(sql: &str, per_statement: &[Vec<&Part>]) -> (memo::Outcome, bool) {
             // A statement recognised without sqlparser cannot be walked.
             let Some(statement) = statement else {
                 return (Err((index, MaskedColumnUse::Unchecked)), read_literal);
+            };
+            let statement = match statement {
+                sqlparser::ast::Statement::Prepare { statement, .. } => statement.as_ref(),
+                other => other,
             };
             let walked = walk::check_statement(statement, parts);
             read_literal |= walked.read_literal;
