@@ -236,25 +236,7 @@ struct Known {
 
 /// Suspected bugs, kept in the corpus with the documented decision. They are not counted as
 /// failures; one that starts to pass must leave this list, so that a fix is noticed and kept.
-const KNOWN_DISCREPANCIES: &[Known] = &[
-    Known {
-        sql: "DELETE FROM t WHERE EXISTS (SELECT 1)",
-        analysis: false,
-        why: "the guardrail asks for `a WHERE clause that refers to a column`; a constant \
-              subquery refers to none, like `WHERE true`",
-    },
-    Known {
-        sql: "DELETE FROM t WHERE (SELECT true)",
-        analysis: false,
-        why: "as above",
-    },
-    Known {
-        sql: "SELECT id FROM users WHERE ROW(id, email) = ROW(1, 'x')",
-        analysis: false,
-        why: "ROW(...) is a row constructor, not a function, yet it is treated as one not known \
-              to be read-only (needs `call`), so the refusal names the wrong cause",
-    },
-];
+const KNOWN_DISCREPANCIES: &[Known] = &[];
 
 fn known_discrepancy(sql: &str) -> Option<&'static Known> {
     KNOWN_DISCREPANCIES.iter().find(|k| k.sql == sql)

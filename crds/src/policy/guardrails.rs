@@ -17,7 +17,9 @@ pub struct Guardrails {
     /// Refuse `TRUNCATE`.
     #[serde(default = "yes")]
     pub block_truncate: bool,
-    /// Refuse `UPDATE` and `DELETE` without a `WHERE` clause.
+    /// Refuse `UPDATE` and `DELETE` without a `WHERE` clause that refers to a column (`WHERE
+    /// true` and `WHERE EXISTS (SELECT 1)` filter nothing). A guard against accidents: a
+    /// deliberate `WHERE id = id` still passes.
     #[serde(default = "yes")]
     pub require_where_for_update_delete: bool,
     /// Refuse `COPY ... TO/FROM PROGRAM` (runs a shell command on the database server).

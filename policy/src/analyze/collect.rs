@@ -135,20 +135,14 @@ fn table_of(name: &ObjectName, alias: Option<&TableAlias>) -> TableRef {
     TableRef::from_object_name(name)
 }
 
-/// A WHERE that mentions no column and no subquery (`WHERE true`, `WHERE 1 = 1`) filters nothing.
+/// A WHERE that mentions no column anywhere, subqueries included (`WHERE true`, `WHERE 1 = 1`,
+/// `WHERE EXISTS (SELECT 1)`), filters nothing.
 fn references_data(expr: &Expr) -> bool {
     struct Finder(bool);
     impl Visitor for Finder {
         type Break = ();
         fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
-            if matches!(
-                expr,
-                Expr::Identifier(_)
-                    | Expr::CompoundIdentifier(_)
-                    | Expr::Subquery(_)
-                    | Expr::Exists { .. }
-                    | Expr::InSubquery { .. }
-            ) {
+            if matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
                 self.0 = true;
                 return ControlFlow::Break(());
             }

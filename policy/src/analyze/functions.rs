@@ -107,7 +107,7 @@ const READ_ONLY: &[&str] = &[
     "quote_literal", "quote_nullable", "radians", "random", "range_merge", "rank", "regexp_count",
     "regexp_instr", "regexp_like", "regexp_match", "regexp_matches", "regexp_replace",
     "regexp_split_to_array", "regexp_split_to_table", "regexp_substr", "regr_slope", "repeat",
-    "replace", "reverse", "right", "round", "row_number", "row_to_json", "rpad", "rtrim",
+    "replace", "reverse", "right", "round", "row", "row_number", "row_to_json", "rpad", "rtrim",
     "session_user", "setweight", "sha224", "sha256", "sha384", "sha512", "sign", "sin",
     "split_part", "sqrt", "starts_with", "statement_timestamp", "stddev", "stddev_pop",
     "stddev_samp", "string_agg", "string_to_array", "strpos", "substr", "substring", "sum", "tan",
