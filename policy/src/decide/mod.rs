@@ -42,6 +42,7 @@ mod guardrails;
 pub(crate) mod rules;
 mod types;
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -123,21 +124,25 @@ impl CompiledPolicy {
         let mut decided = StringDecision {
             decisions: Vec::with_capacity(analysis.statements.len()),
         };
-        for (index, statement) in analysis.statements.iter().enumerate() {
-            let earlier = |name: &str| {
-                analysis.statements[..index].iter().rev().find(|s| {
-                    s.operation == Operation::Prepare && s.prepared_name.as_deref() == Some(name)
-                })
-            };
-            let decision = match (&statement.operation, statement.prepared_name.as_deref()) {
-                (Operation::Execute, Some(name)) => match earlier(name) {
-                    Some(preparing) => {
-                        self.decide_execute(identity, statement, preparing.prepared.as_deref())
-                    }
-                    None => self.decide_execute(identity, statement, prepared(name).as_deref()),
-                },
+        // What this string's own PREPAREs store, by name, as its statements are decided in order
+        // (one pass: a string may hold many thousands of statements).
+        let mut preparing: HashMap<&str, &StatementAnalysis> = HashMap::new();
+        for statement in &analysis.statements {
+            let name = statement.prepared_name.as_deref();
+            let decision = match (&statement.operation, name) {
+                (Operation::Execute, Some(name)) => {
+                    let stored;
+                    let inner = match preparing.get(name) {
+                        Some(inner) => Some(*inner),
+                        None => {
+                            stored = prepared(name);
+                            stored.as_deref()
+                        }
+                    };
+                    self.decide_execute(identity, statement, inner)
+                }
                 (Operation::Prepare, Some(name))
-                    if earlier(name).is_some() || prepared(name).is_some() =>
+                    if preparing.contains_key(name) || prepared(name).is_some() =>
                 {
                     self.observe(
                         identity,
@@ -153,6 +158,12 @@ impl CompiledPolicy {
                 }
                 _ => self.decide(identity, statement),
             };
+            if let (Operation::Prepare, Some(name), Some(inner)) =
+                (&statement.operation, name, statement.prepared.as_deref())
+            {
+                // The server keeps the first statement of a name; a second is refused above.
+                preparing.entry(name).or_insert(inner);
+            }
             decided.decisions.push(decision);
         }
         if let Err((index, denial)) = crate::mask::check_indexed(self, identity, sql, analysis)
