@@ -250,18 +250,7 @@ fn analyze_tokens(
     config: &AnalyzeConfig,
     shape: Option<&shape::Shape>,
 ) -> Result<(Analysis, bool), AnalyzeError> {
-    match parse(tokens, config) {
-        // sqlparser reads whatever follows `COPY ... FROM STDIN;` as inline copy data, but in
-        // the wire protocol copy data never travels in the query text: PostgreSQL runs the rest
-        // as statements once the copy ends. Split the string the way the server does, so every
-        // statement behind the COPY is decided too.
-        Ok(statements) if statements.iter().any(copies_inline_data) => lex::tokenize(sql)
-            .ok()
-            .and_then(|tokens| analyze_segments(tokens, config))
-            .map(|analysis| (analysis, false))
-            .ok_or(AnalyzeError::Unparseable {
-                reason: "the text after COPY ... FROM STDIN does not parse as statements".into(),
-            }),
+    match parse_whole(tokens, config) {
         Ok(statements) => {
             let analysis = Analysis {
                 statements: statements
@@ -301,6 +290,47 @@ fn parse(
         })
 }
 
+/// [`parse`] of a whole string, refused when it holds a `COPY ... FROM STDIN`: sqlparser reads
+/// whatever follows that statement as inline copy data, but in the wire protocol copy data never
+/// travels in the query text, and PostgreSQL runs the rest as statements once the copy ends. The
+/// callers then split the string the way the server does ([`parse_segments`]), so every statement
+/// behind the COPY is seen.
+fn parse_whole(
+    tokens: Vec<TokenWithSpan>,
+    config: &AnalyzeConfig,
+) -> Result<Vec<sqlparser::ast::Statement>, AnalyzeError> {
+    let statements = parse(tokens, config)?;
+    if statements.iter().any(copies_inline_data) {
+        return Err(AnalyzeError::Unparseable {
+            reason: "the text after COPY ... FROM STDIN does not parse as statements".into(),
+        });
+    }
+    Ok(statements)
+}
+
+/// One statement of a string split at its semicolons.
+enum Segment {
+    /// Boxed: only the rare fallback path splits strings.
+    Parsed(Box<sqlparser::ast::Statement>),
+    /// Recognised from its first words only (`DO`, `ALTER SYSTEM`).
+    Recognized(Operation, fingerprint::Fingerprint),
+}
+
+/// The string statement by statement, recognising `DO` and `ALTER SYSTEM`. `None` when any
+/// statement is still unparseable.
+fn parse_segments(tokens: Vec<TokenWithSpan>, config: &AnalyzeConfig) -> Option<Vec<Segment>> {
+    let mut statements = Vec::new();
+    for segment in lex::split_statements(tokens) {
+        if let Some((operation, fingerprint)) = lex::recognize_unparsed(&segment) {
+            statements.push(Segment::Recognized(operation, fingerprint));
+        } else {
+            let parsed = parse(segment, config).ok()?;
+            statements.extend(parsed.into_iter().map(|s| Segment::Parsed(Box::new(s))));
+        }
+    }
+    Some(statements)
+}
+
 /// The statements of `sql` as the analysis splits them, one per analysed statement: the whole
 /// string parsed at once, or statement by statement where the analysis did so (`None` for one
 /// recognised without sqlparser, such as `DO`). `None` when it does not parse. For checks that
@@ -313,20 +343,19 @@ pub(crate) fn parse_as_analysed(
         max_nesting,
         ..AnalyzeConfig::default()
     };
-    if let Ok(statements) = parse(lex::tokenize(sql).ok()?, &config)
-        && !statements.iter().any(copies_inline_data)
-    {
+    if let Ok(statements) = parse_whole(lex::tokenize(sql).ok()?, &config) {
         return Some(statements.into_iter().map(Some).collect());
     }
-    let mut statements = Vec::new();
-    for segment in lex::split_statements(lex::tokenize(sql).ok()?) {
-        if lex::recognize_unparsed(&segment).is_some() {
-            statements.push(None);
-        } else {
-            statements.extend(parse(segment, &config).ok()?.into_iter().map(Some));
-        }
-    }
-    Some(statements)
+    let segments = parse_segments(lex::tokenize(sql).ok()?, &config)?;
+    Some(
+        segments
+            .into_iter()
+            .map(|segment| match segment {
+                Segment::Parsed(statement) => Some(*statement),
+                Segment::Recognized(..) => None,
+            })
+            .collect(),
+    )
 }
 
 /// A `COPY ... FROM STDIN`: sqlparser may have taken the text behind it as its data (whether it
@@ -341,19 +370,19 @@ fn copies_inline_data(statement: &sqlparser::ast::Statement) -> bool {
     )
 }
 
-/// The fallback when the whole string does not parse: statement by statement, recognising `DO` and
-/// `ALTER SYSTEM`. `None` when any statement is still unparseable (the caller reports the first
-/// error).
+/// The fallback when the whole string does not parse: statement by statement
+/// ([`parse_segments`]). `None` when any statement is still unparseable (the caller reports the
+/// first error).
 fn analyze_segments(tokens: Vec<TokenWithSpan>, config: &AnalyzeConfig) -> Option<Analysis> {
-    let mut statements = Vec::new();
-    for segment in lex::split_statements(tokens) {
-        if let Some((operation, fingerprint)) = lex::recognize_unparsed(&segment) {
-            statements.push(StatementAnalysis::unparsed(operation, fingerprint));
-        } else {
-            let parsed = parse(segment, config).ok()?;
-            statements.extend(parsed.iter().map(statement::analyze_statement));
-        }
-    }
+    let statements = parse_segments(tokens, config)?
+        .into_iter()
+        .map(|segment| match segment {
+            Segment::Parsed(parsed) => statement::analyze_statement(&parsed),
+            Segment::Recognized(operation, fingerprint) => {
+                StatementAnalysis::unparsed(operation, fingerprint)
+            }
+        })
+        .collect();
     Some(Analysis {
         statements,
         masked_use: MaskedUseMemo::default(),
