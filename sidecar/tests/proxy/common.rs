@@ -403,3 +403,29 @@ pub fn error_field(body: &[u8], code: u8) -> Option<String> {
     }
     None
 }
+
+/// Runs each statement through `client` (simple query); returns, one line each, those that did
+/// not get 42501 naming `field` and policy `shop/app-access` (every test policy's name).
+pub async fn refusals(client: &tokio_postgres::Client, cases: &[(&str, &str)]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (sql, field) in cases {
+        let shown: String = sql.chars().take(60).collect();
+        // Bounded: a statement that got through may leave the session waiting (COPY FROM STDIN).
+        let answer = tokio::time::timeout(Duration::from_secs(10), client.simple_query(sql)).await;
+        let Ok(answer) = answer else {
+            failures.push(format!("{shown}: no answer: it was forwarded"));
+            return failures;
+        };
+        match answer {
+            Ok(_) => failures.push(format!("{shown}: ran")),
+            Err(err) => match err.as_db_error() {
+                Some(db)
+                    if db.code() == &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE
+                        && db.message().contains(field)
+                        && db.message().contains("shop/app-access") => {}
+                _ => failures.push(format!("{shown}: want 42501 naming {field}, got {err:?}")),
+            },
+        }
+    }
+    failures
+}

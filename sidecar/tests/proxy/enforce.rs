@@ -11,7 +11,9 @@ use tokio::process::Command;
 use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::error::SqlState;
 
-use crate::common::{POLICY, Proxy, Setup, TestResult, pg_bin, proxy, run, start_pg, tables};
+use crate::common::{
+    POLICY, Proxy, Setup, TestResult, pg_bin, proxy, refusals, run, start_pg, tables,
+};
 
 /// The same, plus a rule denying selects of `public.t`.
 fn policy_denying_t() -> String {
@@ -312,31 +314,6 @@ async fn allowing_all(
         },
     )
     .await
-}
-
-/// Runs each statement through `client`; returns what did not get 42501 naming `field`.
-async fn refusals(client: &tokio_postgres::Client, cases: &[(&str, &str)]) -> Vec<String> {
-    let mut failures = Vec::new();
-    for (sql, field) in cases {
-        let shown: String = sql.chars().take(60).collect();
-        // Bounded: a statement that got through may leave the session waiting (COPY FROM STDIN).
-        let answer = tokio::time::timeout(Duration::from_secs(10), client.simple_query(sql)).await;
-        let Ok(answer) = answer else {
-            failures.push(format!("{shown}: no answer: it was forwarded"));
-            return failures;
-        };
-        match answer {
-            Ok(_) => failures.push(format!("{shown}: ran")),
-            Err(err) => match err.as_db_error() {
-                Some(db)
-                    if db.code() == &SqlState::INSUFFICIENT_PRIVILEGE
-                        && db.message().contains(field)
-                        && db.message().contains("shop/app-access") => {}
-                _ => failures.push(format!("{shown}: want 42501 naming {field}, got {err:?}")),
-            },
-        }
-    }
-    failures
 }
 
 /// Every guardrail stops its statement before the database sees it, through the real proxy,
