@@ -23,6 +23,9 @@ use crate::render::Record;
 use crate::spool::{FailurePolicy, Spool};
 use crate::stats::Stats;
 
+/// Most bytes a fresh pending buffer is sized for.
+const LINES_CAPACITY: usize = 64 << 10;
+
 /// Failed writes remembered for tickets that have not settled yet.
 const FAILURES_KEPT: usize = 64;
 
@@ -299,10 +302,13 @@ impl Recorder {
         if p.events == 0 {
             return;
         }
-        let result = self.spool.append_lines(&p.lines, p.events);
+        // The spool keeps the lines for the shipper: hand them over rather than copy them. The
+        // next buffer starts no larger than a typical write (a burst's size is not kept).
+        let next = Vec::with_capacity(p.lines.len().min(LINES_CAPACITY));
+        let lines = mem::replace(&mut p.lines, next);
+        let result = self.spool.append_lines(lines.into(), p.events);
         let n = mem::take(&mut p.events);
         let deferred = mem::take(&mut p.deferred);
-        p.lines.clear();
         let rollback = p.rollback.take();
         let write = p.write;
         p.write += 1;

@@ -375,3 +375,38 @@ fn delivered_segments_are_deleted_by_the_acknowledgement_and_interval_fsync_cove
     // Everything delivered: only the active segment is left.
     assert_eq!(segments(dir.path()), 1);
 }
+
+#[test]
+fn a_backlog_larger_than_memory_keeps_is_read_from_the_file_then_from_memory() {
+    // Appends are kept in memory for the shipper up to a few MiB; a longer backlog (a collector
+    // outage) starts in the file. Both must give the same lines, in order, once each.
+    let dir = tempfile::tempdir().unwrap();
+    let mut chain = Chain::new("pod-a");
+    let all = lines(&mut chain, 8000);
+    let total: usize = all.iter().map(|l| l.len() + 1).sum();
+    assert!(
+        total > 4 << 20,
+        "the backlog should exceed what memory keeps"
+    );
+    let (spool, _) = Spool::open(
+        SpoolConfig {
+            fsync: FsyncPolicy::Never,
+            ..cfg(dir.path(), 64 << 20, FailurePolicy::Closed)
+        },
+        Arc::default(),
+    )
+    .unwrap();
+    for batch in all.chunks(9) {
+        let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+        spool.append(&refs).unwrap();
+    }
+    let mut got = Vec::new();
+    while let Some(batch) = spool.read_batch(1000, 1 << 20).unwrap() {
+        assert!(batch.count <= 1000);
+        got.extend(batch.records().map(<[u8]>::to_vec));
+        spool.ack(batch.end).unwrap();
+    }
+    assert_eq!(got.len(), all.len());
+    assert!(got == all, "lines differ or are out of order");
+    assert!(spool.is_drained());
+}

@@ -25,6 +25,9 @@ use crate::stats::Stats;
 /// How often the idle shipper looks at the spool without being woken.
 const IDLE_TICK: Duration = Duration::from_millis(250);
 
+/// How often a lingering shipper looks whether a full batch is waiting.
+const LINGER_CHECK: Duration = Duration::from_millis(10);
+
 /// A running shipper. Dropping it stops it without draining (the spool stays consistent:
 /// undelivered events are sent again after the next start); [`Shipper::shutdown`] drains first.
 #[derive(Debug)]
@@ -162,23 +165,33 @@ impl Worker {
     /// Waits for new events (then lingers to fill the batch), the idle tick, or a stop.
     async fn idle(&mut self) {
         tokio::select! {
-            () = self.wake.notified() => {
-                let linger = self.cfg.linger;
-                self.sleep(linger).await;
-            }
+            () = self.wake.notified() => self.linger().await,
             () = tokio::time::sleep(IDLE_TICK) => {}
             _ = self.stop.changed() => {}
         }
     }
 
-    /// Waits for the batch to fill: `linger`, cut short by a stop (which drains at once).
+    /// Waits for the batch to fill: `linger` at most, cut short once a full batch is waiting
+    /// (looked at every [`LINGER_CHECK`]) or by a stop (which drains at once). Not waiting
+    /// longer than a batch takes to fill keeps what is read in the spool's memory, and the
+    /// batches full.
     async fn linger(&mut self) {
         if self.deadline().is_some() {
             return;
         }
-        tokio::select! {
-            () = tokio::time::sleep(self.cfg.linger) => {}
-            _ = self.stop.changed() => {}
+        let until = Instant::now() + self.cfg.linger;
+        loop {
+            if self.spool.should_read(self.cfg.batch_max_bytes) {
+                return;
+            }
+            let now = Instant::now();
+            if now >= until {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(until.min(now + LINGER_CHECK)) => {}
+                _ = self.stop.changed() => return,
+            }
         }
     }
 

@@ -9,6 +9,7 @@
 mod config;
 mod files;
 mod reader;
+mod recent;
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -18,11 +19,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use bytes::Bytes;
+
 pub use config::{FailurePolicy, FsyncPolicy, SpoolConfig, SpoolError};
 pub use files::{Cursor, Head};
 pub use reader::Batch;
 
 use crate::stats::Stats;
+use recent::Recent;
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SpoolError + 'a {
     move |source| SpoolError::Io {
@@ -55,6 +59,8 @@ pub(crate) struct Inner {
     /// Delivered segments to delete, outside the lock and off the statement path (deleting
     /// can wait for the device: ext4 discards the freed blocks).
     pub(crate) doomed: Vec<u64>,
+    /// The newest appends, so the shipper need not read them back from the file.
+    pub(crate) recent: Recent,
 }
 
 /// The spool. Shared by the recorder (appends) and the shipper (reads, acknowledgements).
@@ -168,6 +174,7 @@ impl Spool {
                 dirty_since: None,
                 unsynced: Vec::new(),
                 doomed: Vec::new(),
+                recent: Recent::default(),
             }),
             stats,
             _lock: lock,
@@ -191,15 +198,16 @@ impl Spool {
 
     /// Undelivered bytes.
     fn pending(&self, inner: &Inner) -> u64 {
-        inner
-            .segments
-            .iter()
-            .map(|s| match s.id.cmp(&inner.acked.segment) {
-                std::cmp::Ordering::Less => 0,
-                std::cmp::Ordering::Equal => s.len.saturating_sub(inner.acked.offset),
-                std::cmp::Ordering::Greater => s.len,
-            })
-            .sum()
+        bytes_from(inner, inner.acked)
+    }
+
+    /// True when the shipper should read now rather than linger for more: a batch of
+    /// `batch_max_bytes` is waiting, or enough that more would push it out of memory (see
+    /// [`recent::RECENT_MAX_BYTES`]) and it would have to be read back from the file.
+    pub fn should_read(&self, batch_max_bytes: u64) -> bool {
+        let inner = self.lock();
+        let enough = batch_max_bytes.min(recent::RECENT_MAX_BYTES as u64 / 2);
+        bytes_from(&inner, inner.read) >= enough
     }
 
     pub(crate) fn update_gauges(&self, inner: &Inner) {
@@ -232,11 +240,13 @@ impl Spool {
             buf.extend_from_slice(r);
             buf.push(b'\n');
         }
-        self.append_lines(&buf, records.len() as u64)
+        self.append_lines(Bytes::from(buf), records.len() as u64)
     }
 
     /// Like [`Spool::append`], for `records` lines already joined, each ending in a newline.
-    pub fn append_lines(&self, buf: &[u8], records: u64) -> Result<(), SpoolError> {
+    /// The spool keeps `buf` in memory for the shipper until it is delivered (or pushed out by
+    /// newer appends), so the shipper need not read it back from the file.
+    pub fn append_lines(&self, buf: Bytes, records: u64) -> Result<(), SpoolError> {
         let size = buf.len() as u64;
         let mut inner = self.lock();
         let pending = self.pending(&inner);
@@ -266,11 +276,15 @@ impl Spool {
         };
         // The path is only named in errors: not formatted on the statement path.
         let path = |id| files::segment_path(&self.cfg.dir, id);
-        if let Err(e) = file.write_all(buf) {
+        if let Err(e) = file.write_all(&buf) {
             // Cut a partial write so the file stays a sequence of whole records.
             let _ = file.set_len(seg.len);
             return Err(io_err("writing", &path(seg.id))(e));
         }
+        let at = Cursor {
+            segment: seg.id,
+            offset: seg.len,
+        };
         seg.len += size;
         seg.records += records;
         match self.cfg.fsync {
@@ -285,6 +299,7 @@ impl Spool {
             }
             FsyncPolicy::Never => {}
         }
+        inner.recent.push(at, buf, records);
         self.update_gauges(&inner);
         Ok(())
     }
@@ -423,6 +438,13 @@ impl Spool {
             inner.acked = inner.acked.max(next);
             inner.read = inner.read.max(next);
         }
+        Self::forget_delivered(inner);
+    }
+
+    /// Lets go of the in-memory copies of what was delivered, deleted or dropped.
+    fn forget_delivered(inner: &mut Inner) {
+        let first = inner.segments.front().map_or(0, |s| s.id);
+        inner.recent.forget_before(inner.acked, first);
     }
 
     /// Removes segments wholly before the acknowledgement cursor (never the active one).
@@ -445,7 +467,21 @@ impl Spool {
             inner.acked = inner.acked.max(next);
             inner.read = inner.read.max(next);
         }
+        Self::forget_delivered(inner);
     }
+}
+
+/// Bytes in the spool from `from` on.
+fn bytes_from(inner: &Inner, from: Cursor) -> u64 {
+    inner
+        .segments
+        .iter()
+        .map(|s| match s.id.cmp(&from.segment) {
+            std::cmp::Ordering::Less => 0,
+            std::cmp::Ordering::Equal => s.len.saturating_sub(from.offset),
+            std::cmp::Ordering::Greater => s.len,
+        })
+        .sum()
 }
 
 /// Records at or after byte `from` of a segment (best effort: the segment's count if unreadable).

@@ -74,6 +74,16 @@ impl Spool {
                     }
                 }
                 let last = pos + 1 == inner.segments.len();
+                // What this process appended lately is still in memory: no read-back.
+                if let Some(t) = inner.recent.take(inner.read, max_records, max_bytes.max(1)) {
+                    inner.read = t.end;
+                    return Ok(Some(Batch {
+                        lines: t.lines,
+                        count: t.count,
+                        more: t.end.offset < seg.len || !last,
+                        end: t.end,
+                    }));
+                }
                 (inner.read, seg.len, inner.read >= inner.appended_from, last)
             };
             let path = files::segment_path(&self.config().dir, start.segment);

@@ -1,0 +1,210 @@
+//! The newest appends, kept in memory for the shipper.
+//!
+//! A busy sidecar writes tens of megabytes of events a second, and a shipper that keeps up
+//! would read every byte straight back from the file it was just written to: a copy out of the
+//! page cache per batch, on the same machine as the workload. The lines of each append are
+//! kept here instead (the recorder hands its buffer over, so keeping them copies nothing),
+//! until they are acknowledged or pushed out by newer ones. The file stays the record: a
+//! batch that starts before what memory holds (after a restart, or an outage longer than
+//! [`RECENT_MAX_BYTES`]) is read from it as before, until the reader reaches what is kept.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+use super::Cursor;
+
+/// At most this many bytes of appends are kept in memory: several batches' worth (a batch is
+/// at most about 1 MiB), small beside the spool's own limit.
+pub(crate) const RECENT_MAX_BYTES: usize = 2 << 20;
+
+/// One append's lines and where they start in the spool.
+#[derive(Debug)]
+struct Chunk {
+    at: Cursor,
+    lines: Bytes,
+    records: u64,
+}
+
+impl Chunk {
+    fn end(&self) -> Cursor {
+        Cursor {
+            segment: self.at.segment,
+            offset: self.at.offset + self.lines.len() as u64,
+        }
+    }
+}
+
+/// What [`Recent::take`] found: whole lines from the read cursor on.
+#[derive(Debug)]
+pub(crate) struct Taken {
+    pub(crate) lines: Bytes,
+    pub(crate) count: usize,
+    pub(crate) end: Cursor,
+}
+
+/// Appends in spool order, contiguous within a segment.
+#[derive(Debug, Default)]
+pub(crate) struct Recent {
+    chunks: VecDeque<Chunk>,
+    bytes: usize,
+}
+
+impl Recent {
+    /// Keeps the lines of an append that started at `at`; forgets the oldest beyond the limit.
+    pub(crate) fn push(&mut self, at: Cursor, lines: Bytes, records: u64) {
+        self.bytes += lines.len();
+        self.chunks.push_back(Chunk { at, lines, records });
+        while self.bytes > RECENT_MAX_BYTES {
+            self.pop_front();
+        }
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(c) = self.chunks.pop_front() {
+            self.bytes -= c.lines.len();
+        }
+    }
+
+    /// Forgets every append that ends at or before `acked` (delivered), or lies in a segment
+    /// before `first_segment` (deleted or dropped).
+    pub(crate) fn forget_before(&mut self, acked: Cursor, first_segment: u64) {
+        while let Some(c) = self.chunks.front() {
+            if c.end() <= acked || c.at.segment < first_segment {
+                self.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// The lines from `read` on, if they are kept here: at most `max_records` lines, and no
+    /// further append once `max_bytes` are taken. Stops where a segment ends. `None` when what
+    /// `read` points at is not kept (it is read from the file).
+    pub(crate) fn take(&self, read: Cursor, max_records: usize, max_bytes: u64) -> Option<Taken> {
+        // The append holding `read`: a cursor is always at the start of a line.
+        let first = self.chunks.partition_point(|c| c.end() <= read);
+        let holder = self.chunks.get(first)?;
+        if holder.at > read {
+            return None;
+        }
+        let max_records = max_records.max(1);
+        let mut parts: Vec<Bytes> = Vec::new();
+        let (mut count, mut bytes, mut end) = (0usize, 0u64, read);
+        for c in self.chunks.range(first..) {
+            if c.at.segment != end.segment || c.end() <= end {
+                break;
+            }
+            if count >= max_records || bytes >= max_bytes {
+                break;
+            }
+            let skip = usize::try_from(end.offset - c.at.offset).ok()?;
+            let lines = c.lines.slice(skip..);
+            let records = match skip {
+                0 => usize::try_from(c.records).unwrap_or(usize::MAX),
+                _ => memchr::memchr_iter(b'\n', &lines).count(),
+            };
+            let room = max_records - count;
+            let part = if records <= room {
+                count += records;
+                lines
+            } else {
+                // Only the first `room` lines of this append.
+                let cut = memchr::memchr_iter(b'\n', &lines).nth(room - 1)?;
+                count += room;
+                lines.slice(..=cut)
+            };
+            bytes += part.len() as u64;
+            end.offset += part.len() as u64;
+            parts.push(part);
+        }
+        let lines = match parts.len() {
+            1 => parts.pop()?,
+            _ => {
+                let mut joined = BytesMut::with_capacity(usize::try_from(bytes).ok()?);
+                for p in &parts {
+                    joined.extend_from_slice(p);
+                }
+                joined.freeze()
+            }
+        };
+        Some(Taken { lines, count, end })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(segment: u64, offset: u64) -> Cursor {
+        Cursor { segment, offset }
+    }
+
+    fn recent() -> Recent {
+        let mut r = Recent::default();
+        r.push(at(0, 0), Bytes::from_static(b"a\nbb\n"), 2);
+        r.push(at(0, 5), Bytes::from_static(b"ccc\n"), 1);
+        r.push(at(1, 0), Bytes::from_static(b"d\n"), 1);
+        r
+    }
+
+    #[test]
+    fn takes_whole_lines_within_a_segment_and_the_limits() {
+        let r = recent();
+        let t = r.take(at(0, 0), 10, 1 << 20).unwrap();
+        assert_eq!(
+            (&t.lines[..], t.count, t.end),
+            (&b"a\nbb\nccc\n"[..], 3, at(0, 9))
+        );
+        let t = r.take(at(0, 0), 1, 1 << 20).unwrap();
+        assert_eq!((&t.lines[..], t.count, t.end), (&b"a\n"[..], 1, at(0, 2)));
+        let t = r.take(at(0, 0), 10, 3).unwrap();
+        assert_eq!(
+            (&t.lines[..], t.count, t.end),
+            (&b"a\nbb\n"[..], 2, at(0, 5))
+        );
+        let t = r.take(at(1, 0), 10, 1 << 20).unwrap();
+        assert_eq!((&t.lines[..], t.end), (&b"d\n"[..], at(1, 2)));
+    }
+
+    #[test]
+    fn a_cursor_inside_an_append_takes_the_rest_of_it() {
+        let r = recent();
+        let t = r.take(at(0, 2), 10, 1 << 20).unwrap();
+        assert_eq!(
+            (&t.lines[..], t.count, t.end),
+            (&b"bb\nccc\n"[..], 2, at(0, 9))
+        );
+    }
+
+    #[test]
+    fn a_cursor_outside_what_is_kept_is_read_from_the_file() {
+        let mut r = recent();
+        // At the end of a segment (the reader moves on to the next one), after everything.
+        assert!(r.take(at(0, 9), 10, 1 << 20).is_none());
+        assert!(r.take(at(1, 2), 10, 1 << 20).is_none());
+        assert!(r.take(at(2, 0), 10, 1 << 20).is_none());
+        // Before what is kept.
+        r.forget_before(at(0, 5), 0);
+        assert!(r.take(at(0, 0), 10, 1 << 20).is_none());
+        assert!(r.take(at(0, 2), 10, 1 << 20).is_none());
+    }
+
+    #[test]
+    fn forgets_what_was_delivered_and_what_exceeds_the_limit() {
+        let mut r = recent();
+        r.forget_before(at(0, 5), 0);
+        assert!(r.take(at(0, 0), 10, 1 << 20).is_none());
+        assert_eq!(r.take(at(0, 5), 10, 1 << 20).unwrap().count, 1);
+        r.forget_before(at(0, 5), 1);
+        assert!(r.take(at(0, 5), 10, 1 << 20).is_none());
+        assert_eq!(r.bytes, 2);
+
+        let mut r = Recent::default();
+        let big = Bytes::from(vec![b'\n'; RECENT_MAX_BYTES / 2 + 1]);
+        r.push(at(0, 0), big.clone(), big.len() as u64);
+        r.push(at(0, big.len() as u64), big.clone(), big.len() as u64);
+        assert!(r.take(at(0, 0), usize::MAX, u64::MAX).is_none());
+        assert!(r.bytes <= RECENT_MAX_BYTES);
+    }
+}
