@@ -306,7 +306,7 @@ impl Recorder {
         // next buffer starts no larger than a typical write (a burst's size is not kept).
         let next = Vec::with_capacity(p.lines.len().min(LINES_CAPACITY));
         let lines = mem::replace(&mut p.lines, next);
-        let result = self.spool.append_lines(lines.into(), p.events);
+        let result = self.spool.append_lines(lines, p.events);
         let n = mem::take(&mut p.events);
         let deferred = mem::take(&mut p.deferred);
         let rollback = p.rollback.take();

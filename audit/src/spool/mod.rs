@@ -19,8 +19,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use bytes::Bytes;
-
 pub use config::{FailurePolicy, FsyncPolicy, SpoolConfig, SpoolError};
 pub use files::{Cursor, Head};
 pub use reader::Batch;
@@ -240,13 +238,13 @@ impl Spool {
             buf.extend_from_slice(r);
             buf.push(b'\n');
         }
-        self.append_lines(Bytes::from(buf), records.len() as u64)
+        self.append_lines(buf, records.len() as u64)
     }
 
     /// Like [`Spool::append`], for `records` lines already joined, each ending in a newline.
     /// The spool keeps `buf` in memory for the shipper until it is delivered (or pushed out by
     /// newer appends), so the shipper need not read it back from the file.
-    pub fn append_lines(&self, buf: Bytes, records: u64) -> Result<(), SpoolError> {
+    pub fn append_lines(&self, buf: Vec<u8>, records: u64) -> Result<(), SpoolError> {
         let size = buf.len() as u64;
         let mut inner = self.lock();
         let pending = self.pending(&inner);

@@ -24,6 +24,8 @@ struct Chunk {
     at: Cursor,
     lines: Bytes,
     records: u64,
+    /// The memory it holds (the buffer's capacity, at least its length).
+    held: usize,
 }
 
 impl Chunk {
@@ -51,10 +53,17 @@ pub(crate) struct Recent {
 }
 
 impl Recent {
-    /// Keeps the lines of an append that started at `at`; forgets the oldest beyond the limit.
-    pub(crate) fn push(&mut self, at: Cursor, lines: Bytes, records: u64) {
-        self.bytes += lines.len();
-        self.chunks.push_back(Chunk { at, lines, records });
+    /// Keeps the lines of an append that started at `at`; forgets the oldest beyond the limit
+    /// (counted in the memory the buffers hold, not only their lines).
+    pub(crate) fn push(&mut self, at: Cursor, lines: Vec<u8>, records: u64) {
+        let held = lines.capacity();
+        self.bytes += held;
+        self.chunks.push_back(Chunk {
+            at,
+            lines: Bytes::from(lines),
+            records,
+            held,
+        });
         while self.bytes > RECENT_MAX_BYTES {
             self.pop_front();
         }
@@ -62,7 +71,7 @@ impl Recent {
 
     fn pop_front(&mut self) {
         if let Some(c) = self.chunks.pop_front() {
-            self.bytes -= c.lines.len();
+            self.bytes -= c.held;
         }
     }
 
@@ -142,9 +151,9 @@ mod tests {
 
     fn recent() -> Recent {
         let mut r = Recent::default();
-        r.push(at(0, 0), Bytes::from_static(b"a\nbb\n"), 2);
-        r.push(at(0, 5), Bytes::from_static(b"ccc\n"), 1);
-        r.push(at(1, 0), Bytes::from_static(b"d\n"), 1);
+        r.push(at(0, 0), b"a\nbb\n".to_vec(), 2);
+        r.push(at(0, 5), b"ccc\n".to_vec(), 1);
+        r.push(at(1, 0), b"d\n".to_vec(), 1);
         r
     }
 
@@ -201,9 +210,22 @@ mod tests {
         assert_eq!(r.bytes, 2);
 
         let mut r = Recent::default();
-        let big = Bytes::from(vec![b'\n'; RECENT_MAX_BYTES / 2 + 1]);
-        r.push(at(0, 0), big.clone(), big.len() as u64);
-        r.push(at(0, big.len() as u64), big.clone(), big.len() as u64);
+        let big = vec![b'\n'; RECENT_MAX_BYTES / 2 + 1];
+        let n = big.len() as u64;
+        r.push(at(0, 0), big.clone(), n);
+        r.push(at(0, n), big, n);
+        assert!(r.take(at(0, 0), usize::MAX, u64::MAX).is_none());
+        assert!(r.bytes <= RECENT_MAX_BYTES);
+
+        // A short line in a large buffer counts as the buffer.
+        let mut r = Recent::default();
+        let roomy = || {
+            let mut v = Vec::with_capacity(RECENT_MAX_BYTES / 2 + 1);
+            v.extend_from_slice(b"e\n");
+            v
+        };
+        r.push(at(0, 0), roomy(), 1);
+        r.push(at(0, 2), roomy(), 1);
         assert!(r.take(at(0, 0), usize::MAX, u64::MAX).is_none());
         assert!(r.bytes <= RECENT_MAX_BYTES);
     }
