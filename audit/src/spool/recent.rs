@@ -101,7 +101,9 @@ impl Recent {
         let mut parts: Vec<Bytes> = Vec::new();
         let (mut count, mut bytes, mut end) = (0usize, 0u64, read);
         for c in self.chunks.range(first..) {
-            if c.at.segment != end.segment || c.end() <= end {
+            // Only what follows on without a gap: an append whose fsync failed was written but
+            // is not kept, and is read from the file.
+            if c.at.segment != end.segment || c.at > end || c.end() <= end {
                 break;
             }
             if count >= max_records || bytes >= max_bytes {
@@ -126,6 +128,9 @@ impl Recent {
             bytes += part.len() as u64;
             end.offset += part.len() as u64;
             parts.push(part);
+        }
+        if count == 0 {
+            return None;
         }
         let lines = match parts.len() {
             1 => parts.pop()?,
@@ -184,6 +189,18 @@ mod tests {
             (&t.lines[..], t.count, t.end),
             (&b"bb\nccc\n"[..], 2, at(0, 9))
         );
+    }
+
+    #[test]
+    fn a_gap_between_appends_ends_what_is_taken() {
+        let mut r = Recent::default();
+        r.push(at(0, 0), b"a\n".to_vec(), 1);
+        // Bytes 2..5 were written but not kept.
+        r.push(at(0, 5), b"ccc\n".to_vec(), 1);
+        let t = r.take(at(0, 0), 10, 1 << 20).unwrap();
+        assert_eq!((&t.lines[..], t.end), (&b"a\n"[..], at(0, 2)));
+        assert!(r.take(at(0, 2), 10, 1 << 20).is_none());
+        assert_eq!(r.take(at(0, 5), 10, 1 << 20).unwrap().count, 1);
     }
 
     #[test]
