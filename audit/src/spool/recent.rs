@@ -91,12 +91,9 @@ impl Recent {
     /// further append once `max_bytes` are taken. Stops where a segment ends. `None` when what
     /// `read` points at is not kept (it is read from the file).
     pub(crate) fn take(&self, read: Cursor, max_records: usize, max_bytes: u64) -> Option<Taken> {
-        // The append holding `read`: a cursor is always at the start of a line.
+        // The append holding `read`, if kept (a cursor is always at the start of a line); one
+        // that starts after it is a gap, which the loop stops at before taking anything.
         let first = self.chunks.partition_point(|c| c.end() <= read);
-        let holder = self.chunks.get(first)?;
-        if holder.at > read {
-            return None;
-        }
         let max_records = max_records.max(1);
         let mut parts: Vec<Bytes> = Vec::new();
         let (mut count, mut bytes, mut end) = (0usize, 0u64, read);
