@@ -406,6 +406,8 @@ impl Spool {
             let Some(seg) = inner.segments.pop_front() else {
                 break;
             };
+            // Its events are gone: forcing them to disk would only cost the device a write.
+            Self::forget_unsynced(inner, seg.id);
             let path = files::segment_path(&self.cfg.dir, seg.id);
             // Records the shipper has read are in its hands and still retried (if it gives up
             // on them, `abandon` counts them); the rest is lost.
@@ -439,6 +441,11 @@ impl Spool {
         Self::forget_delivered(inner);
     }
 
+    /// Closes the handle the interval fsync kept for segment `id`, if any.
+    fn forget_unsynced(inner: &mut Inner, id: u64) {
+        inner.unsynced.retain(|(unsynced, _)| *unsynced != id);
+    }
+
     /// Lets go of the in-memory copies of what was delivered, deleted or dropped.
     fn forget_delivered(inner: &mut Inner) {
         let first = inner.segments.front().map_or(0, |s| s.id);
@@ -457,6 +464,9 @@ impl Spool {
                 break;
             }
             inner.segments.pop_front();
+            // Delivered: no need to force it to disk any more (the interval fsync would write
+            // out a segment about to be deleted).
+            Self::forget_unsynced(inner, first.id);
             inner.doomed.push(first.id);
             let next = Cursor {
                 segment: first.id + 1,
@@ -493,5 +503,64 @@ fn lost_records(path: &Path, from: u64, all: u64) -> u64 {
             bytes[start..].iter().filter(|&&b| b == b'\n').count() as u64
         }
         Err(_) => all,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use super::*;
+
+    fn spool(dir: &Path, failure_policy: FailurePolicy) -> Spool {
+        let cfg = SpoolConfig {
+            max_bytes: 8 << 10,
+            segment_bytes: 1 << 10,
+            fsync: FsyncPolicy::Interval(Duration::from_secs(3600)),
+            failure_policy,
+            ..SpoolConfig::new(dir)
+        };
+        Spool::open(cfg, Arc::default()).unwrap().0
+    }
+
+    fn unsynced(spool: &Spool) -> Vec<u64> {
+        spool.lock().unsynced.iter().map(|(id, _)| *id).collect()
+    }
+
+    #[test]
+    fn a_delivered_segment_is_not_left_for_the_interval_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = spool(dir.path(), FailurePolicy::Closed);
+        let record = [b'x'; 300];
+        for _ in 0..12 {
+            spool.append(&[&record]).unwrap();
+        }
+        // Three records per segment: the closed ones wait for the interval fsync.
+        assert_eq!(unsynced(&spool), [0, 1, 2]);
+        let batch = spool.read_batch(4, 1 << 20).unwrap().unwrap();
+        spool.ack(batch.end).unwrap();
+        // Segment 0 is delivered and 1 half: only 0 is let go, unsynced.
+        assert_eq!(unsynced(&spool), [1, 2]);
+        while let Some(batch) = spool.read_batch(100, 1 << 20).unwrap() {
+            spool.ack(batch.end).unwrap();
+        }
+        assert!(unsynced(&spool).is_empty());
+    }
+
+    #[test]
+    fn a_dropped_segment_is_not_left_for_the_interval_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = spool(dir.path(), FailurePolicy::Open);
+        let record = [b'x'; 300];
+        // 8 KiB hold 27 records (nine segments of three): the 28th pushes out the oldest.
+        for _ in 0..30 {
+            spool.append(&[&record]).unwrap();
+        }
+        let oldest = spool.lock().segments.front().map(|s| s.id).unwrap();
+        assert!(oldest > 0);
+        let left = unsynced(&spool);
+        assert_eq!(left.first(), Some(&oldest), "{left:?}");
     }
 }
