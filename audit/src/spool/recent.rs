@@ -87,8 +87,9 @@ impl Recent {
         }
     }
 
-    /// The lines from `read` on, if they are kept here: at most `max_records` lines, and no
-    /// further append once `max_bytes` are taken. Stops where a segment ends. `None` when what
+    /// The lines from `read` on, if they are kept here: at most `max_records` lines and
+    /// `max_bytes` bytes (a first line longer than that goes alone, as from the file). Stops
+    /// where a segment ends. `None` when what
     /// `read` points at is not kept (it is read from the file).
     pub(crate) fn take(&self, read: Cursor, max_records: usize, max_bytes: u64) -> Option<Taken> {
         // The append holding `read`, if kept (a cursor is always at the start of a line); one
@@ -98,33 +99,33 @@ impl Recent {
         let mut parts: Vec<Bytes> = Vec::new();
         let (mut count, mut bytes, mut end) = (0usize, 0u64, read);
         for c in self.chunks.range(first..) {
-            // Only what follows on without a gap: an append whose fsync failed was written but
-            // is not kept, and is read from the file.
+            // Only what follows on without a gap (appends are contiguous within a segment; if
+            // one were not kept, what is missing would be read from the file).
             if c.at.segment != end.segment || c.at > end || c.end() <= end {
                 break;
             }
-            if count >= max_records || bytes >= max_bytes {
+            let (room, left) = (max_records - count, max_bytes.saturating_sub(bytes));
+            if room == 0 || left == 0 {
                 break;
             }
             let skip = usize::try_from(end.offset - c.at.offset).ok()?;
             let lines = c.lines.slice(skip..);
-            let records = match skip {
-                0 => usize::try_from(c.records).unwrap_or(usize::MAX),
-                _ => memchr::memchr_iter(b'\n', &lines).count(),
-            };
-            let room = max_records - count;
-            let part = if records <= room {
-                count += records;
-                lines
+            let whole = usize::try_from(c.records).unwrap_or(usize::MAX);
+            let (len, records) = if skip == 0 && whole <= room && lines.len() as u64 <= left {
+                (lines.len(), whole)
             } else {
-                // Only the first `room` lines of this append.
-                let cut = memchr::memchr_iter(b'\n', &lines).nth(room - 1)?;
-                count += room;
-                lines.slice(..=cut)
+                fitting(&lines, room, left, count == 0)
             };
-            bytes += part.len() as u64;
-            end.offset += part.len() as u64;
-            parts.push(part);
+            if records == 0 {
+                break;
+            }
+            count += records;
+            bytes += len as u64;
+            end.offset += len as u64;
+            parts.push(lines.slice(..len));
+            if len < lines.len() {
+                break;
+            }
         }
         if count == 0 {
             return None;
@@ -141,6 +142,23 @@ impl Recent {
         };
         Some(Taken { lines, count, end })
     }
+}
+
+/// The bytes and the number of the first whole lines of `lines` within `room` lines and `left`
+/// bytes; the first line even when longer, if `first` (a batch is never empty for it).
+fn fitting(lines: &[u8], room: usize, left: u64, first: bool) -> (usize, usize) {
+    let (mut len, mut records) = (0, 0);
+    for newline in memchr::memchr_iter(b'\n', lines) {
+        let through = newline + 1;
+        if through as u64 > left && !(first && records == 0) {
+            break;
+        }
+        (len, records) = (through, records + 1);
+        if records == room || through as u64 >= left {
+            break;
+        }
+    }
+    (len, records)
 }
 
 #[cfg(test)]
@@ -169,13 +187,45 @@ mod tests {
         );
         let t = r.take(at(0, 0), 1, 1 << 20).unwrap();
         assert_eq!((&t.lines[..], t.count, t.end), (&b"a\n"[..], 1, at(0, 2)));
-        let t = r.take(at(0, 0), 10, 3).unwrap();
+        let t = r.take(at(0, 0), 10, 5).unwrap();
+        assert_eq!(
+            (&t.lines[..], t.count, t.end),
+            (&b"a\nbb\n"[..], 2, at(0, 5))
+        );
+        // No more than the byte limit, even within an append.
+        let t = r.take(at(0, 0), 10, 4).unwrap();
+        assert_eq!((&t.lines[..], t.count, t.end), (&b"a\n"[..], 1, at(0, 2)));
+        let t = r.take(at(0, 0), 10, 8).unwrap();
         assert_eq!(
             (&t.lines[..], t.count, t.end),
             (&b"a\nbb\n"[..], 2, at(0, 5))
         );
         let t = r.take(at(1, 0), 10, 1 << 20).unwrap();
         assert_eq!((&t.lines[..], t.end), (&b"d\n"[..], at(1, 2)));
+    }
+
+    #[test]
+    fn a_line_longer_than_the_byte_limit_goes_alone() {
+        let r = recent();
+        let t = r.take(at(0, 2), 10, 1).unwrap();
+        assert_eq!((&t.lines[..], t.count, t.end), (&b"bb\n"[..], 1, at(0, 5)));
+    }
+
+    #[test]
+    fn two_large_appends_make_two_batches() {
+        // Each about half the limit plus a little: together they exceed it.
+        let line = |c: u8| {
+            let mut v = vec![c; 599];
+            v.push(b'\n');
+            v
+        };
+        let mut r = Recent::default();
+        r.push(at(0, 0), line(b'a').repeat(2), 2);
+        r.push(at(0, 1200), line(b'b').repeat(2), 2);
+        let t = r.take(at(0, 0), 100, 2000).unwrap();
+        assert_eq!((t.lines.len(), t.count, t.end), (1800, 3, at(0, 1800)));
+        let t = r.take(t.end, 100, 2000).unwrap();
+        assert_eq!((t.lines.len(), t.count, t.end), (600, 1, at(0, 2400)));
     }
 
     #[test]
