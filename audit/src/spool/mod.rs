@@ -259,9 +259,10 @@ impl Spool {
                 FailurePolicy::Open => self.drop_oldest(&mut inner, size),
             }
         }
-        let rotate = match inner.segments.back() {
-            None => true,
-            Some(last) => last.len > 0 && last.len + size > self.cfg.segment_bytes,
+        // Also when there is no open segment: the last rotation (or a cut) failed.
+        let rotate = match (inner.segments.back(), &inner.active) {
+            (None, _) | (_, None) => true,
+            (Some(last), Some(_)) => last.len > 0 && last.len + size > self.cfg.segment_bytes,
         };
         if rotate {
             self.rotate(&mut inner)?;
@@ -274,10 +275,23 @@ impl Spool {
         };
         // The path is only named in errors: not formatted on the statement path.
         let path = |id| files::segment_path(&self.cfg.dir, id);
-        if let Err(e) = file.write_all(&buf) {
-            // Cut a partial write so the file stays a sequence of whole records.
-            let _ = file.set_len(seg.len);
-            return Err(io_err("writing", &path(seg.id))(e));
+        let failed = match file.write_all(&buf) {
+            Err(e) => Some(io_err("writing", &path(seg.id))(e)),
+            // Not known to be on disk, so not stored: the recorder counts its events as refused
+            // or dropped, and they must not be delivered as well.
+            Ok(()) if self.cfg.fsync == FsyncPolicy::EveryBatch => sync_append(file)
+                .err()
+                .map(|e| io_err("syncing", &path(seg.id))(e)),
+            Ok(()) => None,
+        };
+        if let Some(error) = failed {
+            // Cut what was written so the file holds whole, stored records only. Appends go to
+            // the end of the file: if it cannot be cut, the next append starts a new segment.
+            if let Err(e) = file.set_len(seg.len) {
+                tracing::error!(segment = seg.id, error = %e, "audit spool: cutting a failed append failed; starting a new segment");
+                *active = None;
+            }
+            return Err(error);
         }
         let at = Cursor {
             segment: seg.id,
@@ -285,17 +299,9 @@ impl Spool {
         };
         seg.len += size;
         seg.records += records;
-        match self.cfg.fsync {
-            FsyncPolicy::EveryBatch => file
-                .sync_data()
-                .map_err(|e| io_err("syncing", &path(seg.id))(e))?,
-            // The auditor's timer calls `sync_if_due`, off the statement path.
-            FsyncPolicy::Interval(_) => {
-                if inner.dirty_since.is_none() {
-                    inner.dirty_since = Some(Instant::now());
-                }
-            }
-            FsyncPolicy::Never => {}
+        // The auditor's timer calls `sync_if_due`, off the statement path.
+        if matches!(self.cfg.fsync, FsyncPolicy::Interval(_)) && inner.dirty_since.is_none() {
+            inner.dirty_since = Some(Instant::now());
         }
         inner.recent.push(at, buf, records);
         self.update_gauges(&inner);
@@ -479,6 +485,15 @@ impl Spool {
     }
 }
 
+/// Forces an append to disk (`EveryBatch`).
+fn sync_append(file: &File) -> io::Result<()> {
+    #[cfg(test)]
+    if tests::FAIL_SYNC.with(|fail| fail.replace(false)) {
+        return Err(io::Error::other("injected fsync failure"));
+    }
+    file.sync_data()
+}
+
 /// Bytes in the spool from `from` on.
 fn bytes_from(inner: &Inner, from: Cursor) -> u64 {
     inner
@@ -525,6 +540,21 @@ mod tests {
         Spool::open(cfg, Arc::default()).unwrap().0
     }
 
+    thread_local! {
+        /// Makes this thread's next `EveryBatch` fsync fail.
+        pub(super) static FAIL_SYNC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// Reads and acknowledges everything.
+    fn drain(spool: &Spool) -> Vec<Vec<u8>> {
+        let mut lines = Vec::new();
+        while let Some(batch) = spool.read_batch(100, 1 << 20).unwrap() {
+            lines.extend(batch.records().map(<[u8]>::to_vec));
+            spool.ack(batch.end).unwrap();
+        }
+        lines
+    }
+
     fn unsynced(spool: &Spool) -> Vec<u64> {
         spool.lock().unsynced.iter().map(|(id, _)| *id).collect()
     }
@@ -541,12 +571,56 @@ mod tests {
         assert_eq!(unsynced(&spool), [0, 1, 2]);
         let batch = spool.read_batch(4, 1 << 20).unwrap().unwrap();
         spool.ack(batch.end).unwrap();
-        // Segment 0 is delivered and 1 half: only 0 is let go, unsynced.
+        // A batch stays within a segment: 0 is delivered, and let go unsynced.
         assert_eq!(unsynced(&spool), [1, 2]);
-        while let Some(batch) = spool.read_batch(100, 1 << 20).unwrap() {
-            spool.ack(batch.end).unwrap();
-        }
+        drain(&spool);
         assert!(unsynced(&spool).is_empty());
+    }
+
+    #[test]
+    fn an_append_whose_fsync_failed_is_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SpoolConfig {
+            fsync: FsyncPolicy::EveryBatch,
+            ..SpoolConfig::new(dir.path())
+        };
+        let spool = Spool::open(cfg, Arc::default()).unwrap().0;
+        spool.append(&[b"a"]).unwrap();
+        FAIL_SYNC.with(|fail| fail.set(true));
+        assert!(matches!(
+            spool.append(&[b"lost"]),
+            Err(SpoolError::Io { op: "syncing", .. })
+        ));
+        spool.append(&[b"c"]).unwrap();
+        let lines = drain(&spool);
+        assert_eq!(lines, [b"a", b"c"]);
+        // Nor is it in the file, where a restart would find it.
+        drop(spool);
+        let file = fs::read(files::segment_path(dir.path(), 0)).unwrap();
+        assert_eq!(file, b"a\nc\n");
+    }
+
+    #[test]
+    fn appends_go_on_after_a_rotation_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = spool(dir.path(), FailurePolicy::Closed);
+        let record = [b'x'; 300];
+        for _ in 0..3 {
+            spool.append(&[&record]).unwrap();
+        }
+        // The next segment's file is in the way: the rotation the fourth append needs fails.
+        let blocker = files::segment_path(dir.path(), 1);
+        fs::write(&blocker, b"").unwrap();
+        assert!(matches!(
+            spool.append(&[&record]),
+            Err(SpoolError::Io { op: "creating", .. })
+        ));
+        fs::remove_file(&blocker).unwrap();
+        // A small append (no rotation needed by size) still gets a segment to go to.
+        spool.append(&[b"y"]).unwrap();
+        let lines = drain(&spool);
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[3], b"y");
     }
 
     #[test]
