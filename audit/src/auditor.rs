@@ -91,15 +91,15 @@ pub struct Auditor {
     stats: Arc<Stats>,
     wake: Arc<Notify>,
     shipper: Mutex<Option<Shipper>>,
-    syncer: Option<tokio::task::JoinHandle<()>>,
+    syncer: Option<Syncer>,
     /// Writes deferred events no session's write took along.
     lingerer: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Auditor {
     fn drop(&mut self) {
-        if let Some(task) = self.syncer.take() {
-            task.abort();
+        if let Some(syncer) = self.syncer.take() {
+            syncer.task.abort();
         }
         self.lingerer.abort();
         // Deferred events waiting for their linger go to the spool now.
@@ -139,7 +139,11 @@ impl Auditor {
         let wake = Arc::new(Notify::new());
         let shipper = Shipper::spawn(cfg.shipper, spool.clone(), stats.clone(), wake.clone())?;
         let syncer = match spool.config().fsync {
-            FsyncPolicy::Interval(every) => Some(tokio::spawn(sync_every(spool.clone(), every))),
+            FsyncPolicy::Interval(every) => {
+                let stop = Arc::new(Notify::new());
+                let task = tokio::spawn(sync_every(spool.clone(), every, stop.clone()));
+                Some(Syncer { task, stop })
+            }
             FsyncPolicy::EveryBatch | FsyncPolicy::Never => None,
         };
         let recorder = Arc::new(Recorder::new(
@@ -243,17 +247,11 @@ impl Auditor {
             self.wake.notify_one();
             shipper.shutdown(drain_for).await;
         }
-        if let Some(task) = self.syncer.take() {
-            task.abort();
-            let _ = task.await;
-        }
-        // An fsync already on the blocking pool still holds the spool; wait for it so the
-        // directory lock is free when this returns.
-        for _ in 0..500 {
-            if Arc::strong_count(&self.spool) == 1 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+        if let Some(syncer) = self.syncer.take() {
+            // Not aborted: an fsync it has on the blocking pool finishes first, so none still
+            // holds the spool (and its directory lock) once this returns.
+            syncer.stop.notify_one();
+            let _ = syncer.task.await;
         }
         if let Err(e) = self.spool.sync() {
             tracing::error!(error = %e, "audit spool fsync at shutdown failed");
@@ -261,12 +259,23 @@ impl Auditor {
     }
 }
 
-/// Interval fsync, on the blocking pool so no runtime worker waits for the disk.
-async fn sync_every(spool: Arc<Spool>, every: Duration) {
+/// The interval fsync task and what stops it between two fsyncs.
+#[derive(Debug)]
+struct Syncer {
+    task: tokio::task::JoinHandle<()>,
+    stop: Arc<Notify>,
+}
+
+/// Interval fsync, on the blocking pool so no runtime worker waits for the disk. Ends when
+/// `stop` is notified, never in the middle of an fsync.
+async fn sync_every(spool: Arc<Spool>, every: Duration, stop: Arc<Notify>) {
     let mut tick = tokio::time::interval((every / 2).max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.notified() => return,
+        }
         let spool = spool.clone();
         match tokio::task::spawn_blocking(move || spool.sync_if_due()).await {
             Ok(Ok(())) => {}
