@@ -425,6 +425,7 @@ async fn session(client: ClientStartup, peer: SocketAddr, ctx: &ListenerCtx, sha
         hooks: shared.hooks.open(&info),
         limits: shared.limits.codec(),
         idle_timeout: shared.limits.idle_timeout(),
+        max_notes: shared.limits.max_unanswered_messages,
         shutdown: shared.shutdown.clone(),
         cancel: registration.cancelled.clone(),
         metrics: Some(shared.metrics.clone()),

@@ -281,6 +281,10 @@ pub enum ClientAuth {
     Trust,
 }
 
+/// Default `limits.max_unanswered_messages`: more than socket buffers hold of any real
+/// pipeline, about 20 MiB of notes at most.
+pub const DEFAULT_MAX_UNANSWERED: usize = 1 << 18;
+
 /// Sizes and timeouts.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -296,6 +300,10 @@ pub struct LimitsConfig {
     pub idle_timeout_secs: u64,
     /// Seconds to connect and authenticate to the database.
     pub connect_timeout_secs: u64,
+    /// Most messages of one session the sidecar follows while they wait for the database's
+    /// answer (a Describe, an Execute). After an error the database answers nothing until the
+    /// next Sync, so a client that never sends one would otherwise grow this without end.
+    pub max_unanswered_messages: usize,
     /// Seconds statements in flight get to finish at shutdown.
     pub shutdown_grace_secs: u64,
 }
@@ -308,6 +316,7 @@ impl Default for LimitsConfig {
             startup_timeout_secs: 10,
             idle_timeout_secs: 0,
             connect_timeout_secs: 10,
+            max_unanswered_messages: DEFAULT_MAX_UNANSWERED,
             shutdown_grace_secs: 30,
         }
     }

@@ -112,6 +112,13 @@ impl Config {
                 "must be between 1024 and 1073741824 (1 GiB, PostgreSQL's own ceiling)",
             ));
         }
+        if !(1024..=16_777_216).contains(&l.max_unanswered_messages) {
+            return Err(invalid(
+                "limits.max_unanswered_messages",
+                l.max_unanswered_messages,
+                "must be between 1024 and 16777216",
+            ));
+        }
         if l.startup_timeout_secs == 0 {
             return Err(invalid(
                 "limits.startup_timeout_secs",

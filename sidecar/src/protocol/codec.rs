@@ -122,6 +122,9 @@ pub fn split_startup(buf: &mut BytesMut, max: usize) -> Result<Option<BytesMut>,
     Ok(Some(packet))
 }
 
+/// Longest statement or portal name: NAMEDATALEN - 1, the bytes PostgreSQL compares.
+pub const MAX_NAME_LEN: usize = 63;
+
 /// A bounds-checked cursor over a message body.
 #[derive(Debug, Clone)]
 pub struct Reader<'a> {
@@ -218,6 +221,23 @@ impl<'a> Reader<'a> {
         let s = &self.buf[..end];
         self.buf = &self.buf[end + 1..];
         Ok(s)
+    }
+
+    /// Takes a statement or portal name (NUL-terminated), at most [`MAX_NAME_LEN`] bytes.
+    /// PostgreSQL tells names apart by their first 63 bytes only: a longer one would let the
+    /// sidecar track as two statements what the server holds as one (and hold hostile names of
+    /// any length in memory).
+    pub fn name(&mut self, what: &'static str) -> Result<&'a [u8], ProtocolError> {
+        let name = self.cbytes(what)?;
+        if name.len() > MAX_NAME_LEN {
+            return Err(ProtocolError::NameTooLong {
+                tag: self.tag,
+                what,
+                len: name.len(),
+                max: MAX_NAME_LEN,
+            });
+        }
+        Ok(name)
     }
 
     /// Takes a length-prefixed value (-1 is NULL).

@@ -97,7 +97,7 @@ impl<'a> FrontendMessage<'a> {
                 sql: r.cbytes("query string")?,
             },
             b'P' => {
-                let name = r.cbytes("statement name")?;
+                let name = r.name("statement name")?;
                 let sql = r.cbytes("query string")?;
                 let param_types = r.count16("parameter type count")?;
                 r.bytes(param_types * 4, "parameter types")?;
@@ -108,8 +108,8 @@ impl<'a> FrontendMessage<'a> {
                 }
             }
             b'B' => {
-                let portal = r.cbytes("portal name")?;
-                let statement = r.cbytes("statement name")?;
+                let portal = r.name("portal name")?;
+                let statement = r.name("statement name")?;
                 let formats = r.count16("parameter format count")?;
                 r.bytes(formats * 2, "parameter formats")?;
                 let params = r.count16("parameter count")?;
@@ -130,7 +130,7 @@ impl<'a> FrontendMessage<'a> {
                     b'P' => Target::Portal,
                     _ => return Err(r.invalid("target kind: must be 'S' or 'P'")),
                 };
-                let name = r.cbytes("name")?;
+                let name = r.name("name")?;
                 if tag == b'D' {
                     Self::Describe { target, name }
                 } else {
@@ -138,7 +138,7 @@ impl<'a> FrontendMessage<'a> {
                 }
             }
             b'E' => Self::Execute {
-                portal: r.cbytes("portal name")?,
+                portal: r.name("portal name")?,
                 max_rows: r.i32("row limit")?,
             },
             b'S' => Self::Sync,

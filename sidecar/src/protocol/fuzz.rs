@@ -54,6 +54,11 @@ mod tests {
         "[^\u{0}]{0,40}"
     }
 
+    /// A statement or portal name: at most 63 bytes (15 characters of at most 4 bytes).
+    fn name() -> impl Strategy<Value = String> {
+        "[^\u{0}]{0,15}"
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
@@ -74,7 +79,7 @@ mod tests {
         }
 
         #[test]
-        fn extended_messages_round_trip(name in cstring(), sql in cstring(), types in proptest::collection::vec(any::<u32>(), 0..8)) {
+        fn extended_messages_round_trip(name in name(), sql in cstring(), types in proptest::collection::vec(any::<u32>(), 0..8)) {
             let mut out = BytesMut::new();
             fe::parse(&name, &sql, types.iter().copied(), &mut out).unwrap();
             fe::query(&sql, &mut out).unwrap();

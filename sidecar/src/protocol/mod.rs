@@ -58,6 +58,29 @@ pub enum ProtocolError {
         /// The field and what is wrong with it.
         what: &'static str,
     },
+    /// A statement or portal name longer than PostgreSQL tells apart.
+    #[error(
+        "message '{tag}' has a {what} of {len} bytes: PostgreSQL tells names apart by their first {max} only"
+    )]
+    NameTooLong {
+        /// The message type byte, printable.
+        tag: char,
+        /// Which name.
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// The longest accepted.
+        max: usize,
+    },
+    /// More messages awaiting the database's answer than a session may have.
+    #[error(
+        "more than {max} messages are waiting for the database's answer: send a Sync (the \
+         database skips everything after an error until one)"
+    )]
+    TooManyInFlight {
+        /// The limit.
+        max: usize,
+    },
     /// A message type the receiving side does not accept.
     #[error("unexpected message type '{tag}' {context}")]
     UnexpectedMessage {

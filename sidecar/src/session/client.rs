@@ -59,6 +59,9 @@ const HOLD_READ_LIMIT: usize = 1024 * 1024;
 pub(super) struct CopyTracking {
     /// Copy data is flowing (between the first CopyData and CopyDone/CopyFail).
     pub active: bool,
+    /// The CopyInResponses whose COPY the client has begun (compared with the server pump's
+    /// count: a copy message with none outstanding is stray).
+    pub begun: u64,
     /// Syncs forwarded since the last Query or Execute: ignored by the server if that
     /// message started a COPY.
     pub syncs_since_start: u64,
@@ -74,9 +77,9 @@ pub(super) struct Pump {
     pub progress: Arc<Progress>,
     pub denied: mpsc::UnboundedSender<Denied>,
     /// With a row hook: notes for the server pump about each Describe forwarded.
-    pub expect: Option<mpsc::UnboundedSender<Expect>>,
+    pub expect: Option<mpsc::Sender<Expect>>,
     /// With both hooks: notes for the server pump about each statement followed to its end.
-    pub runs: Option<mpsc::UnboundedSender<RunNote>>,
+    pub runs: Option<mpsc::Sender<RunNote>>,
     /// The statement hook's run ids of the message at hand (reused).
     pub run_ids: Vec<Option<u64>>,
     /// The Describe added before an Execute (reused).
@@ -119,7 +122,7 @@ impl Pump {
         client: &mut R,
     ) -> Result<Wake, SessionError> {
         loop {
-            let idle = self.progress.idle();
+            let idle = self.progress.answered();
             let draining = self.progress.draining.load(Ordering::Acquire);
             if idle && draining {
                 return Ok(Wake::Shutdown);
@@ -351,7 +354,17 @@ impl Pump {
     fn account(&mut self, tag: u8) {
         let copy = &mut self.copy;
         let delta: i64 = match tag {
+            // Outside a COPY the server drops copy messages: so does the count (a client could
+            // otherwise shift every later result onto the wrong statement).
+            b'd' | b'c' | b'f'
+                if !copy.active && self.progress.copy_ins.load(Ordering::Acquire) <= copy.begun =>
+            {
+                0
+            }
             b'd' | b'c' | b'f' => {
+                if !copy.active {
+                    copy.begun += 1;
+                }
                 let taken_back = if copy.active {
                     0
                 } else {
@@ -390,7 +403,7 @@ impl Pump {
             }
             d => {
                 let n = d.unsigned_abs();
-                // Saturating: a client sending stray copy messages only confuses itself.
+                // Saturating, as a guard: only Syncs counted before a COPY are taken back.
                 let _ = self
                     .progress
                     .sent
@@ -415,12 +428,12 @@ impl Pump {
         };
         let sent = std::time::Instant::now();
         for run in self.run_ids.drain(..) {
-            runs.send(RunNote {
+            runs.try_send(RunNote {
                 at: cycle,
                 run,
                 sent,
             })
-            .map_err(|_| SessionError::UpstreamIo(std::io::ErrorKind::BrokenPipe.into()))?;
+            .map_err(note_refused(runs.max_capacity()))?;
         }
         Ok(())
     }
@@ -432,12 +445,12 @@ impl Pump {
         };
         let at = self.progress.sent.load(Ordering::Acquire) + 1;
         expect
-            .send(Expect {
+            .try_send(Expect {
                 at,
                 injected: note.injected,
                 portal: note.portal,
             })
-            .map_err(|_| SessionError::UpstreamIo(std::io::ErrorKind::BrokenPipe.into()))
+            .map_err(note_refused(expect.max_capacity()))
     }
 
     /// Sends a Sync in place of the denied message and queues the error for its ReadyForQuery.
@@ -544,5 +557,19 @@ fn action(verdict: Option<Verdict>, ready: bool) -> Action {
         Some(Verdict::Deny(denial)) => Action::Deny { denial, ready },
         Some(Verdict::Hold(hold)) => Action::Hold { hold, ready },
         Some(Verdict::Allow) | None => Action::Forward,
+    }
+}
+
+/// A note the server pump could not take: it has ended, or the client has sent more than
+/// `max` messages the database has not answered (it is skipping them after an error, waiting
+/// for a Sync).
+fn note_refused<T>(max: usize) -> impl FnOnce(mpsc::error::TrySendError<T>) -> SessionError {
+    move |e| match e {
+        mpsc::error::TrySendError::Full(_) => {
+            SessionError::ClientProtocol(crate::protocol::ProtocolError::TooManyInFlight { max })
+        }
+        mpsc::error::TrySendError::Closed(_) => {
+            SessionError::UpstreamIo(std::io::ErrorKind::BrokenPipe.into())
+        }
     }
 }

@@ -89,6 +89,11 @@ struct Progress {
     sent: AtomicU64,
     /// ReadyForQuery messages received from upstream.
     seen: AtomicU64,
+    /// ReadyForQuery messages written to the client (with everything before them).
+    delivered: AtomicU64,
+    /// CopyInResponse messages received from upstream: a client's copy messages belong to a
+    /// COPY only after one (the server drops stray ones, and so must the accounting).
+    copy_ins: AtomicU64,
     /// Graceful shutdown requested.
     draining: AtomicBool,
     /// Signalled by the server pump when the last awaited ReadyForQuery arrives, so the
@@ -104,6 +109,12 @@ impl Progress {
     /// Nothing in flight: every ReadyForQuery the client is owed has been received.
     fn idle(&self) -> bool {
         self.seen.load(Ordering::Acquire) >= self.sent.load(Ordering::Acquire)
+    }
+
+    /// Nothing in flight and every answer written to the client: the session may end (for
+    /// shutdown or an idle timeout) without cutting a result off.
+    fn answered(&self) -> bool {
+        self.delivered.load(Ordering::Acquire) >= self.sent.load(Ordering::Acquire)
     }
 }
 
@@ -169,6 +180,12 @@ pub struct Relay {
     pub limits: Limits,
     /// Idle timeout.
     pub idle_timeout: Option<Duration>,
+    /// Most notes (a Describe answer or a statement's end to expect) waiting for the
+    /// database at once (`limits.max_unanswered_messages`): a pipeline's notes are used up as
+    /// the database answers, but after an error it skips everything up to the next Sync
+    /// without a word, and a client sending no Sync would make the sidecar hold a note for
+    /// every message.
+    pub max_notes: usize,
     /// Flips to true at graceful shutdown.
     pub shutdown: watch::Receiver<bool>,
     /// Notified when the client cancels (see [`cancel::CancelRegistry`]); ends a held statement.
@@ -186,6 +203,7 @@ impl Relay {
             hooks,
             limits,
             metrics,
+            max_notes,
             ..
         } = self;
         let (mut client_rd, mut client_wr) = client.split();
@@ -198,14 +216,14 @@ impl Relay {
         let (denied_tx, denied_rx) = mpsc::unbounded_channel();
         // Only sessions with a row hook describe portals; the others pay nothing.
         let (expect_tx, expect_rx) = if hooks.rows.is_some() {
-            let (tx, rx) = mpsc::unbounded_channel();
+            let (tx, rx) = mpsc::channel(max_notes);
             (Some(tx), Some(rx))
         } else {
             (None, None)
         };
         // Results are followed only when both hooks are there to note and to hear of them.
         let (runs_tx, runs_rx) = if hooks.rows.is_some() && hooks.statements.is_some() {
-            let (tx, rx) = mpsc::unbounded_channel();
+            let (tx, rx) = mpsc::channel(max_notes);
             (Some(tx), Some(server::Runs::new(rx)))
         } else {
             (None, None)

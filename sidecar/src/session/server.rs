@@ -107,6 +107,7 @@ impl Pump {
         let mut pos = 0;
         let mut run_start = 0;
         let mut end = None;
+        let (mut became_idle, mut readies) = (false, 0);
         while end.is_none() {
             let Some((tag, len)) = peek_header(&self.buf[pos..], self.max_message)
                 .map_err(SessionError::UpstreamProtocol)?
@@ -124,6 +125,7 @@ impl Pump {
                     runs.end_cycle(cycle, hook.as_mut());
                 }
                 let seen = self.progress.seen.fetch_add(1, Ordering::AcqRel) + 1;
+                readies += 1;
                 if let Some(denied) = self.take_denial(seen) {
                     self.out.push(&self.buf[run_start..pos]);
                     if !self.cycle_errored {
@@ -139,9 +141,9 @@ impl Pump {
                     if let Some(clock) = &self.progress.upstream {
                         clock.idle();
                     }
-                    if self.progress.signal_idle {
-                        self.progress.became_idle.notify_one();
-                    }
+                    // Told once what came before is written: a client pump that ends the
+                    // session then (shutdown, idle timeout) must not cut this off.
+                    became_idle = self.progress.signal_idle;
                     if self.progress.draining.load(Ordering::Acquire) {
                         end = Some(SessionEnd::Shutdown);
                     }
@@ -163,6 +165,10 @@ impl Pump {
                 }
             }
             self.resolve_attempts = 0;
+            if tag == b'G' {
+                // CopyInResponse: the client's copy messages from now on are a COPY's.
+                self.progress.copy_ins.fetch_add(1, Ordering::AcqRel);
+            }
             match action {
                 Action::Forward | Action::Await(_) => {}
                 Action::Skip | Action::Replace | Action::Deny(_) => {
@@ -216,6 +222,10 @@ impl Pump {
             .finish(client, &self.buf[run_start..pos])
             .await
             .map_err(SessionError::ClientIo)?;
+        self.progress.delivered.fetch_add(readies, Ordering::AcqRel);
+        if became_idle {
+            self.progress.became_idle.notify_one();
+        }
         self.buf.advance(pos);
         reclaim(&mut self.buf);
         Ok(end)
@@ -223,7 +233,12 @@ impl Pump {
 
     fn decide(&mut self, tag: u8, pos: usize, len: usize) -> Result<Action, SessionError> {
         if self.discarding {
-            return Ok(Action::Skip);
+            // What a refusal withholds is the exchange's results; the session's own news (a
+            // setting's new value, a notification) still reaches the client.
+            return Ok(match tag {
+                b'S' | b'A' => Action::Forward,
+                _ => Action::Skip,
+            });
         }
         let body = &self.buf[pos + 5..pos + len];
         let Some(hook) = self.hook.as_mut() else {
@@ -283,7 +298,7 @@ impl Pump {
 /// The statements the hooks follow to their ends (see `StatementHook::take_runs`), and what
 /// the current one's result has sent so far.
 pub(super) struct Runs {
-    notes: mpsc::UnboundedReceiver<RunNote>,
+    notes: mpsc::Receiver<RunNote>,
     next: Option<RunNote>,
     /// DataRows sent to the client since the last end.
     pub rows: u64,
@@ -294,7 +309,7 @@ pub(super) struct Runs {
 }
 
 impl Runs {
-    pub(super) fn new(notes: mpsc::UnboundedReceiver<RunNote>) -> Self {
+    pub(super) fn new(notes: mpsc::Receiver<RunNote>) -> Self {
         Self {
             notes,
             next: None,
@@ -414,7 +429,7 @@ impl Pump {
 
 /// The notes about Describes, for the server pump.
 pub(super) struct Expected {
-    pub notes: Option<mpsc::UnboundedReceiver<Expect>>,
+    pub notes: Option<mpsc::Receiver<Expect>>,
     pub next: Option<Expect>,
 }
 

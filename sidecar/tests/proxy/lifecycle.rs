@@ -156,3 +156,61 @@ async fn idle_sessions_time_out_and_trust_mode_skips_the_password() -> TestResul
     );
     Ok(())
 }
+
+/// A result a slow client is still reading when shutdown comes is written to the end before
+/// the session is closed. (The session used to end as soon as the database had answered, which
+/// could cut a last write to the client off mid-message; socket buffers usually absorb that
+/// write, so this checks the guarantee rather than reproducing the race.)
+#[tokio::test]
+async fn shutdown_lets_a_slow_client_read_its_whole_result() -> TestResult {
+    let pg = start_pg().await?;
+    let limits = LimitsConfig {
+        shutdown_grace_secs: 30,
+        // Only with an idle timeout does the client side wait to hear that the database
+        // answered.
+        idle_timeout_secs: 60,
+        ..LimitsConfig::default()
+    };
+    let mut p = proxy(
+        &pg,
+        Setup {
+            limits,
+            ..Setup::default()
+        },
+    )
+    .await?;
+    let handle = p.handle.take().ok_or("no handle")?;
+    let mut raw = Raw::session(p.addr).await?;
+    let mut out = BytesMut::new();
+    fe::query(
+        "SELECT repeat('x', 1000) FROM generate_series(1, 5000)",
+        &mut out,
+    )?;
+    raw.send(&out).await?;
+    // Not reading yet: the result waits in the socket buffers while shutdown begins.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let shutdown = tokio::spawn(handle.shutdown());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (mut rows, mut after) = (0, Vec::new());
+    while let Some((tag, body)) = raw.recv().await? {
+        match tag {
+            b'D' => {
+                rows += 1;
+                assert_eq!(body.len(), 2 + 4 + 1000, "row {rows} arrived whole");
+                if rows % 20 == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            b'T' => {}
+            _ => after.push((tag, error_field(&body, b'C'))),
+        }
+    }
+    assert_eq!(rows, 5000);
+    assert_eq!(
+        after,
+        [(b'C', None), (b'Z', None), (b'E', Some("57P01".to_owned()))],
+        "the result's end, then the shutdown's FATAL"
+    );
+    tokio::time::timeout(Duration::from_secs(10), shutdown).await??;
+    Ok(())
+}

@@ -5,12 +5,13 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
+use dbwarden_sidecar::config::LimitsConfig;
 use dbwarden_testbed::{APP, Collector, Postgres};
 use postgres_protocol::message::frontend as fe;
 use serde_json::Value;
 
 use crate::audit::{audit_config, events, verified, wait_for};
-use crate::common::{Enforce, Proxy, Raw, Setup, TestResult, proxy, start_pg, tags};
+use crate::common::{Enforce, Proxy, Raw, Setup, TestResult, error_field, proxy, start_pg, tags};
 use crate::extended::bind;
 
 /// `shop/api` may read and write everything; e-mail addresses are masked; at most 3 rows.
@@ -47,6 +48,7 @@ async fn users(pg: &Postgres) -> TestResult {
 /// with audit (chain `instance`) to the collector; the folder holds the policy and the spool.
 async fn audited(
     instance: &str,
+    limits: LimitsConfig,
 ) -> Result<(Postgres, Collector, tempfile::TempDir, Proxy), Box<dyn std::error::Error + Send + Sync>>
 {
     let pg = start_pg().await?;
@@ -67,6 +69,7 @@ async fn audited(
                 &dir.path().join("spool"),
                 instance,
             )),
+            limits,
             ..Setup::default()
         },
     )
@@ -131,7 +134,7 @@ fn one<'a>(evs: &'a [Value], needle: &str) -> &'a Value {
 
 #[tokio::test]
 async fn every_statement_that_ran_has_a_result_with_what_it_returned() -> TestResult {
-    let (pg, collector, _dir, p) = audited("api-0.results").await?;
+    let (pg, collector, _dir, p) = audited("api-0.results", LimitsConfig::default()).await?;
 
     let client = p.connect().await?;
     // Extended protocol: masked values, counted per column.
@@ -276,7 +279,7 @@ async fn every_statement_that_ran_has_a_result_with_what_it_returned() -> TestRe
 /// pipeline does not take the next statement's result.
 #[tokio::test]
 async fn long_strings_pipelines_and_empty_statements_keep_results_in_step() -> TestResult {
-    let (_pg, collector, _dir, p) = audited("api-0.long").await?;
+    let (_pg, collector, _dir, p) = audited("api-0.long", LimitsConfig::default()).await?;
     const N: usize = 5000;
 
     let client = p.connect().await?;
@@ -349,5 +352,88 @@ async fn long_strings_pipelines_and_empty_statements_keep_results_in_step() -> T
         "not the empty statement's answer"
     );
     assert_eq!(counts("pin FROM public.users"), (N, N), "one per Execute");
+    Ok(())
+}
+
+#[tokio::test]
+async fn stray_copy_messages_refused_results_and_floods_keep_session_and_record_straight()
+-> TestResult {
+    // A low limit of unanswered messages, for the flood below.
+    let limits = LimitsConfig {
+        max_unanswered_messages: 1024,
+        ..LimitsConfig::default()
+    };
+    let (_pg, collector, _dir, p) = audited("api-0.stray", limits).await?;
+
+    // Copy messages outside a COPY: PostgreSQL drops them. They used to move the count of
+    // answers owed, so the query behind them was recorded as not run and its result as no
+    // statement's.
+    let mut raw = Raw::session(p.addr).await?;
+    let mut out = BytesMut::new();
+    fe::sync(&mut out);
+    fe::copy_done(&mut out);
+    fe::copy_fail("stray", &mut out)?;
+    fe::query("SELECT id FROM public.big WHERE id <= 2", &mut out)?;
+    raw.send(&out).await?;
+    assert_eq!(tags(&raw.until_ready().await?), "Z");
+    let answer = tags(&raw.until_ready().await?);
+    assert_eq!(answer, "T D D C Z", "{answer}");
+
+    // A result refused (maxRows) withholds the rest of its exchange, but not the session's
+    // news: a setting changed behind it still reaches the client.
+    out.clear();
+    fe::query(
+        "SELECT id FROM public.big; SET application_name = 'after_refusal'",
+        &mut out,
+    )?;
+    raw.send(&out).await?;
+    let answer = raw.until_ready().await?;
+    let status: Vec<&[u8]> = answer
+        .iter()
+        .filter(|(t, _)| *t == b'S')
+        .map(|(_, b)| &b[..])
+        .collect();
+    assert_eq!(
+        status,
+        [&b"application_name\0after_refusal\0"[..]],
+        "{}",
+        tags(&answer)
+    );
+
+    // After a failed Bind the database skips every message up to a Sync without answering:
+    // a client that never sends one is cut off at the sidecar's limit of notes, not held in
+    // memory without end.
+    let mut flood = Raw::session(p.addr).await?;
+    out.clear();
+    fe::parse("f", "SELECT id FROM public.big WHERE id = 1", [], &mut out)?;
+    fe::sync(&mut out);
+    flood.send(&out).await?;
+    assert_eq!(tags(&flood.until_ready().await?), "1 Z");
+    out.clear();
+    // One parameter for a statement that takes none: the database refuses the Bind.
+    bind("", "f", &["1"], &mut out)?;
+    for _ in 0..2000 {
+        fe::execute("", 0, &mut out)?;
+    }
+    flood.send(&out).await?;
+    let mut fatal = None;
+    while let Some((tag, body)) = flood.recv().await? {
+        if tag == b'E' && error_field(&body, b'S').as_deref() == Some("FATAL") {
+            fatal = Some((error_field(&body, b'C'), error_field(&body, b'M')));
+        }
+    }
+    let (code, message) = fatal.ok_or("the flood was not cut off")?;
+    assert_eq!(code.as_deref(), Some("08P01"), "{message:?}");
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("send a Sync")),
+        "{message:?}"
+    );
+
+    let evs = finish(raw, &collector, p, Duration::from_secs(30)).await?;
+    let result = one(&evs, "WHERE id <= ?");
+    assert_eq!(result["rows"], 2, "{result}");
+    assert!(result.get("error").is_none(), "{result}");
     Ok(())
 }
