@@ -276,10 +276,14 @@ impl Pump {
         let Some(ticket) = self.checker.hook.as_mut().and_then(|h| h.take_ticket()) else {
             return Ok(());
         };
+        let unstored_from = ticket.seqs().start;
         ticket
             .settle()
             .await
-            .map_err(|e| SessionError::AuditRefused(crate::audit::refusal_message(&e)))
+            .map_err(|e| SessionError::AuditRefused {
+                message: crate::audit::refusal_message(&e),
+                unstored_from,
+            })
     }
 
     /// Waits for a held statement's verdict while watching the client: a disconnect or a

@@ -150,8 +150,14 @@ pub enum SessionError {
     UpstreamProtocol(#[source] ProtocolError),
     /// Audit events could not be stored under failure policy `closed` (the client was told
     /// why and disconnected: what was decided must not run).
-    #[error("audit events not stored: {0}")]
-    AuditRefused(String),
+    #[error("audit events not stored: {message}")]
+    AuditRefused {
+        /// What the client is told.
+        message: String,
+        /// The first of the session's events that was not stored: its statements and those
+        /// after it never ran (and the seqs may be handed out again).
+        unstored_from: u64,
+    },
 }
 
 impl SessionError {
@@ -162,7 +168,7 @@ impl SessionError {
             Self::UpstreamIo(_) => "upstream_io",
             Self::ClientProtocol(_) => "client_protocol",
             Self::UpstreamProtocol(_) => "upstream_protocol",
-            Self::AuditRefused(_) => "audit_refused",
+            Self::AuditRefused { .. } => "audit_refused",
         }
     }
 }
@@ -271,15 +277,18 @@ impl Relay {
             r = to_server.run(&mut client_rd, &mut upstream_wr) => r,
             r = to_client.run(&mut upstream_rd, &mut client_wr) => r,
         };
-        // A session ended for an audit write that failed under `closed` never forwarded what it
-        // noted last, and the failed write's seqs are handed out again: nothing to report.
-        if !matches!(result, Err(SessionError::AuditRefused(_))) {
-            to_client.abandon_runs();
-        }
+        // Statements still unanswered get a result saying so; but a session ended for an audit
+        // write that failed under `closed` never forwarded what that write held, whose seqs may
+        // be handed out again: only the runs before it are reported.
+        let unstored_from = match &result {
+            Err(SessionError::AuditRefused { unstored_from, .. }) => *unstored_from,
+            _ => u64::MAX,
+        };
+        to_client.abandon_runs(unstored_from);
 
         let farewell = match &result {
             Err(SessionError::ClientProtocol(e)) => Some((PROTOCOL_VIOLATION, e.to_string())),
-            Err(SessionError::AuditRefused(message)) => {
+            Err(SessionError::AuditRefused { message, .. }) => {
                 Some((INSUFFICIENT_PRIVILEGE, message.clone()))
             }
             Ok(SessionEnd::IdleTimeout) => Some((

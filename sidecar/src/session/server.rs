@@ -388,9 +388,13 @@ impl Runs {
     }
 
     /// The session ended: what was not answered never will be.
-    fn abandon(&mut self, hook: &mut dyn RowHook) {
+    /// Reports every run still noted as abandoned, except those from `unstored_from` on (their
+    /// events were never stored, so they never ran).
+    fn abandon(&mut self, hook: &mut dyn RowHook, unstored_from: u64) {
         while let Some(note) = self.next.take().or_else(|| self.notes.try_recv().ok()) {
-            self.report(note, RunEnd::Abandoned, hook);
+            if note.run.is_some_and(|run| run < unstored_from) {
+                self.report(note, RunEnd::Abandoned, hook);
+            }
         }
     }
 
@@ -420,9 +424,9 @@ fn command_tag(body: &[u8]) -> &str {
 
 impl Pump {
     /// The session is over: followed statements still unanswered are reported as such.
-    pub(super) fn abandon_runs(&mut self) {
+    pub(super) fn abandon_runs(&mut self, unstored_from: u64) {
         if let (Some(runs), Some(hook)) = (self.runs.as_mut(), self.hook.as_mut()) {
-            runs.abandon(hook.as_mut());
+            runs.abandon(hook.as_mut(), unstored_from);
         }
     }
 }
@@ -451,5 +455,45 @@ impl Expected {
                 _ => return None,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::protocol::backend::{DataRow, RowDescription};
+
+    /// Records which runs were reported.
+    #[derive(Default)]
+    struct Reported(Vec<u64>);
+
+    impl RowHook for Reported {
+        fn row_description(&mut self, _: &RowDescription<'_>) -> Result<(), Denial> {
+            Ok(())
+        }
+
+        fn data_row(&mut self, _: &DataRow<'_>, _: &mut BytesMut) -> RowAction {
+            RowAction::Forward
+        }
+
+        fn completed(&mut self, run: Option<u64>, completion: &Completion<'_>) {
+            assert!(matches!(completion.end, RunEnd::Abandoned));
+            self.0.extend(run);
+        }
+    }
+
+    #[test]
+    fn abandoning_reports_only_the_runs_whose_events_were_stored() {
+        let (tx, rx) = mpsc::channel(8);
+        let sent = std::time::Instant::now();
+        for run in [Some(1), None, Some(5), Some(9)] {
+            tx.try_send(RunNote { at: 1, run, sent }).unwrap();
+        }
+        let mut hook = Reported::default();
+        // The write that held seq 5 on failed: 5 and 9 never ran.
+        Runs::new(rx).abandon(&mut hook, 5);
+        assert_eq!(hook.0, [1]);
     }
 }
