@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -14,7 +14,7 @@ use super::{Denied, Expect, Progress, RunNote, SessionEnd, SessionError};
 use crate::hook::{Denial, Hold, Statement, StatementHook, Verdict};
 use crate::net::{fill, reclaim};
 use crate::protocol::backend::{self, INSUFFICIENT_PRIVILEGE, Severity};
-use crate::protocol::codec::peek_header;
+use crate::protocol::codec::{peek_header, put_cstr, put_message};
 use crate::protocol::frontend::{FrontendMessage, Target};
 
 /// A Sync message, sent upstream in place of a denied statement.
@@ -72,6 +72,8 @@ pub(super) struct Pump {
     /// Notified when the client sends a CancelRequest for this session.
     pub cancel: Arc<Notify>,
     pub copy: CopyTracking,
+    /// What [`Pump::deny`] sends in place of a denied message (built at the first denial).
+    pub stand_in: BytesMut,
     pub checker: Checker,
     pub max_message: usize,
     pub progress: Arc<Progress>,
@@ -457,7 +459,11 @@ impl Pump {
             .map_err(note_refused(expect.max_capacity()))
     }
 
-    /// Sends a Sync in place of the denied message and queues the error for its ReadyForQuery.
+    /// Sends, in place of the denied message, a Describe of a statement that does not exist
+    /// and a Sync, and queues the denial's error for that Sync's ReadyForQuery. The Describe
+    /// fails in the database as the denied message would have: the transaction is aborted (a
+    /// pipeline's earlier statements are not committed; inside BEGIN the block fails). The
+    /// server pump swallows that error; the client gets the denial instead.
     fn deny(&mut self, denial: Denial, ready: bool) -> Result<(), SessionError> {
         tracing::info!(message = %denial.message, "statement denied");
         let mut error = BytesMut::new();
@@ -477,7 +483,14 @@ impl Pump {
             .send(Denied { at, error, ready })
             .map_err(|_| SessionError::UpstreamIo(std::io::ErrorKind::BrokenPipe.into()))?;
         self.progress.sent.fetch_add(1, Ordering::AcqRel);
-        self.out.push(SYNC);
+        if self.stand_in.is_empty() {
+            put_message(&mut self.stand_in, b'D', |b| {
+                b.put_u8(b'S');
+                put_cstr(b, self.progress.stand_in.as_bytes());
+            });
+            self.stand_in.extend_from_slice(SYNC);
+        }
+        self.out.push(&self.stand_in);
         Ok(())
     }
 }

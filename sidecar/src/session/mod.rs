@@ -91,6 +91,9 @@ struct Progress {
     seen: AtomicU64,
     /// ReadyForQuery messages written to the client (with everything before them).
     delivered: AtomicU64,
+    /// The statement a denial's stand-in Describe names (random per session, so no client
+    /// statement has it): the database's "does not exist" error for it is the denial's.
+    stand_in: String,
     /// CopyInResponse messages received from upstream: a client's copy messages belong to a
     /// COPY only after one (the server drops stray ones, and so must the accounting).
     copy_ins: AtomicU64,
@@ -116,6 +119,14 @@ impl Progress {
     fn answered(&self) -> bool {
         self.delivered.load(Ordering::Acquire) >= self.sent.load(Ordering::Acquire)
     }
+}
+
+/// A fresh name for the statement a denial's stand-in Describe names.
+fn stand_in_name() -> String {
+    let mut random = [0u8; 8];
+    // Only fails without an entropy source; a fixed name is then still one no driver uses.
+    let _ = getrandom::fill(&mut random);
+    format!("dbwarden_refused_{:016x}", u64::from_ne_bytes(random))
 }
 
 /// Why a session ended.
@@ -215,6 +226,7 @@ impl Relay {
         let (mut client_rd, mut client_wr) = client.split();
         let (mut upstream_rd, mut upstream_wr) = upstream.split();
         let progress = Arc::new(Progress {
+            stand_in: stand_in_name(),
             signal_idle: self.idle_timeout.is_some(),
             upstream: metrics.map(clock::UpstreamClock::new),
             ..Progress::default()
@@ -243,6 +255,7 @@ impl Relay {
                 discarding: false,
             },
             copy: client::CopyTracking::default(),
+            stand_in: BytesMut::new(),
             max_message: limits.max_message,
             progress: progress.clone(),
             denied: denied_tx,

@@ -16,6 +16,9 @@ use crate::protocol::backend::{
 };
 use crate::protocol::codec::peek_header;
 
+/// SQLSTATE 26000 (invalid_sql_statement_name): the database's answer to the stand-in Describe.
+const UNDEFINED_PREPARED_STATEMENT: &str = "26000";
+
 pub(super) struct Pump {
     pub buf: BytesMut,
     pub hook: Option<Box<dyn RowHook>>,
@@ -86,6 +89,24 @@ impl Pump {
                 Err(e) => return Err(SessionError::UpstreamIo(e)),
             }
         }
+    }
+
+    /// True for the database's error about the stand-in Describe a denial sent (see the
+    /// client pump's `deny`): a denial is queued for this cycle, and the error names the
+    /// session's stand-in statement.
+    fn is_stand_in_error(&mut self, pos: usize, len: usize) -> bool {
+        if self.next_denial.is_none() {
+            self.next_denial = self.denied.try_recv().ok();
+        }
+        let cycle = self.progress.seen.load(Ordering::Acquire) + 1;
+        let body = &self.buf[pos + 5..pos + len];
+        self.next_denial.as_ref().is_some_and(|d| d.at == cycle)
+            && ErrorFields::decode(b'E', body).is_ok_and(|fields| {
+                fields.field(b'C') == Some(UNDEFINED_PREPARED_STATEMENT)
+                    && fields
+                        .field(b'M')
+                        .is_some_and(|m| m.contains(&*self.progress.stand_in))
+            })
     }
 
     /// The denial queued for ReadyForQuery number `seen`, if any.
@@ -239,6 +260,10 @@ impl Pump {
                 b'S' | b'A' => Action::Forward,
                 _ => Action::Skip,
             });
+        }
+        if tag == b'E' && self.is_stand_in_error(pos, len) {
+            // The denial's own error goes to the client at the stand-in's ReadyForQuery.
+            return Ok(Action::Skip);
         }
         let body = &self.buf[pos + 5..pos + len];
         let Some(hook) = self.hook.as_mut() else {

@@ -144,14 +144,22 @@ async fn denied_simple_queries_answer_in_order_and_the_session_goes_on() -> Test
     assert_eq!(code(&second), ["42501"]);
     assert_eq!(third[1].1[6..], *b"2", "second result row");
 
-    // Inside a transaction the status byte stays the server's.
+    // Inside a transaction a denial fails the block, as any error there does: the status is
+    // the server's 'E', and only ROLLBACK is accepted.
     out.clear();
     fe::query("BEGIN", &mut out)?;
     fe::query("SELECT * FROM forbidden_table", &mut out)?;
+    fe::query("SELECT 1", &mut out)?;
+    fe::query("ROLLBACK", &mut out)?;
     raw.send(&out).await?;
     raw.until_ready().await?;
     let denied = raw.until_ready().await?;
-    assert_eq!(denied.last().map(|(_, b)| b.clone()), Some(b"T".to_vec()));
+    assert_eq!(code(&denied), ["42501"]);
+    assert_eq!(denied.last().map(|(_, b)| b.clone()), Some(b"E".to_vec()));
+    let after = raw.until_ready().await?;
+    assert_eq!(code(&after), ["25P02"], "in failed transaction");
+    let rollback = raw.until_ready().await?;
+    assert_eq!(rollback.last().map(|(_, b)| b.clone()), Some(b"I".to_vec()));
     Ok(())
 }
 
@@ -191,6 +199,24 @@ async fn denied_parse_in_a_pipeline_discards_until_sync() -> TestResult {
         "the server's answers to a failed pipeline"
     );
     assert_eq!(code(&msgs), ["42501"]);
+
+    // A denial rolls the pipeline back, as the server's own error would: the INSERT before it
+    // is not committed.
+    out.clear();
+    fe::query("CREATE TEMP TABLE written (x int)", &mut out)?;
+    fe::parse("", "INSERT INTO written VALUES (1)", no_params, &mut out)?;
+    bind("", "", &mut out)?;
+    fe::execute("", 0, &mut out)?;
+    fe::parse("s5", "SELECT * FROM forbidden_table", no_params, &mut out)?;
+    fe::sync(&mut out);
+    fe::query("SELECT count(*) FROM written", &mut out)?;
+    raw.send(&out).await?;
+    raw.until_ready().await?;
+    let msgs = raw.until_ready().await?;
+    assert_eq!(tags(&msgs), "1 2 C E Z");
+    assert_eq!(code(&msgs), ["42501"]);
+    let count = raw.until_ready().await?;
+    assert_eq!(count[1].1[6..], *b"0", "the INSERT was rolled back");
 
     // The statement was never prepared: a Bind to it is the server's own error.
     out.clear();
