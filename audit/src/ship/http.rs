@@ -94,9 +94,17 @@ impl Sender {
             cfg.url
                 .parse()
                 .map_err(|e: http::uri::InvalidUri| ShipError::Url {
-                    url: cfg.url.clone(),
+                    url: without_userinfo(&cfg.url),
                     reason: e.to_string(),
                 })?;
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err(ShipError::Url {
+                url: without_userinfo(&cfg.url),
+                reason: "credentials in the URL are not accepted (the URL is logged): use a \
+                         bearer token from a Secret"
+                    .into(),
+            });
+        }
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             return Err(ShipError::Url {
                 url: cfg.url.clone(),
@@ -190,4 +198,42 @@ impl Sender {
 
 fn webpki_roots_anchors() -> impl Iterator<Item = rustls::pki_types::TrustAnchor<'static>> {
     webpki_roots::TLS_SERVER_ROOTS.iter().cloned()
+}
+
+/// `url` with anything before an `@` in its authority replaced, for error messages.
+fn without_userinfo(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    match url[start..end].rfind('@') {
+        Some(at) => format!("{}…{}", &url[..start], &url[start + at..]),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_a_collector_url_are_refused_and_not_repeated() {
+        let cfg = Arc::new(crate::ShipperConfig::new(
+            "https://audit:s3cret@collector.example/ingest",
+        ));
+        let Err(e) = Sender::new(cfg) else {
+            panic!("a URL with credentials was accepted");
+        };
+        let shown = e.to_string();
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("audit:"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("https://…@collector.example/ingest"),
+            "{shown}"
+        );
+        assert_eq!(without_userinfo("http://h:1/p@x"), "http://h:1/p@x");
+        assert_eq!(without_userinfo("not a url u:p@h"), "…@h");
+    }
 }

@@ -3,6 +3,19 @@
 use serde_json::Value;
 
 /// Checks an absolute `http(s)://host[:port][/path]` URL; `https_only` refuses `http://`.
+/// `text` as a problem report may show it: credentials (`user:password@`) in a URL's authority
+/// are replaced, so a refused URL does not put them in a status or an Event.
+pub(crate) fn shown_url(text: &str) -> String {
+    let start = text.find("://").map_or(0, |i| i + 3);
+    let end = text[start..]
+        .find(['/', '?', '#'])
+        .map_or(text.len(), |i| start + i);
+    match text[start..end].rfind('@') {
+        Some(at) => format!("{}…{}", &text[..start], &text[start + at..]),
+        None => text.to_owned(),
+    }
+}
+
 pub(crate) fn url(text: &str, https_only: bool) -> Result<(), String> {
     let rest = match (text.strip_prefix("https://"), text.strip_prefix("http://")) {
         (Some(rest), _) => rest,
@@ -175,6 +188,8 @@ mod tests {
                 .unwrap_err()
                 .contains("credentials")
         );
+        assert_eq!(shown_url("https://u:p@host/x@y"), "https://…@host/x@y");
+        assert_eq!(shown_url("http://host:1/a"), "http://host:1/a");
         assert!(
             url("issuer.example.com", true)
                 .unwrap_err()

@@ -50,7 +50,11 @@ pub fn validate_policy(name: &str, spec: &DatabaseAccessPolicySpec) -> Result<()
     if let Some(jwt) = spec.identity.as_ref().map(|i| &i.jwt) {
         let path = "spec.identity.jwt";
         if let Err(reason) = checks::url(&jwt.issuer, true) {
-            r.push(format!("{path}.issuer"), &jwt.issuer, reason);
+            r.push(
+                format!("{path}.issuer"),
+                checks::shown_url(&jwt.issuer),
+                reason,
+            );
         }
         if jwt.audiences.is_empty() {
             r.push(
@@ -72,7 +76,7 @@ pub fn validate_policy(name: &str, spec: &DatabaseAccessPolicySpec) -> Result<()
             ),
             (Some(uri), None) => {
                 if let Err(reason) = checks::url(uri, true) {
-                    r.push(format!("{path}.jwksUri"), uri, reason);
+                    r.push(format!("{path}.jwksUri"), checks::shown_url(uri), reason);
                 }
             }
             (None, Some(jwks)) => {
@@ -136,7 +140,11 @@ pub fn validate_policy(name: &str, spec: &DatabaseAccessPolicySpec) -> Result<()
     if let Some(audit) = &spec.audit
         && let Err(reason) = checks::url(&audit.sink_url, false)
     {
-        r.push("spec.audit.sinkUrl", &audit.sink_url, reason);
+        r.push(
+            "spec.audit.sinkUrl",
+            checks::shown_url(&audit.sink_url),
+            reason,
+        );
     }
 
     report.finish("DatabaseAccessPolicy", name.to_string())
