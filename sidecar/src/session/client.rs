@@ -17,7 +17,7 @@ use crate::protocol::backend::{self, INSUFFICIENT_PRIVILEGE, Severity};
 use crate::protocol::codec::{peek_header, put_cstr, put_message};
 use crate::protocol::frontend::{FrontendMessage, Target};
 
-/// A Sync message, sent upstream in place of a denied statement.
+/// A Sync message: it ends the stand-in sent upstream in place of a denied message.
 const SYNC: &[u8] = b"S\0\0\0\x04";
 
 /// Why the client pump woke up.
@@ -136,7 +136,7 @@ impl Pump {
                 }
             };
             let became_idle = async {
-                if idle || self.idle_timeout.is_none() {
+                if idle || (self.idle_timeout.is_none() && !draining) {
                     std::future::pending().await
                 } else {
                     self.progress.became_idle.notified().await

@@ -99,10 +99,11 @@ struct Progress {
     copy_ins: AtomicU64,
     /// Graceful shutdown requested.
     draining: AtomicBool,
-    /// Signalled by the server pump when the last awaited ReadyForQuery arrives, so the
-    /// client pump can start its idle timer.
+    /// Signalled by the server pump once the last awaited ReadyForQuery is written to the
+    /// client, so the client pump can start its idle timer (or end a draining session).
     became_idle: tokio::sync::Notify,
-    /// Whether anyone waits for `became_idle` (only with an idle timeout).
+    /// Whether the client pump waits for `became_idle` while not draining (only with an
+    /// idle timeout).
     signal_idle: bool,
     /// Times the database's round trips, when metrics are on.
     upstream: Option<clock::UpstreamClock>,

@@ -164,7 +164,7 @@ impl Pump {
                     }
                     // Told once what came before is written: a client pump that ends the
                     // session then (shutdown, idle timeout) must not cut this off.
-                    became_idle = self.progress.signal_idle;
+                    became_idle = true;
                     if self.progress.draining.load(Ordering::Acquire) {
                         end = Some(SessionEnd::Shutdown);
                     }
@@ -244,7 +244,11 @@ impl Pump {
             .await
             .map_err(SessionError::ClientIo)?;
         self.progress.delivered.fetch_add(readies, Ordering::AcqRel);
-        if became_idle {
+        // The client pump waits for this with an idle timeout, and while draining (to end the
+        // session once every answer is written).
+        if became_idle
+            && (self.progress.signal_idle || self.progress.draining.load(Ordering::Acquire))
+        {
             self.progress.became_idle.notify_one();
         }
         self.buf.advance(pos);

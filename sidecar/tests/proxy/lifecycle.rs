@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use dbwarden_sidecar::config::{ClientAuth, LimitsConfig};
-use dbwarden_testbed::http_status;
+use dbwarden_testbed::{Postgres, http_status};
 use postgres_protocol::message::frontend as fe;
 use tokio::io::AsyncReadExt;
 
@@ -164,15 +164,22 @@ async fn idle_sessions_time_out_and_trust_mode_skips_the_password() -> TestResul
 #[tokio::test]
 async fn shutdown_lets_a_slow_client_read_its_whole_result() -> TestResult {
     let pg = start_pg().await?;
+    // With an idle timeout the client side waits to hear that every answer was written;
+    // without one it waits for that only while draining.
+    for idle_timeout_secs in [60, 0] {
+        shutdown_during_a_slow_read(&pg, idle_timeout_secs).await?;
+    }
+    Ok(())
+}
+
+async fn shutdown_during_a_slow_read(pg: &Postgres, idle_timeout_secs: u64) -> TestResult {
     let limits = LimitsConfig {
         shutdown_grace_secs: 30,
-        // Only with an idle timeout does the client side wait to hear that the database
-        // answered.
-        idle_timeout_secs: 60,
+        idle_timeout_secs,
         ..LimitsConfig::default()
     };
     let mut p = proxy(
-        &pg,
+        pg,
         Setup {
             limits,
             ..Setup::default()
