@@ -86,11 +86,16 @@ impl<'a> ErrorFields<'a> {
 
     /// The value of field `code` (`b'C'` SQLSTATE, `b'M'` message, `b'S'` severity...).
     pub fn field(&self, code: u8) -> Option<&'a str> {
+        std::str::from_utf8(self.field_bytes(code)?).ok()
+    }
+
+    /// The raw value of field `code`, in the connection's encoding (which may not be UTF-8).
+    pub fn field_bytes(&self, code: u8) -> Option<&'a [u8]> {
         let mut r = Reader::new(b'E', self.body);
         while let Ok(c) = r.u8("field type") {
             let value = r.cbytes("field value").ok()?;
             if c == code {
-                return std::str::from_utf8(value).ok();
+                return Some(value);
             }
         }
         None

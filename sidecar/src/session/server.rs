@@ -102,10 +102,12 @@ impl Pump {
         let body = &self.buf[pos + 5..pos + len];
         self.next_denial.as_ref().is_some_and(|d| d.at == cycle)
             && ErrorFields::decode(b'E', body).is_ok_and(|fields| {
+                // The message is in the client's encoding and language; the name is ASCII.
                 fields.field(b'C') == Some(UNDEFINED_PREPARED_STATEMENT)
-                    && fields
-                        .field(b'M')
-                        .is_some_and(|m| m.contains(&*self.progress.stand_in))
+                    && fields.field_bytes(b'M').is_some_and(|m| {
+                        let name = self.progress.stand_in.as_bytes();
+                        m.windows(name.len()).any(|w| w == name)
+                    })
             })
     }
 
@@ -147,6 +149,7 @@ impl Pump {
                 }
                 let seen = self.progress.seen.fetch_add(1, Ordering::AcqRel) + 1;
                 readies += 1;
+                self.expected.end_cycle(seen);
                 if let Some(denied) = self.take_denial(seen) {
                     self.out.push(&self.buf[run_start..pos]);
                     if !self.cycle_errored {
@@ -482,6 +485,24 @@ impl Expected {
                 Some(e) if e.at == cycle => return self.next.take(),
                 // A simple Query's result, or a later cycle's note.
                 _ => return None,
+            }
+        }
+    }
+
+    /// Drops the notes of cycle `seen` and before, which just ended: Describes the database
+    /// skipped after an error get no answer, and their notes must not pile up (they count
+    /// against `limits.max_unanswered_messages`).
+    fn end_cycle(&mut self, seen: u64) {
+        let Some(notes) = self.notes.as_mut() else {
+            return;
+        };
+        loop {
+            if self.next.is_none() {
+                self.next = notes.try_recv().ok();
+            }
+            match self.next {
+                Some(e) if e.at <= seen => self.next = None,
+                _ => return,
             }
         }
     }
