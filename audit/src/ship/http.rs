@@ -97,7 +97,7 @@ impl Sender {
                     url: without_userinfo(&cfg.url),
                     reason: e.to_string(),
                 })?;
-        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        if without_userinfo(&cfg.url) != cfg.url {
             return Err(ShipError::Url {
                 url: without_userinfo(&cfg.url),
                 reason: "credentials in the URL are not accepted (the URL is logged): use a \
@@ -200,11 +200,12 @@ fn webpki_roots_anchors() -> impl Iterator<Item = rustls::pki_types::TrustAnchor
     webpki_roots::TLS_SERVER_ROOTS.iter().cloned()
 }
 
-/// `url` with anything before an `@` in its authority replaced, for error messages.
-fn without_userinfo(url: &str) -> String {
+/// `url` for error messages and logs: whatever stands between the scheme and the last `@`
+/// before the query is replaced, so credentials (even a password with a `/` in it) never show.
+pub fn without_userinfo(url: &str) -> String {
     let start = url.find("://").map_or(0, |i| i + 3);
     let end = url[start..]
-        .find(['/', '?', '#'])
+        .find(['?', '#'])
         .map_or(url.len(), |i| start + i);
     match url[start..end].rfind('@') {
         Some(at) => format!("{}…{}", &url[..start], &url[start + at..]),
@@ -233,7 +234,8 @@ mod tests {
             shown.contains("https://…@collector.example/ingest"),
             "{shown}"
         );
-        assert_eq!(without_userinfo("http://h:1/p@x"), "http://h:1/p@x");
-        assert_eq!(without_userinfo("not a url u:p@h"), "…@h");
+        assert_eq!(without_userinfo("https://u:a/b@h/x"), "https://…@h/x");
+        assert_eq!(without_userinfo("http://h:1/p?q=a@b"), "http://h:1/p?q=a@b");
+        assert_eq!(without_userinfo("u:p@h"), "…@h");
     }
 }

@@ -17,7 +17,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
 
 pub use config::{Backoff, Format, ShipperConfig, Token};
-pub use http::{Sender, ShipError};
+pub use http::{Sender, ShipError, without_userinfo};
 
 use crate::spool::{Batch, Spool};
 use crate::stats::Stats;

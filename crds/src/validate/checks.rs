@@ -2,13 +2,13 @@
 
 use serde_json::Value;
 
-/// Checks an absolute `http(s)://host[:port][/path]` URL; `https_only` refuses `http://`.
-/// `text` as a problem report may show it: credentials (`user:password@`) in a URL's authority
-/// are replaced, so a refused URL does not put them in a status or an Event.
+/// `text` as a problem report may show it: whatever stands between the scheme and the last `@`
+/// before the query is replaced, so credentials (even a password with a `/` in it) do not end
+/// up in a status or an Event.
 pub(crate) fn shown_url(text: &str) -> String {
     let start = text.find("://").map_or(0, |i| i + 3);
     let end = text[start..]
-        .find(['/', '?', '#'])
+        .find(['?', '#'])
         .map_or(text.len(), |i| start + i);
     match text[start..end].rfind('@') {
         Some(at) => format!("{}…{}", &text[..start], &text[start + at..]),
@@ -16,6 +16,7 @@ pub(crate) fn shown_url(text: &str) -> String {
     }
 }
 
+/// Checks an absolute `http(s)://host[:port][/path]` URL; `https_only` refuses `http://`.
 pub(crate) fn url(text: &str, https_only: bool) -> Result<(), String> {
     let rest = match (text.strip_prefix("https://"), text.strip_prefix("http://")) {
         (Some(rest), _) => rest,
@@ -33,10 +34,11 @@ pub(crate) fn url(text: &str, https_only: bool) -> Result<(), String> {
     if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("contains spaces or control characters".into());
     }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.contains('@') {
+    // Any `@` before the query counts: a password may hold a `/` that ends the authority early.
+    if shown_url(text) != text {
         return Err("must not carry credentials (user@host); use a Secret reference".into());
     }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let (host, port) = match authority.rsplit_once(':') {
         // An IPv6 literal `[::1]` has colons of its own.
         Some((host, port)) if !port.contains(']') => (host, Some(port)),
@@ -188,7 +190,13 @@ mod tests {
                 .unwrap_err()
                 .contains("credentials")
         );
-        assert_eq!(shown_url("https://u:p@host/x@y"), "https://…@host/x@y");
+        assert_eq!(shown_url("https://u:p@host/x"), "https://…@host/x");
+        assert_eq!(shown_url("https://u:a/b@host/x"), "https://…@host/x");
+        assert!(
+            url("https://u:a/b@host", true)
+                .unwrap_err()
+                .contains("credentials")
+        );
         assert_eq!(shown_url("http://host:1/a"), "http://host:1/a");
         assert!(
             url("issuer.example.com", true)

@@ -139,7 +139,7 @@ pub(super) fn validate(audit: Option<&AuditFileConfig>) -> Result<(), ConfigErro
     if !(a.collector_url.starts_with("http://") || a.collector_url.starts_with("https://")) {
         return Err(invalid(
             "audit.collector_url",
-            &a.collector_url,
+            dbwarden_audit::ship::without_userinfo(&a.collector_url),
             "must be an http:// or https:// URL",
         ));
     }
