@@ -223,19 +223,19 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
-    /// Takes a statement or portal name (NUL-terminated), at most [`MAX_NAME_LEN`] bytes.
-    /// PostgreSQL tells names apart by their first 63 bytes only: a longer one would let the
-    /// sidecar track as two statements what the server holds as one (and hold hostile names of
-    /// any length in memory).
+    /// Takes a statement or portal name (NUL-terminated) as PostgreSQL tells names apart: by
+    /// their first [`MAX_NAME_LEN`] bytes (a cut inside a UTF-8 character keeps the whole
+    /// characters before it). Two names the server holds as one are one here too, and a hostile
+    /// name of any length is kept in memory as at most 63 bytes.
     pub fn name(&mut self, what: &'static str) -> Result<&'a [u8], ProtocolError> {
-        let name = self.cbytes(what)?;
+        let mut name = self.cbytes(what)?;
         if name.len() > MAX_NAME_LEN {
-            return Err(ProtocolError::NameTooLong {
-                tag: self.tag,
-                what,
-                len: name.len(),
-                max: MAX_NAME_LEN,
-            });
+            name = &name[..MAX_NAME_LEN];
+            if let Err(e) = std::str::from_utf8(name)
+                && e.error_len().is_none()
+            {
+                name = &name[..e.valid_up_to()];
+            }
         }
         Ok(name)
     }
@@ -282,6 +282,17 @@ pub fn put_cstr(out: &mut BytesMut, s: &[u8]) {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn names_are_cut_to_what_postgresql_compares() {
+        let take = |body: &[u8]| Reader::new(b'P', body).name("name").unwrap().to_vec();
+        let long = [&[b'n'; 70][..], b"\0"].concat();
+        assert_eq!(take(&long), vec![b'n'; 63]);
+        // 62 bytes and a two-byte character: the cut at 63 would split it.
+        let split = [&[b'n'; 62][..], "é\0".as_bytes()].concat();
+        assert_eq!(take(&split), vec![b'n'; 62]);
+        assert_eq!(take(b"s1\0"), b"s1");
+    }
 
     #[test]
     fn splits_frames_and_waits_for_more() {

@@ -58,20 +58,6 @@ pub enum ProtocolError {
         /// The field and what is wrong with it.
         what: &'static str,
     },
-    /// A statement or portal name longer than PostgreSQL tells apart.
-    #[error(
-        "message '{tag}' has a {what} of {len} bytes: PostgreSQL tells names apart by their first {max} only"
-    )]
-    NameTooLong {
-        /// The message type byte, printable.
-        tag: char,
-        /// Which name.
-        what: &'static str,
-        /// Its length.
-        len: usize,
-        /// The longest accepted.
-        max: usize,
-    },
     /// More messages awaiting the database's answer than a session may have.
     #[error(
         "more than {max} messages are waiting for the database's answer: send a Sync (the \

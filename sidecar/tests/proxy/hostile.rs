@@ -206,13 +206,6 @@ async fn malformed_input_gets_clean_errors_while_others_are_served() -> TestResu
             Expect::Close,
         ),
         (
-            // PostgreSQL compares 63 bytes of a name: longer ones are refused, not tracked.
-            "statement name over 63 bytes",
-            true,
-            message(b'P', &[&[b's'; 64][..], b"\0SELECT 1\0\0\0"].concat()),
-            Expect::Fatal("08P01"),
-        ),
-        (
             "unknown message type",
             true,
             message(b'Y', b"junk"),

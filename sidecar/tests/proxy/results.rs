@@ -452,3 +452,32 @@ async fn stray_copy_messages_refused_results_and_floods_keep_session_and_record_
     assert!(result.get("error").is_none(), "{result}");
     Ok(())
 }
+
+/// PostgreSQL tells statement names apart by their first 63 bytes; the sidecar must too, or it
+/// would follow (and record) another statement than the one the server runs.
+#[tokio::test]
+async fn long_statement_names_are_told_apart_as_postgresql_does() -> TestResult {
+    let (_pg, collector, _dir, p) = audited("api-0.names", LimitsConfig::default()).await?;
+    drop(Raw::session(p.addr).await?);
+    let mut raw = Raw::session(p.addr).await?;
+    let (prepared, bound) = ("n".repeat(63) + "a", "n".repeat(63) + "b");
+    let mut out = BytesMut::new();
+    fe::parse(
+        &prepared,
+        "SELECT id FROM public.big WHERE id = 7",
+        [],
+        &mut out,
+    )?;
+    fe::sync(&mut out);
+    // For the server the same statement: it compares 63 bytes.
+    bind("", &bound, &[], &mut out)?;
+    fe::execute("", 0, &mut out)?;
+    fe::sync(&mut out);
+    raw.send(&out).await?;
+    assert_eq!(tags(&raw.until_ready().await?), "1 Z");
+    let answer = tags(&raw.until_ready().await?);
+    assert_eq!(answer, "2 D C Z", "{answer}");
+    let evs = finish(raw, &collector, p, Duration::from_secs(30)).await?;
+    assert_eq!(one(&evs, "WHERE id = ?")["rows"], 1);
+    Ok(())
+}
