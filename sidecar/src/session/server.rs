@@ -95,28 +95,32 @@ impl Pump {
     /// client pump's `deny`): a denial is queued for this cycle, and the error names the
     /// session's stand-in statement.
     fn is_stand_in_error(&mut self, pos: usize, len: usize) -> bool {
+        let cycle = self.progress.seen.load(Ordering::Acquire) + 1;
+        if self.peek_denial().is_none_or(|d| d.at != cycle) {
+            return false;
+        }
+        let body = &self.buf[pos + 5..pos + len];
+        ErrorFields::decode(b'E', body).is_ok_and(|fields| {
+            // The message is in the client's encoding and language; the name is ASCII.
+            fields.field(b'C') == Some(UNDEFINED_PREPARED_STATEMENT)
+                && fields.field_bytes(b'M').is_some_and(|m| {
+                    let name = self.progress.stand_in.as_bytes();
+                    m.windows(name.len()).any(|w| w == name)
+                })
+        })
+    }
+
+    /// The next denial queued, if any (kept until its ReadyForQuery takes it).
+    fn peek_denial(&mut self) -> Option<&Denied> {
         if self.next_denial.is_none() {
             self.next_denial = self.denied.try_recv().ok();
         }
-        let cycle = self.progress.seen.load(Ordering::Acquire) + 1;
-        let body = &self.buf[pos + 5..pos + len];
-        self.next_denial.as_ref().is_some_and(|d| d.at == cycle)
-            && ErrorFields::decode(b'E', body).is_ok_and(|fields| {
-                // The message is in the client's encoding and language; the name is ASCII.
-                fields.field(b'C') == Some(UNDEFINED_PREPARED_STATEMENT)
-                    && fields.field_bytes(b'M').is_some_and(|m| {
-                        let name = self.progress.stand_in.as_bytes();
-                        m.windows(name.len()).any(|w| w == name)
-                    })
-            })
+        self.next_denial.as_ref()
     }
 
     /// The denial queued for ReadyForQuery number `seen`, if any.
     fn take_denial(&mut self, seen: u64) -> Option<Denied> {
-        if self.next_denial.is_none() {
-            self.next_denial = self.denied.try_recv().ok();
-        }
-        if self.next_denial.as_ref().is_some_and(|d| d.at <= seen) {
+        if self.peek_denial().is_some_and(|d| d.at <= seen) {
             self.next_denial.take()
         } else {
             None
@@ -470,22 +474,23 @@ pub(super) struct Expected {
 }
 
 impl Expected {
+    /// The next note, if any (kept until taken or its cycle ends).
+    fn peek(&mut self) -> Option<Expect> {
+        if self.next.is_none() {
+            self.next = self.notes.as_mut()?.try_recv().ok();
+        }
+        self.next
+    }
+
     /// The note of the Describe the RowDescription/NoData at hand answers, if any (`injected`:
-    /// the client must not see it). Answers arrive in the order the Describes were sent; notes
-    /// of cycles already over (an error skipped their Describes) are dropped.
+    /// the client must not see it). Answers arrive in the order the Describes were sent, and
+    /// notes of cycles already over were dropped at their end ([`Self::end_cycle`]).
     fn take(&mut self, progress: &Progress) -> Option<Expect> {
-        let notes = self.notes.as_mut()?;
         let cycle = progress.seen.load(Ordering::Acquire) + 1;
-        loop {
-            if self.next.is_none() {
-                self.next = notes.try_recv().ok();
-            }
-            match self.next {
-                Some(e) if e.at < cycle => self.next = None,
-                Some(e) if e.at == cycle => return self.next.take(),
-                // A simple Query's result, or a later cycle's note.
-                _ => return None,
-            }
+        match self.peek() {
+            Some(e) if e.at == cycle => self.next.take(),
+            // A simple Query's result, or a later cycle's note.
+            _ => None,
         }
     }
 
@@ -493,17 +498,8 @@ impl Expected {
     /// skipped after an error get no answer, and their notes must not pile up (they count
     /// against `limits.max_unanswered_messages`).
     fn end_cycle(&mut self, seen: u64) {
-        let Some(notes) = self.notes.as_mut() else {
-            return;
-        };
-        loop {
-            if self.next.is_none() {
-                self.next = notes.try_recv().ok();
-            }
-            match self.next {
-                Some(e) if e.at <= seen => self.next = None,
-                _ => return,
-            }
+        while self.peek().is_some_and(|e| e.at <= seen) {
+            self.next = None;
         }
     }
 }
