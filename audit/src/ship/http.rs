@@ -90,16 +90,18 @@ pub struct Sender {
 impl Sender {
     /// Checks the URL and builds the client (public roots plus `ca_pem`).
     pub fn new(cfg: Arc<ShipperConfig>) -> Result<Self, ShipError> {
+        // What errors show of the URL: never its credentials.
+        let shown = without_userinfo(&cfg.url);
         let uri: http::Uri =
             cfg.url
                 .parse()
                 .map_err(|e: http::uri::InvalidUri| ShipError::Url {
-                    url: without_userinfo(&cfg.url),
+                    url: shown.clone(),
                     reason: e.to_string(),
                 })?;
-        if without_userinfo(&cfg.url) != cfg.url {
+        if shown != cfg.url {
             return Err(ShipError::Url {
-                url: without_userinfo(&cfg.url),
+                url: shown,
                 reason: "credentials in the URL are not accepted (the URL is logged): use a \
                          bearer token from a Secret"
                     .into(),
