@@ -11,6 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::net::free_port;
+
 /// Largest request head or body accepted (the shipper's batches are about 1 MiB).
 const MAX_REQUEST: usize = 16 << 20;
 
@@ -55,7 +57,10 @@ impl Collector {
     }
 
     async fn bind(keep: bool) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        // A port below the ephemeral range: `restart` binds it again, and while the collector
+        // is down an outgoing connection must not be able to take it.
+        let port = free_port().map_err(std::io::Error::other)?;
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let mut c = Self {
             addr: listener.local_addr()?,
             keep,

@@ -2,6 +2,8 @@
 //! metrics endpoints the binaries serve.
 
 use std::io;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -12,16 +14,62 @@ use crate::{Error, Result};
 /// of hanging it.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A free TCP port on 127.0.0.1, as the kernel hands them out.
+/// The lowest port [`free_port`] hands out; below it live the well-known and registered
+/// services a machine may run.
+const LOWEST_PORT: u16 = 10_000;
+
+/// A free TCP port on 127.0.0.1, for a server a test is about to start.
 ///
-/// The port is free when this returns; another process may take it before the caller binds
-/// it, which on a test machine's ephemeral range is rare enough not to retry.
+/// Ports come from below the kernel's ephemeral range (`ip_local_port_range`). A port the
+/// kernel hands out for `bind(0)` sits in that range, where every outgoing connection also
+/// takes its local port: one of them (a kube-apiserver opens dozens to etcd) could take it
+/// between this check and the server's own bind. Below the range only listeners compete,
+/// and within this process no port is handed out twice; each process starts at a random
+/// place so that test binaries running side by side rarely meet.
 pub fn free_port() -> Result<u16> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map_err(Error::io("finding a free loopback port"))?
-        .port();
-    Ok(port)
+    static NEXT: OnceLock<AtomicU32> = OnceLock::new();
+    let (ephemeral_low, _) = ephemeral_range()?;
+    let span = u32::from(ephemeral_low.saturating_sub(LOWEST_PORT));
+    if span < 1_000 {
+        return Err(Error::io("finding a free loopback port")(io::Error::other(
+            format!(
+                "the kernel's ephemeral range starts at {ephemeral_low}, leaving fewer than 1000 \
+             ports above {LOWEST_PORT} for test servers"
+            ),
+        )));
+    }
+    let next = NEXT.get_or_init(|| {
+        let mut seed = [0u8; 4];
+        // Without randomness every process would start at the same port; that costs retries,
+        // not correctness.
+        let _ = getrandom::fill(&mut seed);
+        AtomicU32::new(u32::from_le_bytes(seed))
+    });
+    for _ in 0..span {
+        let offset = next.fetch_add(1, Ordering::Relaxed) % span;
+        let port = LOWEST_PORT + offset as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(Error::io("finding a free loopback port")(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!("every port from {LOWEST_PORT} to {ephemeral_low} is taken"),
+    )))
+}
+
+/// The kernel's range of ports for outgoing connections and `bind(0)`.
+fn ephemeral_range() -> Result<(u16, u16)> {
+    const RANGE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+    let text = std::fs::read_to_string(RANGE).map_err(Error::io(format!("reading {RANGE}")))?;
+    let mut bounds = text.split_whitespace().map(str::parse::<u16>);
+    match (bounds.next(), bounds.next()) {
+        (Some(Ok(low)), Some(Ok(high))) => Ok((low, high)),
+        _ => Err(Error::io(format!("reading {RANGE}"))(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("expected two port numbers, found {text:?}"),
+        ))),
+    }
 }
 
 /// The whole response (status line, headers, body) of a plain HTTP/1.1 `GET path` on
@@ -97,6 +145,18 @@ mod tests {
 
         let port = serve_once("HTTP/1.1 503 Service Unavailable\r\n\r\n").await;
         assert_eq!(http_status(port, "/readyz").await.unwrap(), 503);
+    }
+
+    #[test]
+    fn free_ports_lie_below_the_ephemeral_range_and_are_not_repeated() {
+        let (low, _) = ephemeral_range().unwrap();
+        let ports: Vec<u16> = (0..200).map(|_| free_port().unwrap()).collect();
+        assert!(
+            ports.iter().all(|p| (LOWEST_PORT..low).contains(p)),
+            "{ports:?}"
+        );
+        let distinct: std::collections::HashSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
     }
 
     #[tokio::test]

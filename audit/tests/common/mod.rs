@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dbwarden_audit::{Event, Identity, Kind, ShipperConfig};
+use dbwarden_testbed::free_port;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -43,7 +44,9 @@ pub struct Collector {
 impl Collector {
     /// Starts on a free port.
     pub async fn start() -> Collector {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind(("127.0.0.1", free_port().unwrap()))
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         let mut c = Collector {
             addr,
@@ -69,7 +72,9 @@ impl Collector {
             .with_no_client_auth()
             .with_single_cert(vec![cert.cert.der().clone()], key)
             .unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind(("127.0.0.1", free_port().unwrap()))
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         let mut c = Collector {
             addr,
