@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::describe::{Executed, Note, describe_before};
@@ -26,6 +26,8 @@ enum Wake {
     Closed,
     IdleTimeout,
     Shutdown,
+    /// The server pump withheld a CopyInResponse.
+    CopyWithheld,
 }
 
 /// What to do with one client message.
@@ -65,7 +67,13 @@ pub(super) struct CopyTracking {
     /// Syncs forwarded since the last Query or Execute: ignored by the server if that
     /// message started a COPY.
     pub syncs_since_start: u64,
+    /// COPYs the server pump withheld from the client that this pump has failed upstream.
+    pub withheld_failed: u64,
 }
+
+/// What the database is told, in a CopyFail, about a COPY whose CopyInResponse was withheld.
+const WITHHELD_COPY: &[u8] = b"dbwarden withheld an earlier result of this exchange, so the \
+client never started this COPY";
 
 pub(super) struct Pump {
     pub buf: BytesMut,
@@ -105,11 +113,12 @@ impl Pump {
         W: AsyncWrite + Unpin,
     {
         loop {
+            self.fail_withheld_copies(upstream).await?;
             if let Some(end) = self.drain(client, upstream).await? {
                 return Ok(end);
             }
             match self.wait_for_client(client).await? {
-                Wake::Data => {}
+                Wake::Data | Wake::CopyWithheld => {}
                 Wake::Closed => return Ok(SessionEnd::ClientClosed),
                 Wake::IdleTimeout => return Ok(SessionEnd::IdleTimeout),
                 Wake::Shutdown => return Ok(SessionEnd::Shutdown),
@@ -149,6 +158,7 @@ impl Pump {
                     Err(e) => Err(SessionError::ClientIo(e)),
                 },
                 () = idle_timer => return Ok(Wake::IdleTimeout),
+                () = self.progress.copy_withheld.notified() => return Ok(Wake::CopyWithheld),
                 () = became_idle => {}
                 changed = self.shutdown.changed(), if !draining => {
                     if changed.is_err() || *self.shutdown.borrow() {
@@ -157,6 +167,35 @@ impl Pump {
                 }
             }
         }
+    }
+
+    /// Ends each COPY FROM STDIN whose CopyInResponse the server pump withheld with a
+    /// CopyFail, between the client's messages; the database then fails it and goes on.
+    async fn fail_withheld_copies<W: AsyncWrite + Unpin>(
+        &mut self,
+        upstream: &mut W,
+    ) -> Result<(), SessionError> {
+        let withheld = self.progress.copies_withheld.load(Ordering::Acquire);
+        if self.copy.withheld_failed >= withheld {
+            return Ok(());
+        }
+        let mut fail = BytesMut::new();
+        while self.copy.withheld_failed < withheld {
+            put_message(&mut fail, b'f', |b| put_cstr(b, WITHHELD_COPY));
+            // Counted as the client's own CopyFail would be: the COPY began and ended, and the
+            // database ignored the Syncs sent behind its start while it waited for data. The
+            // client still waits for their ReadyForQuery (and in the extended protocol the
+            // database skips to the next Sync after the failure): they are sent again.
+            let ignored = self.ready_delta(b'f').unsigned_abs();
+            for _ in 0..ignored {
+                fail.extend_from_slice(SYNC);
+            }
+            self.copy.withheld_failed += 1;
+        }
+        upstream
+            .write_all(&fail)
+            .await
+            .map_err(SessionError::UpstreamIo)
     }
 
     /// Handles every complete message in the buffer, writing runs of forwarded frames
@@ -358,8 +397,15 @@ impl Pump {
     /// (tokio-postgres does), before anyone can know it is a COPY; so when the first copy
     /// message shows up, the Syncs sent since the last Query or Execute are taken back.
     fn account(&mut self, tag: u8) {
+        let delta = self.ready_delta(tag);
+        self.add_sent(delta);
+    }
+
+    /// How many more (or fewer) ReadyForQuery messages the database owes once `tag` is
+    /// forwarded; see [`Pump::account`].
+    fn ready_delta(&mut self, tag: u8) -> i64 {
         let copy = &mut self.copy;
-        let delta: i64 = match tag {
+        match tag {
             // Outside a COPY the server drops copy messages: so does the count (a client could
             // otherwise shift every later result onto the wrong statement).
             b'd' | b'c' | b'f'
@@ -391,7 +437,11 @@ impl Pump {
             }
             b'F' => 1,
             _ => 0,
-        };
+        }
+    }
+
+    /// Moves the count of ReadyForQuery messages owed by `delta`.
+    fn add_sent(&mut self, delta: i64) {
         match delta {
             0 => {}
             d if d > 0 => {

@@ -97,6 +97,12 @@ struct Progress {
     /// CopyInResponse messages received from upstream: a client's copy messages belong to a
     /// COPY only after one (the server drops stray ones, and so must the accounting).
     copy_ins: AtomicU64,
+    /// CopyInResponses the server pump withheld, as part of a result it refused: the client
+    /// never learns of that COPY and sends no data, so the client pump ends it with a CopyFail
+    /// of its own (the database would wait for the data until the session ends).
+    copies_withheld: AtomicU64,
+    /// Signalled with each of those.
+    copy_withheld: tokio::sync::Notify,
     /// Graceful shutdown requested.
     draining: AtomicBool,
     /// Signalled by the server pump once the last awaited ReadyForQuery is written to the

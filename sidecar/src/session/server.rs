@@ -196,6 +196,10 @@ impl Pump {
             if tag == b'G' {
                 // CopyInResponse: the client's copy messages from now on are a COPY's.
                 self.progress.copy_ins.fetch_add(1, Ordering::AcqRel);
+                if !matches!(action, Action::Forward) {
+                    self.progress.copies_withheld.fetch_add(1, Ordering::AcqRel);
+                    self.progress.copy_withheld.notify_one();
+                }
             }
             match action {
                 Action::Forward | Action::Await(_) => {}

@@ -24,7 +24,7 @@ spec:
   rules:
     - name: api-crud
       subjects: {serviceAccounts: [api]}
-      operations: [select, insert, update, delete]
+      operations: [select, insert, update, delete, copy]
       tables: ['*']
   guardrails: {maxRows: 3}
   masking:
@@ -450,6 +450,59 @@ async fn stray_copy_messages_refused_results_and_floods_keep_session_and_record_
     let result = one(&evs, "WHERE id <= ?");
     assert_eq!(result["rows"], 2, "{result}");
     assert!(result.get("error").is_none(), "{result}");
+    Ok(())
+}
+
+/// A COPY FROM STDIN behind a refused result: the client never sees its CopyInResponse, so
+/// the sidecar fails the COPY itself. The database would otherwise wait for data that never
+/// comes, and the client for an answer.
+#[tokio::test]
+async fn a_copy_behind_a_refused_result_is_failed_not_left_waiting() -> TestResult {
+    let (_pg, collector, _dir, p) = audited("api-0.copy", LimitsConfig::default()).await?;
+    drop(Raw::session(p.addr).await?);
+    let mut raw = Raw::session(p.addr).await?;
+    // One query string, where maxRows refuses the first result; then a pipeline, with the
+    // Sync a driver sends behind the COPY's Execute (the database ignores it while it waits
+    // for data; the client is owed its ReadyForQuery all the same).
+    let mut string = BytesMut::new();
+    fe::query(
+        "SELECT id FROM public.big; COPY public.big FROM STDIN",
+        &mut string,
+    )?;
+    let mut pipeline = BytesMut::new();
+    for sql in ["SELECT id FROM public.big", "COPY public.big FROM STDIN"] {
+        fe::parse("", sql, [], &mut pipeline)?;
+        bind("", "", &[], &mut pipeline)?;
+        fe::execute("", 0, &mut pipeline)?;
+    }
+    fe::sync(&mut pipeline);
+    for exchange in [string, pipeline] {
+        raw.send(&exchange).await?;
+        let answer = raw.until_ready().await?;
+        let errors: Vec<_> = answer
+            .iter()
+            .filter(|(t, _)| *t == b'E')
+            .map(|(_, body)| error_field(body, b'C'))
+            .collect();
+        assert_eq!(errors, [Some("42501".to_owned())], "{}", tags(&answer));
+    }
+
+    // The session goes on, and neither COPY took anything in.
+    let mut out = BytesMut::new();
+    fe::query("SELECT count(*) FROM public.big", &mut out)?;
+    raw.send(&out).await?;
+    let answer = raw.until_ready().await?;
+    assert_eq!(tags(&answer), "T D C Z");
+    let (_, row) = &answer[1];
+    assert!(row.ends_with(b"10"), "{row:?}");
+
+    let evs = finish(raw, &collector, p, Duration::from_secs(30)).await?;
+    let copies = results_of(&evs, "COPY public.big FROM STDIN");
+    assert_eq!(copies.len(), 2, "{copies:#?}");
+    for result in copies {
+        // query_canceled: the database's code for a COPY its client failed.
+        assert_eq!(result["sqlstate"], "57014", "{result}");
+    }
     Ok(())
 }
 
