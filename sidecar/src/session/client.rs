@@ -8,6 +8,7 @@ use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc, watch};
 
+use super::copy::CopyTracking;
 use super::describe::{Executed, Note, describe_before};
 use super::out::Output;
 use super::{Denied, Expect, Progress, RunNote, SessionEnd, SessionError};
@@ -55,21 +56,6 @@ enum Held {
 /// While a statement is held, the client's further input is read (to notice a disconnect) up
 /// to this many buffered bytes; beyond, reading pauses until the verdict.
 const HOLD_READ_LIMIT: usize = 1024 * 1024;
-
-/// What the client pump knows about COPY FROM STDIN.
-#[derive(Debug, Default)]
-pub(super) struct CopyTracking {
-    /// Copy data is flowing (between the first CopyData and CopyDone/CopyFail).
-    pub active: bool,
-    /// The CopyInResponses whose COPY the client has begun (compared with the server pump's
-    /// count: a copy message with none outstanding is stray).
-    pub begun: u64,
-    /// Syncs forwarded since the last Query or Execute: ignored by the server if that
-    /// message started a COPY.
-    pub syncs_since_start: u64,
-    /// COPYs the server pump withheld from the client that this pump has failed upstream.
-    pub withheld_failed: u64,
-}
 
 /// What the database is told, in a CopyFail, about a COPY whose CopyInResponse was withheld.
 const WITHHELD_COPY: &[u8] = b"dbwarden withheld an earlier result of this exchange, so the \
@@ -170,7 +156,7 @@ impl Pump {
     }
 
     /// Ends each COPY FROM STDIN whose CopyInResponse the server pump withheld with a
-    /// CopyFail, between the client's messages; the database then fails it and goes on.
+    /// CopyFail, between the client's messages (see [`super::copy`]).
     async fn fail_withheld_copies<W: AsyncWrite + Unpin>(
         &mut self,
         upstream: &mut W,
@@ -179,18 +165,13 @@ impl Pump {
         if self.copy.withheld_failed >= withheld {
             return Ok(());
         }
+        let copy_ins = self.progress.copy_ins.load(Ordering::Acquire);
         let mut fail = BytesMut::new();
         while self.copy.withheld_failed < withheld {
             put_message(&mut fail, b'f', |b| put_cstr(b, WITHHELD_COPY));
-            // Counted as the client's own CopyFail would be: the COPY began and ended, and the
-            // database ignored the Syncs sent behind its start while it waited for data. The
-            // client still waits for their ReadyForQuery (and in the extended protocol the
-            // database skips to the next Sync after the failure): they are sent again.
-            let ignored = self.ready_delta(b'f').unsigned_abs();
-            for _ in 0..ignored {
+            for _ in 0..self.copy.fail_withheld(copy_ins) {
                 fail.extend_from_slice(SYNC);
             }
-            self.copy.withheld_failed += 1;
         }
         upstream
             .write_all(&fail)
@@ -237,7 +218,7 @@ impl Pump {
                         .await
                         .map_err(SessionError::UpstreamIo)?;
                     run_start = pos;
-                    let held = self.hold(client, hold, pos + len).await?;
+                    let held = self.hold(client, upstream, hold, pos + len).await?;
                     let forwarded = matches!(held, Held::Verdict(Verdict::Allow));
                     if let Some(hook) = self.checker.hook.as_mut() {
                         hook.held(forwarded);
@@ -330,12 +311,17 @@ impl Pump {
     /// Waits for a held statement's verdict while watching the client: a disconnect or a
     /// graceful shutdown ends the session (the statement never runs), a CancelRequest refuses
     /// the statement. Pipelined input that arrives meanwhile is kept for after the verdict.
-    async fn hold<R: AsyncRead + Unpin>(
+    async fn hold<R, W>(
         &mut self,
         client: &mut R,
+        upstream: &mut W,
         hold: Hold,
         after: usize,
-    ) -> Result<Held, SessionError> {
+    ) -> Result<Held, SessionError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
         let mut wait = hold.0;
         tracing::info!("statement held for a decision");
         // One registration for the whole hold, so a cancel between two reads is not missed.
@@ -372,6 +358,10 @@ impl Pump {
                         return Ok(Held::End(SessionEnd::Shutdown));
                     }
                 }
+                // A COPY sent before the held statement must not wait for the verdict.
+                () = self.progress.copy_withheld.notified() => {
+                    self.fail_withheld_copies(upstream).await?;
+                }
             }
         }
     }
@@ -390,54 +380,12 @@ impl Pump {
         false
     }
 
-    /// Counts the ReadyForQuery messages a forwarded message will produce.
-    ///
-    /// Query, Sync and FunctionCall each produce one, except that a server in COPY FROM STDIN
-    /// mode ignores Sync. Clients pipeline a Sync right behind the Execute that starts a COPY
-    /// (tokio-postgres does), before anyone can know it is a COPY; so when the first copy
-    /// message shows up, the Syncs sent since the last Query or Execute are taken back.
+    /// Counts the ReadyForQuery messages a forwarded message will produce (see
+    /// [`CopyTracking::forwarded`]).
     fn account(&mut self, tag: u8) {
-        let delta = self.ready_delta(tag);
+        let copy_ins = self.progress.copy_ins.load(Ordering::Acquire);
+        let delta = self.copy.forwarded(tag, copy_ins);
         self.add_sent(delta);
-    }
-
-    /// How many more (or fewer) ReadyForQuery messages the database owes once `tag` is
-    /// forwarded; see [`Pump::account`].
-    fn ready_delta(&mut self, tag: u8) -> i64 {
-        let copy = &mut self.copy;
-        match tag {
-            // Outside a COPY the server drops copy messages: so does the count (a client could
-            // otherwise shift every later result onto the wrong statement).
-            b'd' | b'c' | b'f'
-                if !copy.active && self.progress.copy_ins.load(Ordering::Acquire) <= copy.begun =>
-            {
-                0
-            }
-            b'd' | b'c' | b'f' => {
-                if !copy.active {
-                    copy.begun += 1;
-                }
-                let taken_back = if copy.active {
-                    0
-                } else {
-                    copy.syncs_since_start
-                };
-                copy.active = tag == b'd';
-                copy.syncs_since_start = 0;
-                -(taken_back as i64)
-            }
-            _ if copy.active => 0,
-            b'Q' | b'E' => {
-                copy.syncs_since_start = 0;
-                i64::from(tag == b'Q')
-            }
-            b'S' => {
-                copy.syncs_since_start += 1;
-                1
-            }
-            b'F' => 1,
-            _ => 0,
-        }
     }
 
     /// Moves the count of ReadyForQuery messages owed by `delta`.

@@ -20,6 +20,7 @@
 pub mod cancel;
 mod client;
 mod clock;
+mod copy;
 mod describe;
 mod out;
 mod server;
@@ -99,7 +100,7 @@ struct Progress {
     copy_ins: AtomicU64,
     /// CopyInResponses the server pump withheld, as part of a result it refused: the client
     /// never learns of that COPY and sends no data, so the client pump ends it with a CopyFail
-    /// of its own (the database would wait for the data until the session ends).
+    /// of its own (see [`copy`]).
     copies_withheld: AtomicU64,
     /// Signalled with each of those.
     copy_withheld: tokio::sync::Notify,
@@ -261,7 +262,7 @@ impl Relay {
                 hook: hooks.statements,
                 discarding: false,
             },
-            copy: client::CopyTracking::default(),
+            copy: copy::CopyTracking::default(),
             stand_in: BytesMut::new(),
             max_message: limits.max_message,
             progress: progress.clone(),
@@ -308,6 +309,12 @@ impl Relay {
 
         let farewell = match &result {
             Err(SessionError::ClientProtocol(e)) => Some((PROTOCOL_VIOLATION, e.to_string())),
+            // Typically a row above `limits.max_message_bytes`: without a word the client
+            // would see only a connection closed. What came before it was written whole.
+            Err(SessionError::UpstreamProtocol(e)) => Some((
+                PROTOCOL_VIOLATION,
+                format!("dbwarden cannot relay the database's answer: {e}"),
+            )),
             Err(SessionError::AuditRefused { message, .. }) => {
                 Some((INSUFFICIENT_PRIVILEGE, message.clone()))
             }

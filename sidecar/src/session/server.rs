@@ -197,6 +197,7 @@ impl Pump {
                 // CopyInResponse: the client's copy messages from now on are a COPY's.
                 self.progress.copy_ins.fetch_add(1, Ordering::AcqRel);
                 if !matches!(action, Action::Forward) {
+                    // The client will not end a COPY it never heard of: the client pump must.
                     self.progress.copies_withheld.fetch_add(1, Ordering::AcqRel);
                     self.progress.copy_withheld.notify_one();
                 }
@@ -270,9 +271,15 @@ impl Pump {
     fn decide(&mut self, tag: u8, pos: usize, len: usize) -> Result<Action, SessionError> {
         if self.discarding {
             // What a refusal withholds is the exchange's results; the session's own news (a
-            // setting's new value, a notification) still reaches the client.
+            // setting's new value, a notification, the database ending it) still reaches the
+            // client.
             return Ok(match tag {
                 b'S' | b'A' => Action::Forward,
+                b'E' if ErrorFields::decode(b'E', &self.buf[pos + 5..pos + len])
+                    .is_ok_and(|e| e.ends_session()) =>
+                {
+                    Action::Forward
+                }
                 _ => Action::Skip,
             });
         }

@@ -312,5 +312,22 @@ async fn malformed_input_gets_clean_errors_while_others_are_served() -> TestResu
         bystander.query_one("SELECT 2", &[]).await?.get::<_, i32>(0),
         2
     );
+
+    // A row above the message limit cannot pass: the session ends, and the client is told why
+    // instead of finding its connection closed.
+    let client = p.connect().await?;
+    let error = client
+        .query_one("SELECT repeat('x', 2 * 1024 * 1024)", &[])
+        .await
+        .err()
+        .ok_or("a row above the limit was relayed")?;
+    let db = error.as_db_error().ok_or_else(|| format!("{error:?}"))?;
+    assert_eq!(db.code().code(), "08P01", "{db:?}");
+    assert!(
+        db.message().contains("cannot relay the database's answer")
+            && db.message().contains("above the limit of 1048576 bytes"),
+        "{db:?}"
+    );
+    assert!(client.is_closed() || client.simple_query("SELECT 1").await.is_err());
     Ok(())
 }

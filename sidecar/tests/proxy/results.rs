@@ -126,6 +126,19 @@ fn results_of<'a>(evs: &'a [Value], needle: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// Reads `raw` to its end; the code and message of the FATAL error it ended with, if any.
+async fn fatal_at_end(
+    raw: &mut Raw,
+) -> Result<Option<(Option<String>, Option<String>)>, Box<dyn std::error::Error + Send + Sync>> {
+    let mut fatal = None;
+    while let Some((tag, body)) = raw.recv().await? {
+        if tag == b'E' && error_field(&body, b'S').as_deref() == Some("FATAL") {
+            fatal = Some((error_field(&body, b'C'), error_field(&body, b'M')));
+        }
+    }
+    Ok(fatal)
+}
+
 fn one<'a>(evs: &'a [Value], needle: &str) -> &'a Value {
     let results = results_of(evs, needle);
     assert_eq!(results.len(), 1, "one result for {needle:?}: {results:#?}");
@@ -431,13 +444,9 @@ async fn stray_copy_messages_refused_results_and_floods_keep_session_and_record_
         fe::execute("", 0, &mut out)?;
     }
     flood.send(&out).await?;
-    let mut fatal = None;
-    while let Some((tag, body)) = flood.recv().await? {
-        if tag == b'E' && error_field(&body, b'S').as_deref() == Some("FATAL") {
-            fatal = Some((error_field(&body, b'C'), error_field(&body, b'M')));
-        }
-    }
-    let (code, message) = fatal.ok_or("the flood was not cut off")?;
+    let (code, message) = fatal_at_end(&mut flood)
+        .await?
+        .ok_or("the flood was not cut off")?;
     assert_eq!(code.as_deref(), Some("08P01"), "{message:?}");
     assert!(
         message
@@ -503,6 +512,66 @@ async fn a_copy_behind_a_refused_result_is_failed_not_left_waiting() -> TestResu
         // query_canceled: the database's code for a COPY its client failed.
         assert_eq!(result["sqlstate"], "57014", "{result}");
     }
+    Ok(())
+}
+
+/// The COPY behind a refused result, with more behind it: a client that sends a Flush and its
+/// Sync only later is still answered. A statement pipelined behind the COPY makes PostgreSQL
+/// end the connection (a message other than copy data, Sync or Flush in COPY mode); the client
+/// must hear that from the database, not find its connection closed.
+#[tokio::test]
+async fn a_copy_behind_a_refused_result_with_more_behind_it() -> TestResult {
+    let (_pg, _collector, _dir, p) = audited("api-0.copy-more", LimitsConfig::default()).await?;
+    let pipeline = |behind: &[&str], out: &mut BytesMut| -> TestResult {
+        for sql in ["SELECT id FROM public.big", "COPY public.big FROM STDIN"]
+            .iter()
+            .chain(behind)
+        {
+            fe::parse("", sql, [], out)?;
+            bind("", "", &[], out)?;
+            fe::execute("", 0, out)?;
+        }
+        Ok(())
+    };
+
+    // Flush, wait for the refusal, then Sync.
+    let mut raw = Raw::session(p.addr).await?;
+    let mut out = BytesMut::new();
+    pipeline(&[], &mut out)?;
+    fe::flush(&mut out);
+    raw.send(&out).await?;
+    loop {
+        let (tag, body) = raw.recv().await?.ok_or("closed before the refusal")?;
+        if tag == b'E' {
+            assert_eq!(error_field(&body, b'C').as_deref(), Some("42501"));
+            break;
+        }
+    }
+    out.clear();
+    fe::sync(&mut out);
+    fe::query("SELECT count(*) FROM public.big", &mut out)?;
+    raw.send(&out).await?;
+    assert_eq!(tags(&raw.until_ready().await?), "Z");
+    assert_eq!(tags(&raw.until_ready().await?), "T D C Z");
+
+    // A statement behind the COPY, before the Sync.
+    let mut raw = Raw::session(p.addr).await?;
+    out.clear();
+    pipeline(&["SELECT 1"], &mut out)?;
+    fe::sync(&mut out);
+    raw.send(&out).await?;
+    let (code, message) = fatal_at_end(&mut raw)
+        .await?
+        .ok_or("the session ended without a word")?;
+    assert_eq!(code.as_deref(), Some("08P01"), "{message:?}");
+
+    // Others are served, and no COPY took anything in.
+    let client = p.connect().await?;
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM public.big", &[])
+        .await?
+        .get(0);
+    assert_eq!(rows, 10);
     Ok(())
 }
 
