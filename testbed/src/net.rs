@@ -20,21 +20,30 @@ const LOWEST_PORT: u16 = 10_000;
 
 /// A free TCP port on 127.0.0.1, for a server a test is about to start.
 ///
-/// Ports come from below the kernel's ephemeral range (`ip_local_port_range`). A port the
-/// kernel hands out for `bind(0)` sits in that range, where every outgoing connection also
-/// takes its local port: one of them (a kube-apiserver opens dozens to etcd) could take it
-/// between this check and the server's own bind. Below the range only listeners compete,
-/// and within this process no port is handed out twice; each process starts at a random
-/// place so that test binaries running side by side rarely meet.
+/// Ports come from outside the kernel's ephemeral range (`ip_local_port_range`): below it,
+/// or above it when more room is there. A port the kernel hands out for `bind(0)` sits in that
+/// range, where every outgoing connection also takes its local port: one of them (a
+/// kube-apiserver opens dozens to etcd) could take it between this check and the server's own
+/// bind. Outside the range only listeners compete. Ports are handed out in turn from a random
+/// place per process, so one process repeats a port only after going through all of them, and
+/// test binaries running side by side rarely meet.
 pub fn free_port() -> Result<u16> {
     static NEXT: OnceLock<AtomicU32> = OnceLock::new();
-    let (ephemeral_low, _) = ephemeral_range()?;
-    let span = u32::from(ephemeral_low.saturating_sub(LOWEST_PORT));
-    if span < 1_000 {
+    let (ephemeral_low, ephemeral_high) = ephemeral_range()?;
+    let below = (LOWEST_PORT, ephemeral_low.saturating_sub(1));
+    let above = (ephemeral_high.saturating_add(1).max(LOWEST_PORT), u16::MAX);
+    let size = |(first, last): (u16, u16)| u32::from(last.saturating_sub(first)) + 1;
+    let (first, last) = if size(below) >= size(above) {
+        below
+    } else {
+        above
+    };
+    let span = size((first, last));
+    if last < first || span < 1_000 {
         return Err(Error::io("finding a free loopback port")(io::Error::other(
             format!(
-                "the kernel's ephemeral range starts at {ephemeral_low}, leaving fewer than 1000 \
-             ports above {LOWEST_PORT} for test servers"
+                "the kernel's ephemeral range is {ephemeral_low}-{ephemeral_high}, leaving fewer \
+                 than 1000 ports from {LOWEST_PORT} up for test servers"
             ),
         )));
     }
@@ -43,18 +52,19 @@ pub fn free_port() -> Result<u16> {
         // Without randomness every process would start at the same port; that costs retries,
         // not correctness.
         let _ = getrandom::fill(&mut seed);
-        AtomicU32::new(u32::from_le_bytes(seed))
+        AtomicU32::new(u32::from_le_bytes(seed) % span)
     });
     for _ in 0..span {
         let offset = next.fetch_add(1, Ordering::Relaxed) % span;
-        let port = LOWEST_PORT + offset as u16;
+        // offset < span <= 65536 - first, so the sum fits.
+        let port = first + offset as u16;
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return Ok(port);
         }
     }
     Err(Error::io("finding a free loopback port")(io::Error::new(
         io::ErrorKind::AddrInUse,
-        format!("every port from {LOWEST_PORT} to {ephemeral_low} is taken"),
+        format!("every port from {first} to {last} is taken"),
     )))
 }
 
