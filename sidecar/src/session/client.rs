@@ -144,7 +144,9 @@ impl Pump {
                     Err(e) => Err(SessionError::ClientIo(e)),
                 },
                 () = idle_timer => return Ok(Wake::IdleTimeout),
-                () = self.progress.copy_withheld.notified() => return Ok(Wake::CopyWithheld),
+                () = self.progress.copies_to_fail(self.copy.withheld_failed) => {
+                    return Ok(Wake::CopyWithheld);
+                }
                 () = became_idle => {}
                 changed = self.shutdown.changed(), if !draining => {
                     if changed.is_err() || *self.shutdown.borrow() {
@@ -359,7 +361,7 @@ impl Pump {
                     }
                 }
                 // A COPY sent before the held statement must not wait for the verdict.
-                () = self.progress.copy_withheld.notified() => {
+                () = self.progress.copies_to_fail(self.copy.withheld_failed) => {
                     self.fail_withheld_copies(upstream).await?;
                 }
             }

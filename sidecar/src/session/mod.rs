@@ -102,8 +102,9 @@ struct Progress {
     /// never learns of that COPY and sends no data, so the client pump ends it with a CopyFail
     /// of its own (see [`copy`]).
     copies_withheld: AtomicU64,
-    /// Signalled with each of those.
-    copy_withheld: tokio::sync::Notify,
+    /// Woken with each of those: the client pump registers while it waits (cheaper than a
+    /// `Notify`, whose waiter list would be locked at every wait of every session).
+    copy_withheld: futures::task::AtomicWaker,
     /// Graceful shutdown requested.
     draining: AtomicBool,
     /// Signalled by the server pump once the last awaited ReadyForQuery is written to the
@@ -120,6 +121,18 @@ impl Progress {
     /// Nothing in flight: every ReadyForQuery the client is owed has been received.
     fn idle(&self) -> bool {
         self.seen.load(Ordering::Acquire) >= self.sent.load(Ordering::Acquire)
+    }
+
+    /// Ready once the server pump has withheld more COPYs than `failed`.
+    fn copies_to_fail(&self, failed: u64) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            self.copy_withheld.register(cx.waker());
+            if self.copies_withheld.load(Ordering::Acquire) > failed {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
     }
 
     /// Nothing in flight and every answer written to the client: the session may end (for

@@ -199,7 +199,7 @@ impl Pump {
                 if !matches!(action, Action::Forward) {
                     // The client will not end a COPY it never heard of: the client pump must.
                     self.progress.copies_withheld.fetch_add(1, Ordering::AcqRel);
-                    self.progress.copy_withheld.notify_one();
+                    self.progress.copy_withheld.wake();
                 }
             }
             match action {
