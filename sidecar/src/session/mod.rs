@@ -79,6 +79,9 @@ struct RunNote {
     sent: std::time::Instant,
 }
 
+/// How long the database's last messages are read after a write to it failed.
+const LAST_WORDS: Duration = Duration::from_secs(1);
+
 /// Bytes a pump writes at the end of its batch, when it had to change something; above this
 /// they are written at once (large results stay streamed).
 const OUT_FLUSH_BYTES: usize = 64 * 1024;
@@ -307,9 +310,24 @@ impl Relay {
             scratch: BytesMut::new(),
             out: out::Output::default(),
         };
-        let result = tokio::select! {
-            r = to_server.run(&mut client_rd, &mut upstream_wr) => r,
-            r = to_client.run(&mut upstream_rd, &mut client_wr) => r,
+        let result = {
+            let answers = to_client.run(&mut upstream_rd, &mut client_wr);
+            tokio::pin!(answers);
+            tokio::select! {
+                r = to_server.run(&mut client_rd, &mut upstream_wr) => match r {
+                    // A database that ends the session (FATAL) and exits with our input
+                    // unread resets the connection, failing our write; what it said before
+                    // is still to be read and relayed.
+                    Err(SessionError::UpstreamIo(e)) => {
+                        match tokio::time::timeout(LAST_WORDS, &mut answers).await {
+                            Ok(Ok(SessionEnd::UpstreamClosed)) => Ok(SessionEnd::UpstreamClosed),
+                            _ => Err(SessionError::UpstreamIo(e)),
+                        }
+                    }
+                    r => r,
+                },
+                r = &mut answers => r,
+            }
         };
         // Statements still unanswered get a result saying so; but a session ended for an audit
         // write that failed under `closed` never forwarded what that write held, whose seqs may
@@ -323,7 +341,8 @@ impl Relay {
         let farewell = match &result {
             Err(SessionError::ClientProtocol(e)) => Some((PROTOCOL_VIOLATION, e.to_string())),
             // Typically a row above `limits.max_message_bytes`: without a word the client
-            // would see only a connection closed. What came before it was written whole.
+            // would see only a connection closed. The client's stream is at a message
+            // boundary (what came before it in the same read is dropped).
             Err(SessionError::UpstreamProtocol(e)) => Some((
                 PROTOCOL_VIOLATION,
                 format!("dbwarden cannot relay the database's answer: {e}"),
