@@ -27,6 +27,7 @@ mod server;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -79,7 +80,9 @@ struct RunNote {
     sent: std::time::Instant,
 }
 
-/// How long the database's last messages are read after a write to it failed.
+/// How long the server pump may go on once the client pump has ended the session: to relay
+/// the database's last messages after a write to it failed, or to end a write to the client
+/// before the farewell.
 const LAST_WORDS: Duration = Duration::from_secs(1);
 
 /// Bytes a pump writes at the end of its batch, when it had to change something; above this
@@ -108,6 +111,8 @@ struct Progress {
     /// Woken with each of those: the client pump registers while it waits (cheaper than a
     /// `Notify`, whose waiter list would be locked at every wait of every session).
     copy_withheld: futures::task::AtomicWaker,
+    /// The server pump is writing to the client: the stream may be inside a message.
+    writing: AtomicBool,
     /// Graceful shutdown requested.
     draining: AtomicBool,
     /// Signalled by the server pump once the last awaited ReadyForQuery is written to the
@@ -324,7 +329,24 @@ impl Relay {
                             _ => Err(SessionError::UpstreamIo(e)),
                         }
                     }
-                    r => r,
+                    // The server pump may be inside a write to the client: the farewell
+                    // must wait for its end (bounded: the client may not be reading).
+                    Err(e) => {
+                        let at_boundary = std::future::poll_fn(|cx| {
+                            if progress.writing.load(Ordering::Acquire) {
+                                if answers.as_mut().poll(cx).is_ready() {
+                                    return Poll::Ready(());
+                                }
+                                if progress.writing.load(Ordering::Acquire) {
+                                    return Poll::Pending;
+                                }
+                            }
+                            Poll::Ready(())
+                        });
+                        let _ = tokio::time::timeout(LAST_WORDS, at_boundary).await;
+                        Err(e)
+                    }
+                    Ok(end) => Ok(end),
                 },
                 r = &mut answers => r,
             }
@@ -360,6 +382,8 @@ impl Relay {
             )),
             _ => None,
         };
+        // Cut off inside a message, the client could not read the farewell as one.
+        let farewell = farewell.filter(|_| !progress.writing.load(Ordering::Acquire));
         if let Some((code, message)) = farewell {
             let mut out = BytesMut::new();
             backend::encode_error(&mut out, Severity::Fatal, code, &message, None);

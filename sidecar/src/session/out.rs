@@ -19,17 +19,6 @@ impl Output {
         self.queued.extend_from_slice(bytes);
     }
 
-    /// Writes what is queued once it is large (a long masked result keeps streaming).
-    pub(super) async fn flush_if_large<W: AsyncWrite + Unpin>(
-        &mut self,
-        to: &mut W,
-    ) -> std::io::Result<()> {
-        if self.is_large() {
-            self.flush(to).await?;
-        }
-        Ok(())
-    }
-
     /// True when enough is queued to be written before the batch ends.
     pub(super) fn is_large(&self) -> bool {
         self.queued.len() >= OUT_FLUSH_BYTES

@@ -181,10 +181,7 @@ impl Pump {
             let mut action = self.decide(tag, pos, len)?;
             if let Action::Await(pending) = action {
                 // Whatever came before is the client's already; it should not wait for this.
-                self.out
-                    .finish(client, &self.buf[run_start..pos])
-                    .await
-                    .map_err(SessionError::ClientIo)?;
+                self.write_client(client, run_start..pos).await?;
                 run_start = pos;
                 self.resolve_attempts += 1;
                 match pending.await {
@@ -248,16 +245,17 @@ impl Pump {
                 }
                 Action::Forward | Action::Skip | Action::Await(_) => {}
             }
-            self.out
-                .flush_if_large(client)
-                .await
-                .map_err(SessionError::ClientIo)?;
+            if self.out.is_large() {
+                self.progress.writing.store(true, Ordering::Release);
+                self.out
+                    .flush(client)
+                    .await
+                    .map_err(SessionError::ClientIo)?;
+                self.progress.writing.store(false, Ordering::Release);
+            }
             pos += len;
         }
-        self.out
-            .finish(client, &self.buf[run_start..pos])
-            .await
-            .map_err(SessionError::ClientIo)?;
+        self.write_client(client, run_start..pos).await?;
         self.progress.delivered.fetch_add(readies, Ordering::AcqRel);
         // The client pump waits for this with an idle timeout, and while draining (to end the
         // session once every answer is written).
@@ -269,6 +267,23 @@ impl Pump {
         self.buf.advance(pos);
         reclaim(&mut self.buf);
         Ok(end)
+    }
+
+    /// Writes what `out` holds, then the buffered frames in `tail`, to the client, with
+    /// `Progress::writing` set meanwhile: a session the client pump ends lets the write finish
+    /// before its farewell, which must not land inside a message.
+    async fn write_client<W: AsyncWrite + Unpin>(
+        &mut self,
+        client: &mut W,
+        tail: std::ops::Range<usize>,
+    ) -> Result<(), SessionError> {
+        self.progress.writing.store(true, Ordering::Release);
+        self.out
+            .finish(client, &self.buf[tail])
+            .await
+            .map_err(SessionError::ClientIo)?;
+        self.progress.writing.store(false, Ordering::Release);
+        Ok(())
     }
 
     /// An error or notice that arrives while a refused result is discarded (see [`News`]).

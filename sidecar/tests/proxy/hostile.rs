@@ -331,3 +331,35 @@ async fn malformed_input_gets_clean_errors_while_others_are_served() -> TestResu
     assert!(client.is_closed() || client.simple_query("SELECT 1").await.is_err());
     Ok(())
 }
+
+/// A client that breaks the protocol while a large row is still being written to it gets that
+/// row whole, then its FATAL: the farewell never lands inside a message.
+#[tokio::test]
+async fn a_farewell_waits_for_the_message_being_written() -> TestResult {
+    let pg = start_pg().await?;
+    let p = proxy(&pg, Setup::default()).await?;
+    let mut raw = Raw::session(p.addr).await?;
+    let mut out = BytesMut::new();
+    fe::query("SELECT repeat('x', 32 * 1024 * 1024)", &mut out)?;
+    raw.send(&out).await?;
+    // Not reading: the row fills the socket buffers and the sidecar's write waits midway.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    raw.send(&message(b'Y', b"junk")).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut seen = Vec::new();
+    while let Some((tag, body)) = raw.recv().await? {
+        if tag == b'D' {
+            assert_eq!(body.len(), 2 + 4 + 32 * 1024 * 1024, "a cut row");
+        }
+        seen.push((tag, error_field(&body, b'S'), error_field(&body, b'C')));
+    }
+    let tags: String = seen.iter().map(|(t, ..)| char::from(*t)).collect();
+    assert!(tags.starts_with("TD"), "{tags}");
+    let last = seen.last().ok_or("nothing came")?;
+    assert_eq!(
+        (last.0, last.1.as_deref(), last.2.as_deref()),
+        (b'E', Some("FATAL"), Some("08P01")),
+        "{tags}"
+    );
+    Ok(())
+}
