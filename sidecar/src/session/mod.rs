@@ -111,8 +111,11 @@ struct Progress {
     /// Woken with each of those: the client pump registers while it waits (cheaper than a
     /// `Notify`, whose waiter list would be locked at every wait of every session).
     copy_withheld: futures::task::AtomicWaker,
-    /// The server pump is writing to the client: the stream may be inside a message.
+    /// The server pump is writing to the client: the stream may be inside a message (left
+    /// set when a write failed or was dropped midway).
     writing: AtomicBool,
+    /// The session is ending with a farewell: the server pump starts no new write.
+    ending: AtomicBool,
     /// Graceful shutdown requested.
     draining: AtomicBool,
     /// Signalled by the server pump once the last awaited ReadyForQuery is written to the
@@ -143,11 +146,29 @@ impl Progress {
         })
     }
 
+    /// Once the session ends with a farewell, waits (for the server pump to be dropped)
+    /// instead of letting it start a write: the stream stays at a message boundary.
+    async fn park_if_ending(&self) {
+        if self.ending.load(Ordering::Acquire) {
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// Nothing in flight and every answer written to the client: the session may end (for
     /// shutdown or an idle timeout) without cutting a result off.
     fn answered(&self) -> bool {
         self.delivered.load(Ordering::Acquire) >= self.sent.load(Ordering::Acquire)
     }
+}
+
+/// True when the session, ending with `result` from the client pump, sends the client a
+/// farewell (see the `farewell` in [`Relay::run`]).
+fn says_farewell(result: &Result<SessionEnd, SessionError>) -> bool {
+    matches!(
+        result,
+        Err(SessionError::ClientProtocol(_) | SessionError::AuditRefused { .. })
+            | Ok(SessionEnd::IdleTimeout | SessionEnd::Shutdown)
+    )
 }
 
 /// A fresh name for the statement a denial's stand-in Describe names.
@@ -329,9 +350,12 @@ impl Relay {
                             _ => Err(SessionError::UpstreamIo(e)),
                         }
                     }
-                    // The server pump may be inside a write to the client: the farewell
-                    // must wait for its end (bounded: the client may not be reading).
-                    Err(e) => {
+                    // A farewell follows: the server pump may be inside a write to the client,
+                    // which must end first (bounded: the client may not be reading), and it
+                    // starts no other. Not for an audit refusal: the pump would go on
+                    // reporting results for statements whose events were never stored.
+                    r if says_farewell(&r) && !matches!(r, Err(SessionError::AuditRefused { .. })) => {
+                        progress.ending.store(true, Ordering::Release);
                         let at_boundary = std::future::poll_fn(|cx| {
                             if progress.writing.load(Ordering::Acquire) {
                                 if answers.as_mut().poll(cx).is_ready() {
@@ -344,9 +368,9 @@ impl Relay {
                             Poll::Ready(())
                         });
                         let _ = tokio::time::timeout(LAST_WORDS, at_boundary).await;
-                        Err(e)
+                        r
                     }
-                    Ok(end) => Ok(end),
+                    r => r,
                 },
                 r = &mut answers => r,
             }
@@ -384,12 +408,6 @@ impl Relay {
         };
         // Cut off inside a message, the client could not read the farewell as one.
         let farewell = farewell.filter(|_| !progress.writing.load(Ordering::Acquire));
-        if let Some((code, message)) = farewell {
-            let mut out = BytesMut::new();
-            backend::encode_error(&mut out, Severity::Fatal, code, &message, None);
-            let _ = client_wr.write_all(&out).await;
-        }
-        let _ = client_wr.shutdown().await;
         if !matches!(
             result,
             Ok(SessionEnd::Terminated | SessionEnd::UpstreamClosed)
@@ -398,6 +416,16 @@ impl Relay {
             let _ = upstream_wr.write_all(b"X\0\0\0\x04").await;
         }
         let _ = upstream_wr.shutdown().await;
+        // Bounded: a client that does not read must not keep the session.
+        let goodbye = async {
+            if let Some((code, message)) = farewell {
+                let mut out = BytesMut::new();
+                backend::encode_error(&mut out, Severity::Fatal, code, &message, None);
+                let _ = client_wr.write_all(&out).await;
+            }
+            let _ = client_wr.shutdown().await;
+        };
+        let _ = tokio::time::timeout(LAST_WORDS, goodbye).await;
         result
     }
 }

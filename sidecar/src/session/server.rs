@@ -246,6 +246,7 @@ impl Pump {
                 Action::Forward | Action::Skip | Action::Await(_) => {}
             }
             if self.out.is_large() {
+                self.progress.park_if_ending().await;
                 self.progress.writing.store(true, Ordering::Release);
                 self.out
                     .flush(client)
@@ -277,6 +278,7 @@ impl Pump {
         client: &mut W,
         tail: std::ops::Range<usize>,
     ) -> Result<(), SessionError> {
+        self.progress.park_if_ending().await;
         self.progress.writing.store(true, Ordering::Release);
         self.out
             .finish(client, &self.buf[tail])
