@@ -507,11 +507,7 @@ async fn a_copy_behind_a_refused_result_is_failed_not_left_waiting() -> TestResu
         &mut string,
     )?;
     let mut pipeline = BytesMut::new();
-    for sql in ["SELECT id FROM public.big", "COPY public.big FROM STDIN"] {
-        fe::parse("", sql, [], &mut pipeline)?;
-        bind("", "", &[], &mut pipeline)?;
-        fe::execute("", 0, &mut pipeline)?;
-    }
+    copy_pipeline(&[], &mut pipeline)?;
     fe::sync(&mut pipeline);
     for exchange in [string, pipeline] {
         raw.send(&exchange).await?;
