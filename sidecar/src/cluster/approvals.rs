@@ -18,7 +18,7 @@ use dbwarden_crds::approval::Requester;
 use dbwarden_crds::policy::ApprovalMode;
 use dbwarden_crds::{ApprovalPhase, ApprovalRequest, ApprovalRequestSpec, DecisionKind};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::{RoundMode, Timestamp, TimestampRound, Unit};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::{Api, ResourceExt};
@@ -146,7 +146,7 @@ impl KubeApprovals {
         now: Timestamp,
     ) -> Result<ApprovalRequest, kube::Error> {
         let expires = now.checked_add(ask.needed.ttl).unwrap_or(Timestamp::MAX);
-        let spec = request_spec(ask, Time(expires));
+        let spec = request_spec(ask, Time(whole_second_after(expires)));
         let mut request = ApprovalRequest::new("", spec);
         request.metadata.name = None;
         request.metadata.generate_name = Some(generate_name(ask));
@@ -341,6 +341,15 @@ fn generate_name(ask: &ApprovalAsk) -> String {
     format!("{prefix}-")
 }
 
+/// `at` rounded up to a whole second. The API server keeps timestamps in whole seconds and
+/// drops the fraction, which would make a request expire up to a second before its ttl.
+fn whole_second_after(at: Timestamp) -> Timestamp {
+    let ceil = TimestampRound::new()
+        .smallest(Unit::Second)
+        .mode(RoundMode::Ceil);
+    at.round(ceil).unwrap_or(at)
+}
+
 fn request_spec(ask: &ApprovalAsk, expires_at: Time) -> ApprovalRequestSpec {
     let statement = match &ask.statement {
         Some(text) => truncate(text, MAX_STATEMENT),
@@ -392,6 +401,19 @@ fn truncate(text: &str, max: usize) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn expiry_is_rounded_up_to_the_whole_second_the_api_server_keeps() {
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
+        assert_eq!(
+            whole_second_after(at("2026-12-06T14:16:07.990Z")),
+            at("2026-12-06T14:16:08Z")
+        );
+        assert_eq!(
+            whole_second_after(at("2026-12-06T14:16:07Z")),
+            at("2026-12-06T14:16:07Z")
+        );
+    }
 
     #[test]
     fn tables_are_schema_qualified_and_long_text_is_cut_at_a_character() {
