@@ -22,6 +22,7 @@ mod client;
 mod clock;
 mod copy;
 mod describe;
+mod news;
 mod out;
 mod server;
 

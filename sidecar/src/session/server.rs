@@ -7,6 +7,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
+use super::news::{self, ends_session};
 use super::out::Output;
 use super::{Denied, Expect, Progress, RunNote, SessionEnd, SessionError};
 use crate::hook::{Completion, Denial, Pending, RowAction, RowHook, RunEnd};
@@ -288,26 +289,13 @@ impl Pump {
         Ok(())
     }
 
-    /// An error or notice that arrives while a refused result is discarded (see [`News`]).
+    /// An error or notice that arrives while a refused result is discarded (see [`news`]).
     fn news_while_discarding(&mut self, tag: u8, pos: usize, len: usize) -> Action {
-        let Ok(fields) = ErrorFields::decode(tag, &self.buf[pos + 5..pos + len]) else {
-            return Action::Skip;
-        };
-        match News::of(tag, &fields) {
-            News::Pass => Action::Forward,
-            News::Withhold => Action::Skip,
-            News::Reword(code) => {
-                self.scratch.clear();
-                backend::encode_error(
-                    &mut self.scratch,
-                    Severity::Fatal,
-                    code,
-                    "the database ended the session while dbwarden withheld a result; its \
-                     message is withheld with the result",
-                    None,
-                );
-                Action::Replace
-            }
+        self.scratch.clear();
+        if news::while_discarding(tag, &self.buf[pos + 5..pos + len], &mut self.scratch) {
+            Action::Replace
+        } else {
+            Action::Skip
         }
     }
 
@@ -554,44 +542,6 @@ impl Expected {
     }
 }
 
-/// What becomes of an error or notice from the database while a refused result is discarded.
-/// The database ending the session (FATAL, PANIC), or warning that it will (a notice of class
-/// 57P, operator intervention), reaches the client: its text as it is when it is the server's
-/// own (classes 08, 53, 57); any other could quote what the refusal withholds (an extension's
-/// FATAL), and is reworded, keeping the SQLSTATE.
-#[derive(Debug, PartialEq, Eq)]
-enum News<'a> {
-    Pass,
-    Withhold,
-    /// A FATAL with this SQLSTATE and the sidecar's own message.
-    Reword(&'a str),
-}
-
-impl<'a> News<'a> {
-    fn of(tag: u8, fields: &ErrorFields<'a>) -> Self {
-        let code = fields.field(b'C').unwrap_or("XX000");
-        match tag {
-            b'N' if code.starts_with("57P") => Self::Pass,
-            b'E' if fields.ends_session() => {
-                if ["08", "53", "57"]
-                    .iter()
-                    .any(|class| code.starts_with(class))
-                {
-                    Self::Pass
-                } else {
-                    Self::Reword(code)
-                }
-            }
-            _ => Self::Withhold,
-        }
-    }
-}
-
-/// True for an ErrorResponse body of severity FATAL or PANIC.
-fn ends_session(body: &[u8]) -> bool {
-    ErrorFields::decode(b'E', body).is_ok_and(|e| e.ends_session())
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -629,33 +579,5 @@ mod tests {
         // The write that held seq 5 on failed: 5 and 9 never ran.
         Runs::new(rx).abandon(&mut hook, 5);
         assert_eq!(hook.0, [1]);
-    }
-
-    #[test]
-    fn only_the_database_ending_the_session_passes_a_refusal() {
-        let cases: [(u8, &[u8], News<'_>); 7] = [
-            // The server's own reasons.
-            (b'E', b"SFATAL\0VFATAL\0C08P01\0Mprotocol\0\0", News::Pass),
-            (b'E', b"SFATAL\0VFATAL\0C57P01\0Mshutdown\0\0", News::Pass),
-            (b'N', b"SWARNING\0VWARNING\0C57P02\0Mcrash\0\0", News::Pass),
-            // A FATAL whose text could be anyone's keeps only its code.
-            (
-                b'E',
-                b"SFATAL\0VFATAL\0CP0001\0Msecret\0\0",
-                News::Reword("P0001"),
-            ),
-            (b'E', b"SPANIC\0Msecret\0\0", News::Reword("XX000")),
-            // What belongs to the withheld exchange stays withheld.
-            (b'E', b"SERROR\0VERROR\0C23505\0Mdup\0\0", News::Withhold),
-            (
-                b'N',
-                b"SNOTICE\0VNOTICE\0C00000\0Mvalue\0\0",
-                News::Withhold,
-            ),
-        ];
-        for (tag, body, expected) in cases {
-            let fields = ErrorFields::decode(tag, body).unwrap();
-            assert_eq!(News::of(tag, &fields), expected, "{body:?}");
-        }
     }
 }

@@ -388,6 +388,14 @@ pub fn tags(msgs: &[Msg]) -> String {
         .join(" ")
 }
 
+/// The SQLSTATEs of the ErrorResponses among `msgs`, in order.
+pub fn error_codes(msgs: &[Msg]) -> Vec<String> {
+    msgs.iter()
+        .filter(|(t, _)| *t == b'E')
+        .filter_map(|(_, b)| error_field(b, b'C'))
+        .collect()
+}
+
 /// The value of field `code` in an ErrorResponse body.
 pub fn error_field(body: &[u8], code: u8) -> Option<String> {
     let mut rest = body;

@@ -11,7 +11,7 @@ use dbwarden_sidecar::hook::{
 use dbwarden_sidecar::protocol::backend::{DataRow, RowDescription, encode_data_row};
 use postgres_protocol::message::frontend as fe;
 
-use crate::common::{Raw, Setup, TestResult, error_field, proxy, start_pg, tags};
+use crate::common::{Raw, Setup, TestResult, error_codes, error_field, proxy, start_pg, tags};
 
 /// Denies statements that mention `forbidden_table`; masks columns named `secret`; refuses
 /// results that contain the value `deny-me`.
@@ -88,13 +88,6 @@ fn setup() -> Setup {
     }
 }
 
-fn code(msgs: &[(u8, Vec<u8>)]) -> Vec<String> {
-    msgs.iter()
-        .filter(|(t, _)| *t == b'E')
-        .filter_map(|(_, b)| error_field(b, b'C'))
-        .collect()
-}
-
 #[tokio::test]
 async fn denied_simple_queries_answer_in_order_and_the_session_goes_on() -> TestResult {
     let pg = start_pg().await?;
@@ -141,7 +134,7 @@ async fn denied_simple_queries_answer_in_order_and_the_session_goes_on() -> Test
         (tags(&first), tags(&second), tags(&third)),
         ("T D C Z".into(), "E Z".into(), "T D C Z".into())
     );
-    assert_eq!(code(&second), ["42501"]);
+    assert_eq!(error_codes(&second), ["42501"]);
     assert_eq!(third[1].1[6..], *b"2", "second result row");
 
     // Inside a transaction a denial fails the block, as any error there does: the status is
@@ -154,10 +147,10 @@ async fn denied_simple_queries_answer_in_order_and_the_session_goes_on() -> Test
     raw.send(&out).await?;
     raw.until_ready().await?;
     let denied = raw.until_ready().await?;
-    assert_eq!(code(&denied), ["42501"]);
+    assert_eq!(error_codes(&denied), ["42501"]);
     assert_eq!(denied.last().map(|(_, b)| b.clone()), Some(b"E".to_vec()));
     let after = raw.until_ready().await?;
-    assert_eq!(code(&after), ["25P02"], "in failed transaction");
+    assert_eq!(error_codes(&after), ["25P02"], "in failed transaction");
     let rollback = raw.until_ready().await?;
     assert_eq!(rollback.last().map(|(_, b)| b.clone()), Some(b"I".to_vec()));
     Ok(())
@@ -198,7 +191,7 @@ async fn denied_parse_in_a_pipeline_discards_until_sync() -> TestResult {
         "1 2 D C E Z",
         "the server's answers to a failed pipeline"
     );
-    assert_eq!(code(&msgs), ["42501"]);
+    assert_eq!(error_codes(&msgs), ["42501"]);
 
     // A denial rolls the pipeline back, as the server's own error would: the INSERT before it
     // is not committed.
@@ -214,7 +207,7 @@ async fn denied_parse_in_a_pipeline_discards_until_sync() -> TestResult {
     raw.until_ready().await?;
     let msgs = raw.until_ready().await?;
     assert_eq!(tags(&msgs), "1 2 C E Z");
-    assert_eq!(code(&msgs), ["42501"]);
+    assert_eq!(error_codes(&msgs), ["42501"]);
     let count = raw.until_ready().await?;
     assert_eq!(count[1].1[6..], *b"0", "the INSERT was rolled back");
 
@@ -224,7 +217,7 @@ async fn denied_parse_in_a_pipeline_discards_until_sync() -> TestResult {
     fe::sync(&mut out);
     raw.send(&out).await?;
     let msgs = raw.until_ready().await?;
-    assert_eq!(code(&msgs), ["26000"], "{}", tags(&msgs));
+    assert_eq!(error_codes(&msgs), ["26000"], "{}", tags(&msgs));
 
     // An earlier error in the same pipeline wins: the denial is not reported twice.
     out.clear();
@@ -235,7 +228,7 @@ async fn denied_parse_in_a_pipeline_discards_until_sync() -> TestResult {
     fe::sync(&mut out);
     raw.send(&out).await?;
     let msgs = raw.until_ready().await?;
-    assert_eq!(code(&msgs), ["22012"], "{}", tags(&msgs));
+    assert_eq!(error_codes(&msgs), ["22012"], "{}", tags(&msgs));
 
     // A client that flushes and waits gets the denial before it sends Sync.
     out.clear();

@@ -6,7 +6,7 @@ use bytes::{BufMut, BytesMut};
 use dbwarden_sidecar::config::LimitsConfig;
 use postgres_protocol::message::frontend as fe;
 
-use crate::common::{Raw, Setup, TestResult, error_field, proxy, start_pg};
+use crate::common::{Raw, Setup, TestResult, error_codes, error_field, proxy, start_pg};
 
 /// What a case must end with.
 #[derive(Debug, Clone, Copy)]
@@ -76,12 +76,7 @@ async fn case(
         Expect::Close => assert!(raw.recv().await?.is_none(), "{name}: expected a close"),
         Expect::Recoverable(code) => {
             let msgs = raw.until_ready().await?;
-            let codes: Vec<_> = msgs
-                .iter()
-                .filter(|(t, _)| *t == b'E')
-                .filter_map(|(_, b)| error_field(b, b'C'))
-                .collect();
-            assert_eq!(codes, [code], "{name}");
+            assert_eq!(error_codes(&msgs), [code], "{name}");
             let mut out = BytesMut::new();
             fe::query("SELECT 1", &mut out)?;
             raw.send(&out).await?;

@@ -17,4 +17,5 @@ mod masking;
 mod metrics;
 mod programs;
 mod psycopg;
+mod refused;
 mod results;

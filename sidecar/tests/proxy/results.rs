@@ -11,8 +11,9 @@ use postgres_protocol::message::frontend as fe;
 use serde_json::Value;
 
 use crate::audit::{audit_config, events, verified, wait_for};
-use crate::common::{Enforce, Proxy, Raw, Setup, TestResult, error_field, proxy, start_pg, tags};
+use crate::common::{Enforce, Proxy, Raw, Setup, TestResult, proxy, start_pg, tags};
 use crate::extended::bind;
+use crate::refused::fatal_at_end;
 
 /// `shop/api` may read and write everything; e-mail addresses are masked; at most 3 rows.
 const POLICY: &str = "apiVersion: dbwarden.io/v1alpha1
@@ -24,7 +25,7 @@ spec:
   rules:
     - name: api-crud
       subjects: {serviceAccounts: [api]}
-      operations: [select, insert, update, delete, copy]
+      operations: [select, insert, update, delete, copy, call]
       tables: ['*']
   guardrails: {maxRows: 3}
   masking:
@@ -46,7 +47,7 @@ async fn users(pg: &Postgres) -> TestResult {
 
 /// PostgreSQL with the tables, a collector, and the sidecar enforcing [`POLICY`] as `shop/api`
 /// with audit (chain `instance`) to the collector; the folder holds the policy and the spool.
-async fn audited(
+pub(crate) async fn audited(
     instance: &str,
     limits: LimitsConfig,
 ) -> Result<(Postgres, Collector, tempfile::TempDir, Proxy), Box<dyn std::error::Error + Send + Sync>>
@@ -79,7 +80,7 @@ async fn audited(
 
 /// Says goodbye on `raw`, waits (up to `limit`) until both sessions' `connection.close` reached
 /// the collector, stops the sidecar, checks the chain and returns the events.
-async fn finish(
+pub(crate) async fn finish(
     mut raw: Raw,
     collector: &Collector,
     mut p: Proxy,
@@ -107,7 +108,7 @@ async fn finish(
 }
 
 /// The `statement.result` events of the statement events whose text contains `needle`.
-fn results_of<'a>(evs: &'a [Value], needle: &str) -> Vec<&'a Value> {
+pub(crate) fn results_of<'a>(evs: &'a [Value], needle: &str) -> Vec<&'a Value> {
     let ids: Vec<&str> = evs
         .iter()
         .filter(|e| {
@@ -124,47 +125,6 @@ fn results_of<'a>(evs: &'a [Value], needle: &str) -> Vec<&'a Value> {
                     .is_some_and(|id| ids.contains(&id))
         })
         .collect()
-}
-
-/// A pipeline whose first result maxRows refuses, a COPY FROM STDIN, then `behind`.
-fn copy_pipeline(behind: &[&str], out: &mut BytesMut) -> TestResult {
-    for sql in ["SELECT id FROM public.big", "COPY public.big FROM STDIN"]
-        .iter()
-        .chain(behind)
-    {
-        fe::parse("", sql, [], out)?;
-        bind("", "", &[], out)?;
-        fe::execute("", 0, out)?;
-    }
-    Ok(())
-}
-
-/// Sends [`copy_pipeline`] with `behind` and a Sync in a new session, which the database must
-/// end with its FATAL 08P01 (a message other than copy data in COPY mode), relayed.
-async fn fatal_behind_copy(p: &Proxy, behind: &[&str]) -> TestResult {
-    let mut raw = Raw::session(p.addr).await?;
-    let mut out = BytesMut::new();
-    copy_pipeline(behind, &mut out)?;
-    fe::sync(&mut out);
-    raw.send(&out).await?;
-    let (code, message) = fatal_at_end(&mut raw)
-        .await?
-        .ok_or("the session ended without a word")?;
-    assert_eq!(code.as_deref(), Some("08P01"), "{message:?}");
-    Ok(())
-}
-
-/// Reads `raw` to its end; the code and message of the FATAL error it ended with, if any.
-async fn fatal_at_end(
-    raw: &mut Raw,
-) -> Result<Option<(Option<String>, Option<String>)>, Box<dyn std::error::Error + Send + Sync>> {
-    let mut fatal = None;
-    while let Some((tag, body)) = raw.recv().await? {
-        if tag == b'E' && error_field(&body, b'S').as_deref() == Some("FATAL") {
-            fatal = Some((error_field(&body, b'C'), error_field(&body, b'M')));
-        }
-    }
-    Ok(fatal)
 }
 
 fn one<'a>(evs: &'a [Value], needle: &str) -> &'a Value {
@@ -487,119 +447,6 @@ async fn stray_copy_messages_refused_results_and_floods_keep_session_and_record_
     let result = one(&evs, "WHERE id <= ?");
     assert_eq!(result["rows"], 2, "{result}");
     assert!(result.get("error").is_none(), "{result}");
-    Ok(())
-}
-
-/// A COPY FROM STDIN behind a refused result: the client never sees its CopyInResponse, so
-/// the sidecar fails the COPY itself. The database would otherwise wait for data that never
-/// comes, and the client for an answer.
-#[tokio::test]
-async fn a_copy_behind_a_refused_result_is_failed_not_left_waiting() -> TestResult {
-    let (_pg, collector, _dir, p) = audited("api-0.copy", LimitsConfig::default()).await?;
-    drop(Raw::session(p.addr).await?);
-    let mut raw = Raw::session(p.addr).await?;
-    // One query string, where maxRows refuses the first result; then a pipeline, with the
-    // Sync a driver sends behind the COPY's Execute (the database ignores it while it waits
-    // for data; the client is owed its ReadyForQuery all the same).
-    let mut string = BytesMut::new();
-    fe::query(
-        "SELECT id FROM public.big; COPY public.big FROM STDIN",
-        &mut string,
-    )?;
-    let mut pipeline = BytesMut::new();
-    copy_pipeline(&[], &mut pipeline)?;
-    fe::sync(&mut pipeline);
-    for exchange in [string, pipeline] {
-        raw.send(&exchange).await?;
-        let answer = raw.until_ready().await?;
-        let errors: Vec<_> = answer
-            .iter()
-            .filter(|(t, _)| *t == b'E')
-            .map(|(_, body)| error_field(body, b'C'))
-            .collect();
-        assert_eq!(errors, [Some("42501".to_owned())], "{}", tags(&answer));
-    }
-
-    // The session goes on, and neither COPY took anything in.
-    let mut out = BytesMut::new();
-    fe::query("SELECT count(*) FROM public.big", &mut out)?;
-    raw.send(&out).await?;
-    let answer = raw.until_ready().await?;
-    assert_eq!(tags(&answer), "T D C Z");
-    let (_, row) = &answer[1];
-    assert!(row.ends_with(b"10"), "{row:?}");
-
-    let evs = finish(raw, &collector, p, Duration::from_secs(30)).await?;
-    let copies = results_of(&evs, "COPY public.big FROM STDIN");
-    assert_eq!(copies.len(), 2, "{copies:#?}");
-    for result in copies {
-        // query_canceled: the database's code for a COPY its client failed.
-        assert_eq!(result["sqlstate"], "57014", "{result}");
-    }
-    Ok(())
-}
-
-/// The COPY behind a refused result, with more behind it: a client that sends a Flush and its
-/// Sync only later is still answered. A statement pipelined behind the COPY makes PostgreSQL
-/// end the connection (a message other than copy data, Sync or Flush in COPY mode); the client
-/// must hear that from the database, not find its connection closed.
-#[tokio::test]
-async fn a_copy_behind_a_refused_result_with_more_behind_it() -> TestResult {
-    let (_pg, collector, _dir, p) = audited("api-0.copy-more", LimitsConfig::default()).await?;
-    // Flush, wait for the refusal, then Sync.
-    let mut raw = Raw::session(p.addr).await?;
-    let mut out = BytesMut::new();
-    copy_pipeline(&[], &mut out)?;
-    fe::flush(&mut out);
-    raw.send(&out).await?;
-    loop {
-        let (tag, body) = raw.recv().await?.ok_or("closed before the refusal")?;
-        if tag == b'E' {
-            assert_eq!(error_field(&body, b'C').as_deref(), Some("42501"));
-            break;
-        }
-    }
-    out.clear();
-    fe::sync(&mut out);
-    fe::query("SELECT count(*) FROM public.big", &mut out)?;
-    raw.send(&out).await?;
-    assert_eq!(tags(&raw.until_ready().await?), "Z");
-    assert_eq!(tags(&raw.until_ready().await?), "T D C Z");
-
-    // A statement behind the COPY, before the Sync.
-    fatal_behind_copy(&p, &["SELECT 1"]).await?;
-    // The database's FATAL is no statement's result: the one it swallowed never ran.
-    let swallowed = |evs: &[Value]| {
-        results_of(evs, "SELECT ?")
-            .first()
-            .map(|result| (*result).clone())
-    };
-    wait_for(&collector, Duration::from_secs(30), |evs| {
-        evs.iter()
-            .any(|e| e["kind"] == "statement" && e["statement"] == "SELECT ?")
-            && swallowed(evs).is_some()
-    })
-    .await;
-    let result = swallowed(&events(&collector.lines())).ok_or("no result")?;
-    assert!(result.get("sqlstate").is_none(), "{result}");
-    assert!(
-        result["error"]
-            .as_str()
-            .is_some_and(|e| e.starts_with("no result")),
-        "{result}"
-    );
-
-    // So many statements behind the COPY that the database exits with most of them unread,
-    // which resets the connection under the sidecar's write: what it said first still comes.
-    fatal_behind_copy(&p, &["SELECT 2"; 4000]).await?;
-
-    // Others are served, and no COPY took anything in.
-    let client = p.connect().await?;
-    let rows: i64 = client
-        .query_one("SELECT count(*) FROM public.big", &[])
-        .await?
-        .get(0);
-    assert_eq!(rows, 10);
     Ok(())
 }
 
