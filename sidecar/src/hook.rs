@@ -214,15 +214,17 @@ pub enum RunEnd<'a> {
     Empty,
     /// PortalSuspended: the client may fetch more rows of the same portal later.
     Suspended,
-    /// The database's ErrorResponse, with its SQLSTATE (empty if it gave none).
+    /// The database's ErrorResponse, with its SQLSTATE (empty if it gave none, or none well
+    /// formed).
     Failed(&'a str),
     /// The row hook refused this result with this message (sent to the client instead).
     Refused(&'a str),
     /// The exchange ended (ReadyForQuery) without an answer for it: an earlier statement of
     /// the same string or pipeline failed, so the database skipped it.
     NotRun,
-    /// The session ended before it was answered.
-    Abandoned,
+    /// The session ended before it was answered; with the SQLSTATE of the FATAL error the
+    /// database ended it with, if it did (which may or may not have been this statement's).
+    Abandoned(Option<&'a str>),
 }
 
 impl Completion<'_> {
@@ -234,7 +236,7 @@ impl Completion<'_> {
             RunEnd::Command(tag) => tag.rsplit(' ').next().and_then(|n| n.parse().ok()),
             RunEnd::Suspended | RunEnd::Refused(_) => Some(self.rows_sent),
             RunEnd::Empty => Some(0),
-            RunEnd::Failed(_) | RunEnd::NotRun | RunEnd::Abandoned => None,
+            RunEnd::Failed(_) | RunEnd::NotRun | RunEnd::Abandoned(_) => None,
         }
     }
 }

@@ -237,6 +237,7 @@ impl SessionAudit {
             columns: columns.iter().map(|c| c.to_string()).collect(),
             values: masked,
         });
+        let ended;
         let (sqlstate, error) = match completion.end {
             RunEnd::Failed(code) => (
                 Some(code).filter(|c| !c.is_empty()),
@@ -250,10 +251,17 @@ impl SessionAudit {
                      query string or pipeline failed",
                 ),
             ),
-            RunEnd::Abandoned => (
+            RunEnd::Abandoned(None) => (
                 None,
                 Some("no result: the session ended before the database answered"),
             ),
+            RunEnd::Abandoned(Some(code)) => {
+                ended = format!(
+                    "no result: the database ended the session (SQLSTATE {code}) before it \
+                     answered"
+                );
+                (None, Some(ended.as_str()))
+            }
             RunEnd::Command(_) | RunEnd::Empty | RunEnd::Suspended => (None, None),
         };
         let error = match (error, completion.withheld) {

@@ -213,8 +213,13 @@ impl Pump {
                 match (tag, &action) {
                     (b'D', Action::Forward | Action::Replace) => runs.rows += 1,
                     // The database ending the session says nothing of which statement ran: the
-                    // runs left are reported as having no result.
-                    (b'E', _) if ends_session(body) => {}
+                    // runs left are reported as having no result, naming its code.
+                    (b'E', _) if ends_session(body) => {
+                        runs.ended_by = ErrorFields::decode(tag, body)
+                            .ok()
+                            .and_then(|f| f.sqlstate())
+                            .map(str::to_owned);
+                    }
                     (b'C' | b'I' | b's' | b'E', _) => {
                         runs.completed(cycle, tag, body, hook.as_mut())?;
                     }
@@ -380,6 +385,8 @@ pub(super) struct Runs {
     pub refusal: Option<String>,
     /// A result of this cycle was refused: the rest of the cycle ran, but was not sent.
     withholding: bool,
+    /// The SQLSTATE of the FATAL error the database ended the session with.
+    ended_by: Option<String>,
 }
 
 impl Runs {
@@ -390,6 +397,7 @@ impl Runs {
             rows: 0,
             refusal: None,
             withholding: false,
+            ended_by: None,
         }
     }
 
@@ -426,10 +434,11 @@ impl Runs {
             b'I' => RunEnd::Empty,
             b's' => RunEnd::Suspended,
             _ => {
-                // A malformed error is still an error; its text is the client's to judge.
+                // A malformed error is still an error; its text is the client's to judge, and
+                // a code that is no SQLSTATE is left out of the record.
                 sqlstate = ErrorFields::decode(tag, body)
                     .ok()
-                    .and_then(|f| f.field(b'C'))
+                    .and_then(|f| f.sqlstate())
                     .unwrap_or("");
                 RunEnd::Failed(sqlstate)
             }
@@ -465,9 +474,10 @@ impl Runs {
     /// Reports every run still noted as abandoned, except those from `unstored_from` on (their
     /// events were never stored, so they never ran).
     fn abandon(&mut self, hook: &mut dyn RowHook, unstored_from: u64) {
+        let ended_by = self.ended_by.take();
         while let Some(note) = self.next.take().or_else(|| self.notes.try_recv().ok()) {
             if note.run.is_some_and(|run| run < unstored_from) {
-                self.report(note, RunEnd::Abandoned, hook);
+                self.report(note, RunEnd::Abandoned(ended_by.as_deref()), hook);
             }
         }
     }
@@ -479,7 +489,7 @@ impl Runs {
     fn completion<'a>(&self, end: RunEnd<'a>, sent: Option<std::time::Instant>) -> Completion<'a> {
         Completion {
             end,
-            rows_sent: if matches!(end, RunEnd::NotRun | RunEnd::Abandoned) {
+            rows_sent: if matches!(end, RunEnd::NotRun | RunEnd::Abandoned(_)) {
                 0
             } else {
                 self.rows
@@ -563,7 +573,7 @@ mod tests {
         }
 
         fn completed(&mut self, run: Option<u64>, completion: &Completion<'_>) {
-            assert!(matches!(completion.end, RunEnd::Abandoned));
+            assert!(matches!(completion.end, RunEnd::Abandoned(None)));
             self.0.extend(run);
         }
     }
