@@ -22,6 +22,7 @@ mod client;
 mod clock;
 mod copy;
 mod describe;
+mod follow;
 mod news;
 mod out;
 mod server;
@@ -293,7 +294,7 @@ impl Relay {
         // Results are followed only when both hooks are there to note and to hear of them.
         let (runs_tx, runs_rx) = if hooks.rows.is_some() && hooks.statements.is_some() {
             let (tx, rx) = mpsc::channel(max_notes);
-            (Some(tx), Some(server::Runs::new(rx)))
+            (Some(tx), Some(follow::Runs::new(rx)))
         } else {
             (None, None)
         };
@@ -326,7 +327,7 @@ impl Relay {
             progress: progress.clone(),
             denied: denied_rx,
             next_denial: None,
-            expected: server::Expected {
+            expected: follow::Expected {
                 notes: expect_rx,
                 next: None,
             },
