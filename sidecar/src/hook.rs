@@ -222,9 +222,18 @@ pub enum RunEnd<'a> {
     /// The exchange ended (ReadyForQuery) without an answer for it: an earlier statement of
     /// the same string or pipeline failed, so the database skipped it.
     NotRun,
-    /// The session ended before it was answered; with the SQLSTATE of the FATAL error the
-    /// database ended it with, if it did (which may or may not have been this statement's).
-    Abandoned(Option<&'a str>),
+    /// The session ended before it was answered.
+    Abandoned(EndedBy<'a>),
+}
+
+/// What ended a session that left statements unanswered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndedBy<'a> {
+    /// The client, the sidecar, or a broken connection.
+    Other,
+    /// The database's FATAL or PANIC error (which may or may not have been the statement's
+    /// own), with its SQLSTATE when it gave a well-formed one.
+    Database(Option<&'a str>),
 }
 
 impl Completion<'_> {

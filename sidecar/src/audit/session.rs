@@ -12,7 +12,7 @@ use dbwarden_policy::analyze::{Analysis, StatementAnalysis};
 
 use super::statement::{StatementTrail, tables};
 use super::{SidecarAudit, refusal_message};
-use crate::hook::{Completion, Identity, RunEnd};
+use crate::hook::{Completion, EndedBy, Identity, RunEnd};
 use crate::metrics::Metrics;
 
 /// The audit and metrics of one session; cheap to clone. Without an auditor it only counts.
@@ -251,15 +251,15 @@ impl SessionAudit {
                      query string or pipeline failed",
                 ),
             ),
-            RunEnd::Abandoned(None) => (
+            RunEnd::Abandoned(EndedBy::Other) => (
                 None,
                 Some("no result: the session ended before the database answered"),
             ),
-            RunEnd::Abandoned(Some(code)) => {
-                ended = format!(
-                    "no result: the database ended the session (SQLSTATE {code}) before it \
-                     answered"
-                );
+            RunEnd::Abandoned(EndedBy::Database(None)) => {
+                (None, Some("no result: the database ended the session"))
+            }
+            RunEnd::Abandoned(EndedBy::Database(Some(code))) => {
+                ended = format!("no result: the database ended the session (SQLSTATE {code})");
                 (None, Some(ended.as_str()))
             }
             RunEnd::Command(_) | RunEnd::Empty | RunEnd::Suspended => (None, None),

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 
 use super::{Expect, Progress, RunNote, SessionError};
-use crate::hook::{Completion, RowHook, RunEnd};
+use crate::hook::{Completion, EndedBy, RowHook, RunEnd};
 use crate::protocol::backend::ErrorFields;
 
 /// The statements the hooks follow to their ends (see `StatementHook::take_runs`), and what
@@ -22,8 +22,9 @@ pub(super) struct Runs {
     pub(super) refusal: Option<String>,
     /// A result of this cycle was refused: the rest of the cycle ran, but was not sent.
     withholding: bool,
-    /// The SQLSTATE of the FATAL error the database ended the session with.
-    ended_by: Option<String>,
+    /// The database ended the session with a FATAL or PANIC error: its SQLSTATE, when well
+    /// formed.
+    fatal: Option<Option<String>>,
 }
 
 impl Runs {
@@ -34,17 +35,8 @@ impl Runs {
             rows: 0,
             refusal: None,
             withholding: false,
-            ended_by: None,
+            fatal: None,
         }
-    }
-
-    /// The database ended the session with the FATAL error `body`: the runs left will be
-    /// reported as having no result, naming its code.
-    pub(super) fn session_ended(&mut self, body: &[u8]) {
-        self.ended_by = ErrorFields::decode(b'E', body)
-            .ok()
-            .and_then(|f| f.sqlstate())
-            .map(str::to_owned);
     }
 
     /// The next note, if it belongs to `cycle`; notes of earlier cycles end as not run.
@@ -66,7 +58,8 @@ impl Runs {
 
     /// A CommandComplete, EmptyQueryResponse, PortalSuspended or ErrorResponse of `cycle`: the
     /// end of the next followed statement (an error that ends no followed statement, such as a
-    /// failed Parse in a cycle without an Execute, ends nothing).
+    /// failed Parse in a cycle without an Execute, ends nothing; nor does the database's FATAL).
+    /// The other messages of a result pass by the server pump.
     pub(super) fn completed(
         &mut self,
         cycle: u64,
@@ -82,11 +75,15 @@ impl Runs {
             _ => {
                 // A malformed error is still an error; its text is the client's to judge, and
                 // a code that is no SQLSTATE is left out of the record.
-                sqlstate = ErrorFields::decode(tag, body)
-                    .ok()
-                    .and_then(|f| f.sqlstate())
-                    .unwrap_or("");
-                RunEnd::Failed(sqlstate)
+                let fields = ErrorFields::decode(tag, body).ok();
+                sqlstate = fields.and_then(|f| f.sqlstate());
+                if fields.is_some_and(|f| f.ends_session()) {
+                    // The database ending the session says nothing of which statement ran:
+                    // the runs left are reported unanswered, naming its code.
+                    self.fatal = Some(sqlstate.map(str::to_owned));
+                    return Ok(());
+                }
+                RunEnd::Failed(sqlstate.unwrap_or(""))
             }
         };
         let refusal = self.refusal.take();
@@ -119,11 +116,23 @@ impl Runs {
     /// The session ended: what was not answered never will be.
     /// Reports every run still noted as abandoned, except those from `unstored_from` on (their
     /// events were never stored, so they never ran).
+    /// A result refused before the end still ends as refused.
     pub(super) fn abandon(&mut self, hook: &mut dyn RowHook, unstored_from: u64) {
-        let ended_by = self.ended_by.take();
+        let fatal = self.fatal.take();
+        let ended_by = match &fatal {
+            Some(code) => EndedBy::Database(code.as_deref()),
+            None => EndedBy::Other,
+        };
+        let refusal = self.refusal.take();
+        // The first is the statement whose result was at hand.
+        let mut refused = refusal.as_deref();
         while let Some(note) = self.next.take().or_else(|| self.notes.try_recv().ok()) {
+            let end = match refused.take() {
+                Some(message) => RunEnd::Refused(message),
+                None => RunEnd::Abandoned(ended_by),
+            };
             if note.run.is_some_and(|run| run < unstored_from) {
-                self.report(note, RunEnd::Abandoned(ended_by.as_deref()), hook);
+                self.report(note, end, hook);
             }
         }
     }
@@ -154,13 +163,18 @@ fn command_tag(body: &[u8]) -> &str {
 
 /// The notes about Describes, for the server pump.
 pub(super) struct Expected {
-    pub(super) notes: Option<mpsc::Receiver<Expect>>,
-    pub(super) next: Option<Expect>,
+    notes: Option<mpsc::Receiver<Expect>>,
+    next: Option<Expect>,
 }
 
 impl Expected {
+    /// The notes from `notes` (none without a row hook).
+    pub(super) fn new(notes: Option<mpsc::Receiver<Expect>>) -> Self {
+        Self { notes, next: None }
+    }
+
     /// The next note, if any (kept until taken or its cycle ends).
-    pub(super) fn peek(&mut self) -> Option<Expect> {
+    fn peek(&mut self) -> Option<Expect> {
         if self.next.is_none() {
             self.next = self.notes.as_mut()?.try_recv().ok();
         }
@@ -199,9 +213,9 @@ mod tests {
     use crate::hook::{Denial, RowAction};
     use crate::protocol::backend::{DataRow, RowDescription};
 
-    /// Records which runs were reported.
+    /// Records which runs were reported, and how they ended (`Debug`, as the ends borrow).
     #[derive(Default)]
-    struct Reported(Vec<u64>);
+    struct Reported(Vec<(Option<u64>, String)>);
 
     impl RowHook for Reported {
         fn row_description(&mut self, _: &RowDescription<'_>) -> Result<(), Denial> {
@@ -213,21 +227,65 @@ mod tests {
         }
 
         fn completed(&mut self, run: Option<u64>, completion: &Completion<'_>) {
-            assert!(matches!(completion.end, RunEnd::Abandoned(None)));
-            self.0.extend(run);
+            self.0.push((run, format!("{:?}", completion.end)));
         }
+    }
+
+    fn runs(notes: &[Option<u64>]) -> Runs {
+        let (tx, rx) = mpsc::channel(8);
+        let sent = std::time::Instant::now();
+        for &run in notes {
+            tx.try_send(RunNote { at: 1, run, sent }).unwrap();
+        }
+        Runs::new(rx)
     }
 
     #[test]
     fn abandoning_reports_only_the_runs_whose_events_were_stored() {
-        let (tx, rx) = mpsc::channel(8);
-        let sent = std::time::Instant::now();
-        for run in [Some(1), None, Some(5), Some(9)] {
-            tx.try_send(RunNote { at: 1, run, sent }).unwrap();
-        }
         let mut hook = Reported::default();
         // The write that held seq 5 on failed: 5 and 9 never ran.
-        Runs::new(rx).abandon(&mut hook, 5);
-        assert_eq!(hook.0, [1]);
+        runs(&[Some(1), None, Some(5), Some(9)]).abandon(&mut hook, 5);
+        assert_eq!(hook.0, [(Some(1), "Abandoned(Other)".to_owned())]);
+    }
+
+    #[test]
+    fn the_databases_fatal_ends_no_run_and_names_the_end_of_those_left() {
+        for (body, expected) in [
+            (
+                &b"SFATAL\0VFATAL\0C57P01\0Mterminating\0\0"[..],
+                r#"Database(Some("57P01"))"#,
+            ),
+            (
+                b"SFATAL\0VFATAL\0C57P01 x\0Mterminating\0\0",
+                "Database(None)",
+            ),
+            (b"SPANIC\0VPANIC\0Mcrash\0\0", "Database(None)"),
+        ] {
+            let mut hook = Reported::default();
+            let mut runs = runs(&[Some(1), Some(2)]);
+            runs.completed(1, b'E', body, &mut hook).unwrap();
+            assert_eq!(hook.0, [], "a FATAL is no statement's answer");
+            runs.abandon(&mut hook, u64::MAX);
+            let end = format!("Abandoned({expected})");
+            assert_eq!(hook.0, [(Some(1), end.clone()), (Some(2), end)]);
+        }
+    }
+
+    #[test]
+    fn a_result_refused_before_the_session_ended_stays_refused() {
+        let mut hook = Reported::default();
+        let mut runs = runs(&[Some(1), Some(2)]);
+        runs.rows = 3;
+        runs.refusal = Some("maxRows".into());
+        runs.completed(1, b'E', b"SFATAL\0VFATAL\0C57P01\0Mx\0\0", &mut hook)
+            .unwrap();
+        runs.abandon(&mut hook, u64::MAX);
+        assert_eq!(
+            hook.0,
+            [
+                (Some(1), r#"Refused("maxRows")"#.to_owned()),
+                (Some(2), r#"Abandoned(Database(Some("57P01")))"#.to_owned()),
+            ]
+        );
     }
 }

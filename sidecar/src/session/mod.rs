@@ -327,10 +327,7 @@ impl Relay {
             progress: progress.clone(),
             denied: denied_rx,
             next_denial: None,
-            expected: follow::Expected {
-                notes: expect_rx,
-                next: None,
-            },
+            expected: follow::Expected::new(expect_rx),
             runs: runs_rx,
             resolve_attempts: 0,
             cycle_errored: false,

@@ -1,16 +1,13 @@
 //! What of the database's errors and notices reaches the client while a refused result is
 //! discarded.
 //!
-//! A refusal withholds the exchange's results, errors and notices included: any of them
-//! could quote what was refused. The session's own news still reaches the client: the
-//! database ending it (FATAL, PANIC) or warning that it will (a notice of class 57P,
-//! operator intervention). Even then only what the server says of itself passes:
-//!
-//! - a FATAL of the server's own classes (08 connection, 53 resources, 57 operator
-//!   intervention) passes as its severity, SQLSTATE and message; its detail, hint and
-//!   context, which can quote values or statements, are left out;
-//! - any other FATAL (an extension's) is reworded, keeping its SQLSTATE;
-//! - a 57P notice is reworded too: PL/pgSQL can raise one with any code and any text.
+//! A refusal withholds the rest of the exchange, errors and notices included: any of them could
+//! quote what was refused. News of the session itself still reaches the client, as its kind and
+//! SQLSTATE under the sidecar's words: the database ending it (FATAL, PANIC), or warning that it
+//! may (a WARNING of class 57P, which the server sends before a shutdown or after a crash). The
+//! database's text never passes, not even a FATAL's of the server's own classes: any user may
+//! set `exit_on_error`, which makes a FATAL of every error, with the code and message PL/pgSQL
+//! chose. (ParameterStatus and NotificationResponse pass as they are: see docs/masking.md.)
 
 use bytes::BytesMut;
 
@@ -25,16 +22,15 @@ pub(super) fn while_discarding(tag: u8, body: &[u8], out: &mut BytesMut) -> bool
     };
     match News::of(tag, &fields) {
         News::Withhold => return false,
-        News::Summary => backend::encode_summary(out, tag, &fields),
-        News::EndReworded(code) => backend::encode_error(
+        News::End(severity, code) => backend::encode_error(
             out,
-            Severity::Fatal,
+            severity,
             code,
             "the database ended the session while dbwarden withheld a result; its message is \
              withheld with the result",
             None,
         ),
-        News::WarningReworded(code) => backend::encode_warning(
+        News::Warning(code) => backend::encode_warning(
             out,
             code,
             "the database warns that it may end the session; its message is withheld with the \
@@ -44,39 +40,24 @@ pub(super) fn while_discarding(tag: u8, body: &[u8], out: &mut BytesMut) -> bool
     true
 }
 
-/// True for an ErrorResponse body of severity FATAL or PANIC.
-pub(super) fn ends_session(body: &[u8]) -> bool {
-    ErrorFields::decode(b'E', body).is_ok_and(|e| e.ends_session())
-}
-
 /// The kind of news one error or notice is (see the module's documentation).
 #[derive(Debug, PartialEq, Eq)]
 enum News<'a> {
-    /// The server's own FATAL: severity, SQLSTATE and message.
-    Summary,
     /// Part of the withheld exchange.
     Withhold,
-    /// A FATAL with this SQLSTATE and the sidecar's own message.
-    EndReworded(&'a str),
-    /// A WARNING notice with this SQLSTATE and the sidecar's own message.
-    WarningReworded(&'a str),
+    /// The database ends the session: a FATAL or PANIC with this SQLSTATE.
+    End(Severity, &'a str),
+    /// The database may end the session: a WARNING with this SQLSTATE.
+    Warning(&'a str),
 }
 
 impl<'a> News<'a> {
     fn of(tag: u8, fields: &ErrorFields<'a>) -> Self {
-        let code = fields.field(b'C').unwrap_or("XX000");
-        match tag {
-            b'N' if code.starts_with("57P") => Self::WarningReworded(code),
-            b'E' if fields.ends_session() => {
-                if ["08", "53", "57"]
-                    .iter()
-                    .any(|class| code.starts_with(class))
-                {
-                    Self::Summary
-                } else {
-                    Self::EndReworded(code)
-                }
-            }
+        let code = fields.sqlstate().unwrap_or("XX000");
+        match (tag, fields.severity()) {
+            (b'N', Some(b"WARNING")) if code.starts_with("57P") => Self::Warning(code),
+            (b'E', Some(b"FATAL")) => Self::End(Severity::Fatal, code),
+            (b'E', Some(b"PANIC")) => Self::End(Severity::Panic, code),
             _ => Self::Withhold,
         }
     }
@@ -89,38 +70,55 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_database_ending_the_session_passes_a_refusal() {
-        let cases: [(u8, &[u8], News<'_>); 7] = [
-            // The server's own reasons.
-            (
-                b'E',
-                b"SFATAL\0VFATAL\0C08P01\0Mprotocol\0\0",
-                News::Summary,
-            ),
+    fn only_news_of_the_session_passes_a_refusal_and_only_its_code() {
+        let cases: [(u8, &[u8], News<'_>); 10] = [
             (
                 b'E',
                 b"SFATAL\0VFATAL\0C57P01\0Mshutdown\0\0",
-                News::Summary,
+                News::End(Severity::Fatal, "57P01"),
             ),
-            // Text that could be anyone's keeps only its code.
-            (
-                b'N',
-                b"SWARNING\0VWARNING\0C57P02\0Mcrash\0\0",
-                News::WarningReworded("57P02"),
-            ),
+            // exit_on_error: any error, any code, any text.
             (
                 b'E',
                 b"SFATAL\0VFATAL\0CP0001\0Msecret\0\0",
-                News::EndReworded("P0001"),
+                News::End(Severity::Fatal, "P0001"),
             ),
-            (b'E', b"SPANIC\0Msecret\0\0", News::EndReworded("XX000")),
-            // What belongs to the withheld exchange stays withheld.
+            // A server before 9.6 sends no `V`.
+            (
+                b'E',
+                b"SFATAL\0C08P01\0Mprotocol\0\0",
+                News::End(Severity::Fatal, "08P01"),
+            ),
+            (
+                b'E',
+                b"SPANIC\0VPANIC\0Msecret\0\0",
+                News::End(Severity::Panic, "XX000"),
+            ),
+            // A code that is no SQLSTATE is not repeated.
+            (
+                b'E',
+                b"SFATAL\0VFATAL\0C57P01 secret\0\0",
+                News::End(Severity::Fatal, "XX000"),
+            ),
+            (
+                b'N',
+                b"SWARNING\0VWARNING\0C57P02\0Mcrash\0\0",
+                News::Warning("57P02"),
+            ),
+            // What belongs to the withheld exchange stays withheld: errors, notices, and a
+            // 57P notice below WARNING, which only a user's code raises.
             (b'E', b"SERROR\0VERROR\0C23505\0Mdup\0\0", News::Withhold),
             (
                 b'N',
                 b"SNOTICE\0VNOTICE\0C00000\0Mvalue\0\0",
                 News::Withhold,
             ),
+            (
+                b'N',
+                b"SNOTICE\0VNOTICE\0C57P01\0Mvalue\0\0",
+                News::Withhold,
+            ),
+            (b'N', b"SLOG\0VLOG\0C57P01\0Mvalue\0\0", News::Withhold),
         ];
         for (tag, body, expected) in cases {
             let fields = ErrorFields::decode(tag, body).unwrap();
@@ -129,22 +127,7 @@ mod tests {
     }
 
     #[test]
-    fn a_passing_fatal_loses_everything_but_severity_code_and_message() {
-        let body = b"SFATAL\0VFATAL\0C57P01\0Mterminating\0DKey (ssn)=(123)\0Hhint\0\
-            WPL/pgSQL function f() line 3\0ttable\0ccolumn\0Fpostgres.c\0L3200\0\0";
-        let mut out = BytesMut::new();
-        assert!(while_discarding(b'E', body, &mut out));
-        let expected = b"SFATAL\0VFATAL\0C57P01\0Mterminating\0\0";
-        assert_eq!(out[0], b'E');
-        assert_eq!(&out[5..], expected);
-        assert_eq!(
-            u32::from_be_bytes([out[1], out[2], out[3], out[4]]) as usize,
-            4 + expected.len()
-        );
-    }
-
-    #[test]
-    fn reworded_news_keeps_its_kind_and_code_but_not_its_text() {
+    fn passing_news_keeps_its_kind_and_code_but_not_its_text() {
         let mut out = BytesMut::new();
         assert!(while_discarding(
             b'N',
@@ -157,16 +140,31 @@ mod tests {
         assert_eq!(fields.field(b'V'), Some("WARNING"));
         assert!(!fields.field(b'M').unwrap().contains("123"));
 
-        out.clear();
-        assert!(while_discarding(
-            b'E',
-            b"SFATAL\0VFATAL\0CXX000\0Mssn is 123-45-6789\0\0",
-            &mut out
-        ));
-        let fields = ErrorFields::decode(b'E', &out[5..]).unwrap();
-        assert!(fields.ends_session());
-        assert_eq!(fields.field(b'C'), Some("XX000"));
-        assert!(!fields.field(b'M').unwrap().contains("123"));
+        for (body, severity, code) in [
+            (
+                &b"SFATAL\0VFATAL\0C57P01\0Mssn is 123-45-6789\0DKey (ssn)=(123)\0\0"[..],
+                "FATAL",
+                "57P01",
+            ),
+            (
+                b"SPANIC\0VPANIC\0CXX000\0Mssn is 123-45-6789\0\0",
+                "PANIC",
+                "XX000",
+            ),
+        ] {
+            out.clear();
+            assert!(while_discarding(b'E', body, &mut out));
+            assert_eq!(out[0], b'E');
+            assert_eq!(
+                u32::from_be_bytes([out[1], out[2], out[3], out[4]]) as usize,
+                out.len() - 1
+            );
+            let fields = ErrorFields::decode(b'E', &out[5..]).unwrap();
+            assert_eq!(fields.field(b'V'), Some(severity));
+            assert_eq!(fields.field(b'C'), Some(code));
+            assert!(!fields.field(b'M').unwrap().contains("123"));
+            assert_eq!(fields.field(b'D'), None);
+        }
     }
 
     #[test]

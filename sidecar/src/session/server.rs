@@ -8,7 +8,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
 use super::follow::{Expected, Runs};
-use super::news::{self, ends_session};
+use super::news;
 use super::out::Output;
 use super::{Denied, Progress, SessionEnd, SessionError};
 use crate::hook::{Denial, Pending, RowAction, RowHook};
@@ -213,11 +213,6 @@ impl Pump {
                 let body = &self.buf[pos + 5..pos + len];
                 match (tag, &action) {
                     (b'D', Action::Forward | Action::Replace) => runs.rows += 1,
-                    // The database ending the session says nothing of which statement ran: the
-                    // runs left are reported as having no result, naming its code.
-                    (b'E', _) if ends_session(body) => {
-                        runs.session_ended(body);
-                    }
                     (b'C' | b'I' | b's' | b'E', _) => {
                         runs.completed(cycle, tag, body, hook.as_mut())?;
                     }
@@ -290,6 +285,13 @@ impl Pump {
             .map_err(SessionError::ClientIo)?;
         self.progress.writing.store(false, Ordering::Release);
         Ok(())
+    }
+
+    /// The session is over: followed statements still unanswered are reported as such.
+    pub(super) fn abandon_runs(&mut self, unstored_from: u64) {
+        if let (Some(runs), Some(hook)) = (self.runs.as_mut(), self.hook.as_mut()) {
+            runs.abandon(hook.as_mut(), unstored_from);
+        }
     }
 
     /// An error or notice that arrives while a refused result is discarded (see [`news`]).
@@ -369,14 +371,5 @@ impl Pump {
             }
             _ => Action::Forward,
         })
-    }
-}
-
-impl Pump {
-    /// The session is over: followed statements still unanswered are reported as such.
-    pub(super) fn abandon_runs(&mut self, unstored_from: u64) {
-        if let (Some(runs), Some(hook)) = (self.runs.as_mut(), self.hook.as_mut()) {
-            runs.abandon(hook.as_mut(), unstored_from);
-        }
     }
 }

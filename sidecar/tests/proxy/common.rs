@@ -388,12 +388,25 @@ pub fn tags(msgs: &[Msg]) -> String {
         .join(" ")
 }
 
-/// The SQLSTATEs of the ErrorResponses among `msgs`, in order.
+/// The SQLSTATEs of the ErrorResponses among `msgs`, in order ("" for one without).
 pub fn error_codes(msgs: &[Msg]) -> Vec<String> {
     msgs.iter()
         .filter(|(t, _)| *t == b'E')
-        .filter_map(|(_, b)| error_field(b, b'C'))
+        .map(|(_, b)| error_field(b, b'C').unwrap_or_default())
         .collect()
+}
+
+/// Reads `raw` to its end; the code and message of the FATAL error it ended with, if any.
+pub async fn fatal_at_end(
+    raw: &mut Raw,
+) -> Result<Option<(Option<String>, Option<String>)>, Box<dyn std::error::Error + Send + Sync>> {
+    let mut fatal = None;
+    while let Some((tag, body)) = raw.recv().await? {
+        if tag == b'E' && error_field(&body, b'S').as_deref() == Some("FATAL") {
+            fatal = Some((error_field(&body, b'C'), error_field(&body, b'M')));
+        }
+    }
+    Ok(fatal)
 }
 
 /// The value of field `code` in an ErrorResponse body.

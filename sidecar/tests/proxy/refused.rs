@@ -12,7 +12,7 @@ use postgres_protocol::message::frontend as fe;
 use serde_json::Value;
 
 use crate::audit::{events, wait_for};
-use crate::common::{Proxy, Raw, TestResult, error_codes, error_field, tags};
+use crate::common::{Proxy, Raw, TestResult, error_codes, error_field, fatal_at_end, tags};
 use crate::extended::bind;
 use crate::results::{audited, finish, results_of};
 
@@ -42,19 +42,6 @@ async fn fatal_behind_copy(p: &Proxy, behind: &[&str]) -> TestResult {
         .ok_or("the session ended without a word")?;
     assert_eq!(code.as_deref(), Some("08P01"), "{message:?}");
     Ok(())
-}
-
-/// Reads `raw` to its end; the code and message of the FATAL error it ended with, if any.
-pub(crate) async fn fatal_at_end(
-    raw: &mut Raw,
-) -> Result<Option<(Option<String>, Option<String>)>, Box<dyn std::error::Error + Send + Sync>> {
-    let mut fatal = None;
-    while let Some((tag, body)) = raw.recv().await? {
-        if tag == b'E' && error_field(&body, b'S').as_deref() == Some("FATAL") {
-            fatal = Some((error_field(&body, b'C'), error_field(&body, b'M')));
-        }
-    }
-    Ok(fatal)
 }
 
 /// A COPY FROM STDIN behind a refused result: the client never sees its CopyInResponse, so
@@ -165,30 +152,35 @@ async fn a_copy_behind_a_refused_result_with_more_behind_it() -> TestResult {
     Ok(())
 }
 
-/// A warning of class 57P (operator intervention) raised inside a refused result still
-/// reaches the client, since the database may be about to end the session; but PL/pgSQL can
-/// raise one with any text, here a PIN the refusal withholds: only its code passes.
+/// News of the session raised inside a refused result still reaches the client, since the
+/// database may be about to end the session; but PL/pgSQL can raise it with any text, here a
+/// PIN the refusal withholds: only its severity and code pass. A WARNING of class 57P, then a
+/// FATAL (any error is one under `exit_on_error`, which any user may set).
 #[tokio::test]
-async fn a_warning_inside_a_refused_result_keeps_its_code_not_its_text() -> TestResult {
-    let (pg, _collector, _dir, p) = audited("api-0.warning", LimitsConfig::default()).await?;
+async fn news_inside_a_refused_result_keeps_its_code_not_its_text() -> TestResult {
+    let (pg, _collector, _dir, p) = audited("api-0.news", LimitsConfig::default()).await?;
     pg.psql(
         &APP,
-        "CREATE FUNCTION public.leak(i int) RETURNS int LANGUAGE plpgsql AS $$
+        "CREATE FUNCTION public.leak(i int, fail bool) RETURNS int LANGUAGE plpgsql AS $$
+         DECLARE
+           pin text := 'pin ' || (SELECT pin FROM public.users WHERE id = 1);
          BEGIN
-           IF i > 4 THEN
-             RAISE WARNING USING ERRCODE = '57P01',
-               MESSAGE = 'pin ' || (SELECT pin FROM public.users WHERE id = 1);
+           IF i > 4 AND fail THEN
+             RAISE EXCEPTION USING ERRCODE = '57P01', MESSAGE = pin, DETAIL = pin;
+           ELSIF i > 4 THEN
+             RAISE WARNING USING ERRCODE = '57P01', MESSAGE = pin, DETAIL = pin;
            END IF;
            RETURN i;
          END $$;",
     )
     .await?
     .ok("create function")?;
+    let leaked = |body: &[u8]| String::from_utf8_lossy(body).contains("1234");
     let mut raw = Raw::session(p.addr).await?;
     let mut out = BytesMut::new();
     // maxRows (3) refuses the result at its fourth row; rows 5 to 10 warn.
     fe::query(
-        "SELECT public.leak(id) FROM public.big ORDER BY id",
+        "SELECT public.leak(id, false) FROM public.big ORDER BY id",
         &mut out,
     )?;
     raw.send(&out).await?;
@@ -199,7 +191,7 @@ async fn a_warning_inside_a_refused_result_keeps_its_code_not_its_text() -> Test
     for (_, body) in warnings {
         assert_eq!(error_field(body, b'C').as_deref(), Some("57P01"));
         assert_eq!(error_field(body, b'V').as_deref(), Some("WARNING"));
-        assert!(!String::from_utf8_lossy(body).contains("1234"), "{body:?}");
+        assert!(!leaked(body), "{body:?}");
     }
 
     // The session goes on.
@@ -207,5 +199,25 @@ async fn a_warning_inside_a_refused_result_keeps_its_code_not_its_text() -> Test
     fe::query("SELECT 1", &mut out)?;
     raw.send(&out).await?;
     assert_eq!(tags(&raw.until_ready().await?), "T D C Z");
+
+    // Row 5 raises an error, which exit_on_error makes the session's end.
+    pg.psql(&APP, "ALTER ROLE CURRENT_USER SET exit_on_error = on")
+        .await?
+        .ok("set exit_on_error")?;
+    let mut raw = Raw::session(p.addr).await?;
+    out.clear();
+    fe::query(
+        "SELECT public.leak(id, true) FROM public.big ORDER BY id",
+        &mut out,
+    )?;
+    raw.send(&out).await?;
+    let mut said = Vec::new();
+    while let Some(message) = raw.recv().await? {
+        said.push(message);
+    }
+    assert_eq!(error_codes(&said), ["42501", "57P01"], "{}", tags(&said));
+    let (_, fatal) = said.last().ok_or("nothing said")?;
+    assert_eq!(error_field(fatal, b'V').as_deref(), Some("FATAL"));
+    assert!(!said.iter().any(|(_, body)| leaked(body)), "{said:?}");
     Ok(())
 }

@@ -11,9 +11,8 @@ use postgres_protocol::message::frontend as fe;
 use serde_json::Value;
 
 use crate::audit::{audit_config, events, verified, wait_for};
-use crate::common::{Enforce, Proxy, Raw, Setup, TestResult, proxy, start_pg, tags};
+use crate::common::{Enforce, Proxy, Raw, Setup, TestResult, fatal_at_end, proxy, start_pg, tags};
 use crate::extended::bind;
-use crate::refused::fatal_at_end;
 
 /// `shop/api` may read and write everything; e-mail addresses are masked; at most 3 rows.
 const POLICY: &str = "apiVersion: dbwarden.io/v1alpha1
