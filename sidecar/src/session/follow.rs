@@ -18,8 +18,9 @@ pub(super) struct Runs {
     next: Option<RunNote>,
     /// DataRows sent to the client since the last end.
     pub(super) rows: u64,
-    /// The row hook refused the result at hand: its end is a refusal, with this message.
-    pub(super) refusal: Option<String>,
+    /// The row hook refused the result at hand, in this cycle: its end is a refusal, with this
+    /// message.
+    refusal: Option<(u64, String)>,
     /// A result of this cycle was refused: the rest of the cycle ran, but was not sent.
     withholding: bool,
     /// The database ended the session with a FATAL or PANIC error: its SQLSTATE, when well
@@ -37,6 +38,11 @@ impl Runs {
             withholding: false,
             fatal: None,
         }
+    }
+
+    /// The row hook refused the result at hand, of `cycle`, with `message`.
+    pub(super) fn refuse(&mut self, cycle: u64, message: String) {
+        self.refusal = Some((cycle, message));
     }
 
     /// The next note, if it belongs to `cycle`; notes of earlier cycles end as not run.
@@ -86,7 +92,8 @@ impl Runs {
                 RunEnd::Failed(sqlstate.unwrap_or(""))
             }
         };
-        let refusal = self.refusal.take();
+        // A refusal does not outlive its cycle (see `end_cycle`): it is this result's.
+        let refusal = self.refusal.take().map(|(_, message)| message);
         let end = match &refusal {
             Some(message) => RunEnd::Refused(message),
             None => end,
@@ -124,12 +131,13 @@ impl Runs {
             None => EndedBy::Other,
         };
         let refusal = self.refusal.take();
-        // The first is the statement whose result was at hand.
-        let mut refused = refusal.as_deref();
+        // The first is the statement whose result was at hand, if it is of the refusal's cycle
+        // (a refused result may have no note, such as a Describe's).
+        let mut refused = refusal.as_ref();
         while let Some(note) = self.next.take().or_else(|| self.notes.try_recv().ok()) {
             let end = match refused.take() {
-                Some(message) => RunEnd::Refused(message),
-                None => RunEnd::Abandoned(ended_by),
+                Some((cycle, message)) if note.at == *cycle => RunEnd::Refused(message),
+                _ => RunEnd::Abandoned(ended_by),
             };
             if note.run.is_some_and(|run| run < unstored_from) {
                 self.report(note, end, hook);
@@ -213,9 +221,10 @@ mod tests {
     use crate::hook::{Denial, RowAction};
     use crate::protocol::backend::{DataRow, RowDescription};
 
-    /// Records which runs were reported, and how they ended (`Debug`, as the ends borrow).
+    /// Records which runs were reported, how they ended (`Debug`, as the ends borrow), and the
+    /// rows they sent.
     #[derive(Default)]
-    struct Reported(Vec<(Option<u64>, String)>);
+    struct Reported(Vec<(Option<u64>, String, u64)>);
 
     impl RowHook for Reported {
         fn row_description(&mut self, _: &RowDescription<'_>) -> Result<(), Denial> {
@@ -227,25 +236,31 @@ mod tests {
         }
 
         fn completed(&mut self, run: Option<u64>, completion: &Completion<'_>) {
-            self.0.push((run, format!("{:?}", completion.end)));
+            self.0
+                .push((run, format!("{:?}", completion.end), completion.rows_sent));
         }
     }
 
-    fn runs(notes: &[Option<u64>]) -> Runs {
+    /// Runs following statements noted in cycles `notes` (cycle, run).
+    fn noted(notes: &[(u64, Option<u64>)]) -> Runs {
         let (tx, rx) = mpsc::channel(8);
         let sent = std::time::Instant::now();
-        for &run in notes {
-            tx.try_send(RunNote { at: 1, run, sent }).unwrap();
+        for &(at, run) in notes {
+            tx.try_send(RunNote { at, run, sent }).unwrap();
         }
         Runs::new(rx)
+    }
+
+    fn ended(run: u64, end: &str, rows: u64) -> (Option<u64>, String, u64) {
+        (Some(run), end.to_owned(), rows)
     }
 
     #[test]
     fn abandoning_reports_only_the_runs_whose_events_were_stored() {
         let mut hook = Reported::default();
         // The write that held seq 5 on failed: 5 and 9 never ran.
-        runs(&[Some(1), None, Some(5), Some(9)]).abandon(&mut hook, 5);
-        assert_eq!(hook.0, [(Some(1), "Abandoned(Other)".to_owned())]);
+        noted(&[(1, Some(1)), (1, None), (1, Some(5)), (1, Some(9))]).abandon(&mut hook, 5);
+        assert_eq!(hook.0, [ended(1, "Abandoned(Other)", 0)]);
     }
 
     #[test]
@@ -262,30 +277,42 @@ mod tests {
             (b"SPANIC\0VPANIC\0Mcrash\0\0", "Database(None)"),
         ] {
             let mut hook = Reported::default();
-            let mut runs = runs(&[Some(1), Some(2)]);
+            let mut runs = noted(&[(1, Some(1)), (1, Some(2))]);
             runs.completed(1, b'E', body, &mut hook).unwrap();
             assert_eq!(hook.0, [], "a FATAL is no statement's answer");
             runs.abandon(&mut hook, u64::MAX);
             let end = format!("Abandoned({expected})");
-            assert_eq!(hook.0, [(Some(1), end.clone()), (Some(2), end)]);
+            assert_eq!(hook.0, [ended(1, &end, 0), ended(2, &end, 0)]);
         }
     }
 
     #[test]
     fn a_result_refused_before_the_session_ended_stays_refused() {
+        let fatal = b"SFATAL\0VFATAL\0C57P01\0Mx\0\0";
         let mut hook = Reported::default();
-        let mut runs = runs(&[Some(1), Some(2)]);
+        let mut runs = noted(&[(1, Some(1)), (1, Some(2))]);
         runs.rows = 3;
-        runs.refusal = Some("maxRows".into());
-        runs.completed(1, b'E', b"SFATAL\0VFATAL\0C57P01\0Mx\0\0", &mut hook)
-            .unwrap();
+        runs.refuse(1, "maxRows".into());
+        runs.completed(1, b'E', fatal, &mut hook).unwrap();
         runs.abandon(&mut hook, u64::MAX);
         assert_eq!(
             hook.0,
             [
-                (Some(1), r#"Refused("maxRows")"#.to_owned()),
-                (Some(2), r#"Abandoned(Database(Some("57P01")))"#.to_owned()),
+                ended(1, r#"Refused("maxRows")"#, 3),
+                ended(2, r#"Abandoned(Database(Some("57P01")))"#, 0),
             ]
+        );
+
+        // A refused result without a note (a Describe's): the statement pipelined behind it,
+        // in the next cycle, was not refused.
+        let mut hook = Reported::default();
+        let mut runs = noted(&[(2, Some(7))]);
+        runs.refuse(1, "maxRows".into());
+        runs.completed(1, b'E', fatal, &mut hook).unwrap();
+        runs.abandon(&mut hook, u64::MAX);
+        assert_eq!(
+            hook.0,
+            [ended(7, r#"Abandoned(Database(Some("57P01")))"#, 0)]
         );
     }
 }

@@ -332,6 +332,7 @@ impl Relay {
             resolve_attempts: 0,
             cycle_errored: false,
             discarding: false,
+            warned: false,
             scratch: BytesMut::new(),
             out: out::Output::default(),
         };

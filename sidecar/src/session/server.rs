@@ -32,6 +32,8 @@ pub(super) struct Pump {
     pub cycle_errored: bool,
     /// A row hook denied the current result: drop messages until ReadyForQuery.
     pub discarding: bool,
+    /// A warning of the database's passed while discarding, in this exchange (see [`news`]).
+    pub warned: bool,
     /// Where row hooks write replacement rows.
     pub scratch: BytesMut,
     /// With a row hook: notes about the Describes forwarded, in order.
@@ -166,6 +168,7 @@ impl Pump {
                 }
                 self.cycle_errored = false;
                 self.discarding = false;
+                self.warned = false;
                 pos += len;
                 if self.progress.idle() {
                     if let Some(clock) = &self.progress.upstream {
@@ -219,7 +222,7 @@ impl Pump {
                     _ => {}
                 }
                 if let Action::Deny(denial) = &action {
-                    runs.refusal = Some(denial.message.clone());
+                    runs.refuse(cycle, denial.message.clone());
                 }
             }
             match action {
@@ -297,7 +300,8 @@ impl Pump {
     /// An error or notice that arrives while a refused result is discarded (see [`news`]).
     fn news_while_discarding(&mut self, tag: u8, pos: usize, len: usize) -> Action {
         self.scratch.clear();
-        if news::while_discarding(tag, &self.buf[pos + 5..pos + len], &mut self.scratch) {
+        let body = &self.buf[pos + 5..pos + len];
+        if news::while_discarding(tag, body, &mut self.scratch, &mut self.warned) {
             Action::Replace
         } else {
             Action::Skip
