@@ -5,19 +5,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dbwarden_sidecar::hook::{
-    Denial, Hold, HookFactory, SessionHooks, SessionInfo, Statement, StatementHook, Verdict,
+    Denial, Hold, HookFactory, RowAction, RowHook, SessionHooks, SessionInfo, Statement,
+    StatementHook, Verdict,
 };
+use dbwarden_sidecar::protocol::backend::{DataRow, RowDescription};
 use dbwarden_testbed::{APP, Postgres};
 use tokio::sync::watch;
 
 use bytes::BytesMut;
 use postgres_protocol::message::frontend as fe;
 
-use crate::common::{Proxy, Raw, Setup, TestResult, proxy, start_pg};
+use crate::common::{Proxy, Raw, Setup, TestResult, error_codes, proxy, start_pg, tags};
+use crate::extended::bind;
 
-/// Holds every statement containing `/* hold */` until the test sends a verdict.
+/// Holds every statement containing `/* hold */` until the test sends a verdict; with `true`,
+/// also refuses every result with a column named `refused`.
 #[derive(Debug)]
-struct Gate(watch::Receiver<Option<bool>>);
+struct Gate(watch::Receiver<Option<bool>>, bool);
 
 struct GateSession(watch::Receiver<Option<bool>>);
 
@@ -25,8 +29,24 @@ impl HookFactory for Gate {
     fn open(&self, _session: &SessionInfo) -> SessionHooks {
         SessionHooks {
             statements: Some(Box::new(GateSession(self.0.clone()))),
-            rows: None,
+            rows: self.1.then(|| Box::new(RefuseNamed) as Box<dyn RowHook>),
         }
+    }
+}
+
+/// Refuses results with a column named `refused`.
+struct RefuseNamed;
+
+impl RowHook for RefuseNamed {
+    fn row_description(&mut self, description: &RowDescription<'_>) -> Result<(), Denial> {
+        if description.fields().any(|f| f.name == b"refused") {
+            return Err(Denial::new("this result is refused"));
+        }
+        Ok(())
+    }
+
+    fn data_row(&mut self, _: &DataRow<'_>, _: &mut BytesMut) -> RowAction {
+        RowAction::Forward
     }
 }
 
@@ -52,9 +72,16 @@ impl StatementHook for GateSession {
 async fn gated(
     pg: &Postgres,
 ) -> Result<(Proxy, watch::Sender<Option<bool>>), Box<dyn std::error::Error + Send + Sync>> {
+    gate(pg, false).await
+}
+
+async fn gate(
+    pg: &Postgres,
+    refusing: bool,
+) -> Result<(Proxy, watch::Sender<Option<bool>>), Box<dyn std::error::Error + Send + Sync>> {
     let (tx, rx) = watch::channel(None);
     let setup = Setup {
-        hooks: Some(Arc::new(Gate(rx)) as Arc<dyn HookFactory>),
+        hooks: Some(Arc::new(Gate(rx, refusing)) as Arc<dyn HookFactory>),
         ..Setup::default()
     };
     Ok((proxy(pg, setup).await?, tx))
@@ -164,5 +191,44 @@ async fn a_cancel_or_a_disconnect_while_held_means_it_never_runs() -> TestResult
         0,
         "a held statement ran after all"
     );
+    Ok(())
+}
+
+/// A statement held behind a COPY FROM STDIN whose CopyInResponse a refused result withheld:
+/// the sidecar fails the COPY while the statement waits, rather than leaving the database
+/// waiting for copy data through the whole approval (and then sending the held statement to a
+/// database in COPY mode, which ends the session for it).
+#[tokio::test]
+async fn a_copy_withheld_behind_a_refused_result_is_failed_while_a_statement_is_held() -> TestResult
+{
+    let pg = start_pg().await?;
+    table(&pg, "held_copy").await?;
+    let (p, gate) = gate(&pg, true).await?;
+    let mut raw = Raw::session(p.addr).await?;
+    let mut out = BytesMut::new();
+    for sql in [
+        "SELECT 1 AS refused",
+        "COPY held_copy FROM STDIN",
+        "/* hold */ INSERT INTO held_copy VALUES (1)",
+    ] {
+        fe::parse("", sql, [], &mut out)?;
+        bind("", "", &[], &mut out)?;
+        fe::execute("", 0, &mut out)?;
+    }
+    fe::sync(&mut out);
+    raw.send(&out).await?;
+    // The database has answered the first two long before the verdict.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    gate.send(Some(true))?;
+    let answer = raw.until_ready().await?;
+    assert_eq!(error_codes(&answer), ["42501"], "{}", tags(&answer));
+
+    // The session goes on, and neither the COPY nor the statement behind it took anything in
+    // (the failed COPY aborted the rest of the pipeline).
+    out.clear();
+    fe::query("SELECT 2", &mut out)?;
+    raw.send(&out).await?;
+    assert_eq!(tags(&raw.until_ready().await?), "T D C Z");
+    assert_eq!(rows(&pg, "held_copy").await?, 0);
     Ok(())
 }
