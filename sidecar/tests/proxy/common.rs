@@ -361,6 +361,15 @@ impl Raw {
         }
     }
 
+    /// Every message up to the end of the stream.
+    pub async fn until_closed(&mut self) -> std::io::Result<Vec<Msg>> {
+        let mut msgs = Vec::new();
+        while let Some(m) = self.recv().await? {
+            msgs.push(m);
+        }
+        Ok(msgs)
+    }
+
     /// Messages up to and including the next ReadyForQuery.
     pub async fn until_ready(
         &mut self,
@@ -400,13 +409,11 @@ pub fn error_codes(msgs: &[Msg]) -> Vec<String> {
 pub async fn fatal_at_end(
     raw: &mut Raw,
 ) -> Result<Option<(Option<String>, Option<String>)>, Box<dyn std::error::Error + Send + Sync>> {
-    let mut fatal = None;
-    while let Some((tag, body)) = raw.recv().await? {
-        if tag == b'E' && error_field(&body, b'S').as_deref() == Some("FATAL") {
-            fatal = Some((error_field(&body, b'C'), error_field(&body, b'M')));
-        }
-    }
-    Ok(fatal)
+    let said = raw.until_closed().await?;
+    Ok(said
+        .iter()
+        .rfind(|(tag, body)| *tag == b'E' && error_field(body, b'S').as_deref() == Some("FATAL"))
+        .map(|(_, body)| (error_field(body, b'C'), error_field(body, b'M'))))
 }
 
 /// The value of field `code` in an ErrorResponse body.

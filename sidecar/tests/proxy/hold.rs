@@ -69,13 +69,8 @@ impl StatementHook for GateSession {
     }
 }
 
+/// The sidecar behind a [`Gate`] (`refusing`: it also refuses results), and the gate's verdict.
 async fn gated(
-    pg: &Postgres,
-) -> Result<(Proxy, watch::Sender<Option<bool>>), Box<dyn std::error::Error + Send + Sync>> {
-    gate(pg, false).await
-}
-
-async fn gate(
     pg: &Postgres,
     refusing: bool,
 ) -> Result<(Proxy, watch::Sender<Option<bool>>), Box<dyn std::error::Error + Send + Sync>> {
@@ -106,7 +101,7 @@ async fn table(pg: &Postgres, name: &str) -> TestResult {
 async fn a_held_statement_runs_only_after_the_verdict_and_the_session_goes_on() -> TestResult {
     let pg = start_pg().await?;
     table(&pg, "held_allow").await?;
-    let (p, gate) = gated(&pg).await?;
+    let (p, gate) = gated(&pg, false).await?;
     let client = Arc::new(p.connect().await?);
     let held = tokio::spawn({
         let client = client.clone();
@@ -131,7 +126,7 @@ async fn a_held_statement_runs_only_after_the_verdict_and_the_session_goes_on() 
 async fn a_refused_hold_reaches_the_client_as_an_error() -> TestResult {
     let pg = start_pg().await?;
     table(&pg, "held_deny").await?;
-    let (p, gate) = gated(&pg).await?;
+    let (p, gate) = gated(&pg, false).await?;
     let client = p.connect().await?;
     let (result, ()) = tokio::join!(
         client.execute("/* hold */ INSERT INTO held_deny VALUES (1)", &[]),
@@ -153,7 +148,7 @@ async fn a_refused_hold_reaches_the_client_as_an_error() -> TestResult {
 async fn a_cancel_or_a_disconnect_while_held_means_it_never_runs() -> TestResult {
     let pg = start_pg().await?;
     table(&pg, "held_gone").await?;
-    let (p, gate) = gated(&pg).await?;
+    let (p, gate) = gated(&pg, false).await?;
 
     // Cancel: the client's CancelRequest ends the wait with an error; the session goes on.
     let client = p.connect().await?;
@@ -203,7 +198,7 @@ async fn a_copy_withheld_behind_a_refused_result_is_failed_while_a_statement_is_
 {
     let pg = start_pg().await?;
     table(&pg, "held_copy").await?;
-    let (p, gate) = gate(&pg, true).await?;
+    let (p, gate) = gated(&pg, true).await?;
     let mut raw = Raw::session(p.addr).await?;
     let mut out = BytesMut::new();
     for sql in [

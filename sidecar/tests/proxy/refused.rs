@@ -213,10 +213,7 @@ async fn news_inside_a_refused_result_keeps_its_code_not_its_text() -> TestResul
         &mut out,
     )?;
     raw.send(&out).await?;
-    let mut said = Vec::new();
-    while let Some(message) = raw.recv().await? {
-        said.push(message);
-    }
+    let said = raw.until_closed().await?;
     assert_eq!(error_codes(&said), ["42501", "XX000"], "{}", tags(&said));
     let (_, fatal) = said.last().ok_or("nothing said")?;
     assert_eq!(error_field(fatal, b'V').as_deref(), Some("FATAL"));
