@@ -37,11 +37,28 @@ pub enum LineError {
 }
 
 /// Stamps events of one instance with `id`, `seq` and `prev_hash`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Chain {
     instance: String,
     next_seq: u64,
     prev_hash: String,
+}
+
+impl Clone for Chain {
+    fn clone(&self) -> Self {
+        Chain {
+            instance: self.instance.clone(),
+            next_seq: self.next_seq,
+            prev_hash: self.prev_hash.clone(),
+        }
+    }
+
+    /// Reuses `self`'s strings: the recorder keeps a copy of the head per statement.
+    fn clone_from(&mut self, source: &Self) {
+        self.instance.clone_from(&source.instance);
+        self.next_seq = source.next_seq;
+        self.prev_hash.clone_from(&source.prev_hash);
+    }
 }
 
 /// A stamped event, serialized as its line (without the trailing newline).
@@ -128,9 +145,17 @@ impl Chain {
             }
         };
         out.push(b'\n');
-        let hex = &out[hash..hash + 64];
-        self.prev_hash.clear();
-        self.prev_hash.extend(hex.iter().map(|&b| char::from(b)));
+        // The hex digits `hash_suffix` wrote, so always ASCII.
+        match std::str::from_utf8(&out[hash..hash + 64]) {
+            Ok(hex) => {
+                self.prev_hash.clear();
+                self.prev_hash.push_str(hex);
+            }
+            Err(_) => {
+                out.truncate(start);
+                return Err(serde::ser::Error::custom("the hash is not hex"));
+            }
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         Ok(seq)
@@ -229,10 +254,12 @@ fn hash_suffix(out: &mut Vec<u8>, start: usize) -> usize {
     out.pop(); // the closing brace of the object
     out.extend_from_slice(b",\"hash\":\"");
     let at = out.len();
-    for &b in digest.iter() {
-        out.push(HEX[usize::from(b >> 4)]);
-        out.push(HEX[usize::from(b & 0xf)]);
+    let mut hex = [0u8; 64];
+    for (pair, &b) in hex.chunks_exact_mut(2).zip(digest.iter()) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
     }
+    out.extend_from_slice(&hex);
     out.extend_from_slice(b"\"}");
     at
 }

@@ -4,10 +4,50 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The current time as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
 pub fn now_rfc3339() -> String {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    format_unix_micros(since.as_secs(), since.subsec_micros())
+    Timestamp::now().as_str().to_owned()
+}
+
+/// An RFC 3339 UTC time with microseconds, `YYYY-MM-DDTHH:MM:SS.ffffffZ`, held inline: what
+/// every event carries, made without an allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timestamp([u8; 27]);
+
+impl Timestamp {
+    /// Now.
+    pub fn now() -> Self {
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Self::from_unix_micros(since.as_secs(), since.subsec_micros())
+    }
+
+    /// Seconds since the Unix epoch plus microseconds (years past 9999 show as 9999).
+    pub fn from_unix_micros(secs: u64, micros: u32) -> Self {
+        let days = (secs / 86_400) as i64;
+        let rem = secs % 86_400;
+        let (y, m, d) = civil_from_days(days);
+        let mut b = *b"0000-00-00T00:00:00.000000Z";
+        let mut digits = |at: usize, width: usize, mut value: u64| {
+            for place in b[at..at + width].iter_mut().rev() {
+                *place = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        digits(0, 4, y.clamp(0, 9999) as u64);
+        digits(5, 2, u64::from(m));
+        digits(8, 2, u64::from(d));
+        digits(11, 2, rem / 3600);
+        digits(14, 2, (rem % 3600) / 60);
+        digits(17, 2, rem % 60);
+        digits(20, 6, u64::from(micros.min(999_999)));
+        Self(b)
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and separators are ever written, so this never falls back.
+        std::str::from_utf8(&self.0).unwrap_or("1970-01-01T00:00:00.000000Z")
+    }
 }
 
 /// Unix nanoseconds of the current time, for OTLP's `timeUnixNano`.
@@ -18,28 +58,11 @@ pub fn now_unix_nanos() -> u128 {
         .as_nanos()
 }
 
-/// Formats seconds since the Unix epoch plus microseconds as RFC 3339 UTC (every event has
-/// one, so digit by digit rather than through `format!`).
+/// Formats seconds since the Unix epoch plus microseconds as RFC 3339 UTC.
 pub fn format_unix_micros(secs: u64, micros: u32) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    let mut out = String::with_capacity(27);
-    let mut digits = |value: u64, width: u32, then: char| {
-        for place in (0..width).rev() {
-            let digit = (value / 10u64.pow(place)) % 10;
-            out.push(char::from(b'0' + digit as u8));
-        }
-        out.push(then);
-    };
-    digits(y.clamp(0, 9999) as u64, 4, '-');
-    digits(u64::from(m), 2, '-');
-    digits(u64::from(d), 2, 'T');
-    digits(rem / 3600, 2, ':');
-    digits((rem % 3600) / 60, 2, ':');
-    digits(rem % 60, 2, '.');
-    digits(u64::from(micros.min(999_999)), 6, 'Z');
-    out
+    Timestamp::from_unix_micros(secs, micros)
+        .as_str()
+        .to_owned()
 }
 
 /// Parses the `YYYY-MM-DDTHH:MM:SS[.f+]Z` form this crate writes into Unix nanoseconds.

@@ -232,6 +232,18 @@ pub enum ApprovalPhase {
     Expired,
 }
 
+impl ApprovalPhase {
+    /// The wire name.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ApprovalPhase::Pending => "pending",
+            ApprovalPhase::Approved => "approved",
+            ApprovalPhase::Rejected => "rejected",
+            ApprovalPhase::Expired => "expired",
+        }
+    }
+}
+
 /// How much statement text events carry (the policy's `audit.statementText`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

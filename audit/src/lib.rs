@@ -9,6 +9,7 @@ mod auditor;
 pub mod chain;
 pub mod clock;
 pub mod event;
+mod json;
 mod recorder;
 pub mod render;
 pub mod ship;

@@ -33,6 +33,8 @@ const FAILURES_KEPT: usize = 64;
 struct Pending {
     /// The chain's head after every sealed event, written or not.
     chain: Chain,
+    /// The head before the events being sealed (kept between seals to reuse its strings).
+    before: Chain,
     /// The head before the first pending event: where a refused write rolls back to.
     rollback: Option<Chain>,
     /// Sealed lines, newline-terminated, in chain order.
@@ -171,6 +173,7 @@ impl Recorder {
     ) -> Self {
         Recorder {
             pending: Mutex::new(Pending {
+                before: chain.clone(),
                 chain,
                 rollback: None,
                 lines: Vec::new(),
@@ -223,7 +226,7 @@ impl Recorder {
         let mut guard = self.lock();
         let p = &mut *guard;
         let (start, start_events) = (p.lines.len(), p.events);
-        let before = p.chain.clone();
+        p.before.clone_from(&p.chain);
         for event in events {
             match p.chain.seal_into(&event, &mut p.lines) {
                 Ok(seq) => {
@@ -235,7 +238,7 @@ impl Recorder {
                 Err(e) => {
                     p.lines.truncate(start);
                     p.events = start_events;
-                    p.chain = before;
+                    p.chain.clone_from(&p.before);
                     return Err(RecordError::Encode(e));
                 }
             }
@@ -246,14 +249,14 @@ impl Recorder {
             Stats::add(&self.stats.refused, p.events - start_events);
             p.lines.truncate(start);
             p.events = start_events;
-            p.chain = before;
+            p.chain.clone_from(&p.before);
             return Err(RecordError::Spool {
                 source: full,
                 policy: self.policy,
             });
         }
         if start_events == 0 && p.events > 0 {
-            p.rollback = Some(before.clone());
+            p.rollback = Some(p.before.clone());
         }
         if deferred {
             p.deferred += p.events - start_events;
@@ -263,7 +266,7 @@ impl Recorder {
             first: p.write,
             last: p.write,
             armed: true,
-            seqs: before.next_seq()..p.chain.next_seq(),
+            seqs: p.before.next_seq()..p.chain.next_seq(),
         })
     }
 

@@ -142,7 +142,7 @@ proptest! {
     #[test]
     fn drafts_and_events_seal_to_the_canonical_bytes(
         events in prop::collection::vec(event(), 1..4),
-        instance in "[A-Za-z0-9._:-]{1,20}",
+        instance in prop_oneof!["[A-Za-z0-9._:-]{1,20}", "[\"\\\\\u{0}-\u{1f}é a-z]{1,12}"],
     ) {
         let (mut by_event, mut by_draft) = (Chain::new(instance.clone()), Chain::new(instance));
         for e in events {

@@ -271,10 +271,10 @@ impl SessionAudit {
             ),
             (error, _) => error,
         };
-        let time = clock::now_rfc3339();
+        let time = clock::Timestamp::now();
         let draft = Draft {
             kind: Kind::StatementResult,
-            time: &time,
+            time: time.as_str(),
             shared: &conn.shared,
             tail: Tail {
                 statement_id: Some(&id),
@@ -303,7 +303,7 @@ impl Conn {
         decided: &[Decided<'_>],
         proxy_us: u64,
     ) -> Result<Ticket, dbwarden_audit::RecordError> {
-        let time = clock::now_rfc3339();
+        let time = clock::Timestamp::now();
         let durations = Durations {
             upstream_us: None,
             proxy_us: Some(proxy_us),
@@ -331,7 +331,7 @@ impl Conn {
             self.audit.metrics.audit_event(Kind::Statement);
             Draft {
                 kind: Kind::Statement,
-                time: &time,
+                time: time.as_str(),
                 shared: &self.shared,
                 tail: Tail {
                     statement,
