@@ -5,7 +5,8 @@
 //! that discards them) against the same sidecar without audit: the audit's TPS cost and events/s.
 //! CPU time per transaction, of each proxy process and of the whole machine, is reported too:
 //! it shows where a cost lands, and swings less than TPS on a shared machine.
-//! Measuring helpers are in `measure.rs`.
+//! Measuring helpers are in `measure.rs`. `BENCH_FLOOR=1` adds a table that puts the sidecar
+//! against a proxy that only copies bytes (`floor.rs`): what the extra hop alone costs here.
 //!
 //! `cargo bench -p dbwarden-sidecar --bench pgbench` (BENCH_SECONDS, default 10, per run).
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
@@ -19,6 +20,7 @@ use anyhow::{Context, Result, bail};
 use dbwarden_testbed::{APP, Collector, PgBouncer, Postgres, free_port, http_get};
 use tokio::process::Command;
 
+mod floor;
 mod measure;
 
 use measure::{Run, Target, measure, measure_all, median, paired_ratio, pgbench, rss_kib, us};
@@ -235,7 +237,8 @@ async fn audit_table(pg: &Postgres, dir: &std::path::Path, plan: &Plan) -> Resul
 /// Which runs to make: everything by default; `BENCH_SECONDS` (per run), `BENCH_ROUNDS` (runs
 /// per figure, the median is reported), `BENCH_MODES` (comma-separated `simple,prepared`),
 /// `BENCH_CLIENTS` (`1,16`) and `BENCH_AUDIT` (`0`: no audit table, `only`: nothing else) narrow
-/// it down while working on one figure.
+/// it down while working on one figure; `BENCH_FLOOR` (`1`: add the floor table, `only`: nothing
+/// else) measures the sidecar against a byte-copying proxy.
 struct Plan {
     seconds: u64,
     rounds: usize,
@@ -245,6 +248,8 @@ struct Plan {
     main: bool,
     /// The audit table.
     audit: bool,
+    /// The floor table (direct, a byte-copying proxy, the sidecar).
+    floor: bool,
 }
 
 impl Plan {
@@ -283,11 +288,20 @@ impl Plan {
                 .collect::<Result<_>>()?,
             None => vec![1, 16],
         };
-        let (main, audit) = match var("BENCH_AUDIT").as_deref() {
+        let (mut main, mut audit) = match var("BENCH_AUDIT").as_deref() {
             None | Some("1") => (true, true),
             Some("0") => (true, false),
             Some("only") => (false, true),
             Some(other) => bail!("BENCH_AUDIT: {other:?} is not 0, 1 or only"),
+        };
+        let floor = match var("BENCH_FLOOR").as_deref() {
+            None | Some("0") => false,
+            Some("1") => true,
+            Some("only") => {
+                (main, audit) = (false, false);
+                true
+            }
+            Some(other) => bail!("BENCH_FLOOR: {other:?} is not 0, 1 or only"),
         };
         Ok(Self {
             seconds,
@@ -296,6 +310,7 @@ impl Plan {
             clients,
             main,
             audit,
+            floor,
         })
     }
 }
@@ -313,6 +328,59 @@ async fn main() -> Result<()> {
     if plan.audit {
         audit_table(&pg, dir.path(), &plan).await?;
     }
+    if plan.floor {
+        floor_table(&pg, dir.path(), &plan).await?;
+    }
+    Ok(())
+}
+
+/// Direct, the byte-copying proxy and the pass-through sidecar: how far the sidecar is from
+/// the floor any proxy stands on here.
+async fn floor_table(pg: &Postgres, dir: &std::path::Path, plan: &Plan) -> Result<()> {
+    let copy_port = floor::start(pg.port())?;
+    let (mut sidecar, port) = spawn_sidecar(dir, "floor", pg, "").await?;
+    println!();
+    println!(
+        "the floor: a proxy that only copies bytes (single-threaded tokio, no protocol) against \
+         direct, and the pass-through sidecar against it"
+    );
+    println!(
+        "{:<9} {:>7} | {:>10} | {:>10} {:>8} | {:>10} {:>8} | {:>10}",
+        "mode", "clients", "direct", "copy", "/direct", "sidecar", "/direct", "/copy"
+    );
+    for &mode in &plan.modes {
+        for &clients in &plan.clients {
+            let targets = [
+                Target {
+                    port: pg.port(),
+                    password: APP.password,
+                    proxy: None,
+                },
+                Target {
+                    port: copy_port,
+                    password: APP.password,
+                    proxy: None,
+                },
+                Target {
+                    port,
+                    password: "no-token",
+                    proxy: sidecar.id(),
+                },
+            ];
+            let runs = measure_all(&targets, mode, clients, plan).await?;
+            let [direct, copy, ours] = [0, 1, 2].map(|i| median(runs[i].clone()));
+            println!(
+                "{mode:<9} {clients:>7} | {:>10.0} | {:>10.0} {:>7.2}x | {:>10.0} {:>7.2}x | {:>9.2}x",
+                direct.tps,
+                copy.tps,
+                paired_ratio(&runs[1], &runs[0]),
+                ours.tps,
+                paired_ratio(&runs[2], &runs[0]),
+                paired_ratio(&runs[2], &runs[1]),
+            );
+        }
+    }
+    sidecar.kill().await.ok();
     Ok(())
 }
 
