@@ -1,14 +1,15 @@
 //! A bounded, sharded cache of analyses, keyed by statement text and by statement shape.
 //!
-//! A lookup tries the exact text first (one hash, one short lock, an `Arc` clone). On a miss the text
-//! is tokenized once, with the parser's own tokenizer, and looked up by its [shape](super::shape):
-//! the tokens with literal values erased, so `... WHERE aid = 1` and `... WHERE aid = 2` share an
-//! entry. On a second miss the statement is analysed from those tokens and kept under its text, and
+//! A lookup tries the exact text first (one hash, one short lock, an `Arc` clone). On a miss the
+//! text is looked up by its [shape](super::shape): the tokens with literal values erased, so
+//! `... WHERE aid = 1` and `... WHERE aid = 2` share an entry. The shape key of a plain statement
+//! is read straight from its bytes ([`quick_key`](super::shape::quick_key)); any other statement
+//! is tokenized once, with the parser's own tokenizer, for it. On a second miss the statement is analysed from those tokens and kept under its text, and
 //! under its shape when the analysis provably holds for every text of the shape
 //! ([`literal_independent`](super::shape::literal_independent)); otherwise (a literal that became a
 //! name, `EXPLAIN` options with values, strings that only parse statement by statement) it is kept
 //! under its exact text only. A shape hit does not add the text: literal variants do not crowd the
-//! cache, at the price of tokenizing each of them.
+//! cache, at the price of finding the shape of each of them.
 //!
 //! Each shard holds two [`ClockMap`]s (texts and shapes), each `Mutex`-guarded with CLOCK eviction.
 //! Analysis runs outside the lock, so two connections missing on the same text may both analyse it;
@@ -102,9 +103,23 @@ impl AnalysisCache {
         }
         // What `analyze_with` does, with a look at the shape between tokenizing and parsing.
         check_size(sql, &self.config)?;
+        let quick = shape::quick_key(sql, self.max_entry_bytes);
+        if let Some(key) = &quick
+            && let Some(hit) = self.shard(key).shapes.get(key)
+        {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(hit);
+        }
         let tokens = lex::tokenize(sql)?;
         let shape = shape::of(&tokens, self.max_entry_bytes);
-        if let Some(shape) = &shape
+        // Keys hold no literal values, so they may be shown.
+        debug_assert!(
+            quick.is_none() || quick.as_ref() == shape.as_ref().map(|shape| &shape.key),
+            "quick shape key {quick:?} is not the parser's {:?}",
+            shape.as_ref().map(|shape| &shape.key)
+        );
+        if quick.is_none()
+            && let Some(shape) = &shape
             && let Some(hit) = self.shard(&shape.key).shapes.get(&shape.key)
         {
             self.hits.fetch_add(1, Ordering::Relaxed);

@@ -16,11 +16,15 @@
 //! parsed tree, that every erased token became a value node at its own position and that nothing
 //! the analysis reads from values is present; only then may the analysis be shared by shape.
 
+mod quick;
+
 use std::fmt::Write as _;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{Statement, ValueWithSpan, Visit, Visitor};
 use sqlparser::tokenizer::{Span, Token, TokenWithSpan, Whitespace};
+
+pub(crate) use quick::key as quick_key;
 
 /// A statement's shape key, and where its erased literals are.
 #[derive(Debug)]
