@@ -127,6 +127,15 @@ fn literal_variants_share_an_entry_and_equal_a_fresh_analysis() {
             "EXPLAIN ANALYZE DELETE FROM t WHERE id = 1",
             "EXPLAIN ANALYZE DELETE FROM t WHERE id = 2",
         ),
+        // A tag per request in a comment (sqlcommenter, job names): not part of the shape.
+        (
+            "SELECT * FROM users WHERE id = 1 /*route='%2Fusers',traceparent='00-4bf92f-00f067-01'*/",
+            "SELECT * FROM users WHERE id = 2 /*route='%2Fitems',traceparent='00-a3ce92-5e1b11-01'*/",
+        ),
+        (
+            "-- job 17\nUPDATE t SET a = 1 WHERE id = 3",
+            "-- job 18: nightly, /* retried */\nUPDATE t SET a = 5 WHERE id = 9",
+        ),
     ];
     for (first, second) in variants {
         assert!(second_hits(first, second), "{second} should share {first}");
@@ -188,6 +197,12 @@ fn texts_differing_in_more_than_literal_values_never_share() {
         ("SELECT $a$x$a$", "SELECT $b$x$b$"),
         ("SELECT 1", "SELECT 1 /* ; DROP TABLE x */"),
         ("SELECT 1", "SELECT 1 -- ; DROP TABLE x\n"),
+        ("SELECT 1 /* a */", "SELECT 1 /* a */ ; DROP TABLE x"),
+        ("SELECT 1 -- a\n", "SELECT 1 -- a\n; DROP TABLE x"),
+        (
+            "SELECT /*+ SeqScan(t) */ * FROM t",
+            "SELECT /*+ IndexScan(t) */ * FROM t",
+        ),
         ("SELECT * FROM users", "SELECT * FROM \"Users\""),
         ("SELECT * FROM users", "SELECT * FROM \"users\""),
         (

@@ -5,10 +5,14 @@
 //! could disagree with the parser on where a string ends and let `; DROP TABLE` hide inside what it
 //! took for a literal). It is the token sequence with the *value* of each literal token replaced by
 //! a marker of its kind; every other token is kept exactly: words with their quote style, operators,
-//! parameters (`$1`), and also whitespace and comments, because sqlparser 0.63 reads some of them
-//! (comments starting with `+` become optimizer hints in the tree, and a few constructs need tokens
-//! to be adjacent). Numbers are erased only when they are plain digit strings short enough to fit
-//! any integer the parser may read them into (`VARCHAR(10)`, `INT[3]`); other numbers stay exact.
+//! parameters (`$1`), and also whitespace, because a few constructs need tokens to be adjacent.
+//! Numbers are erased only when they are plain digit strings short enough to fit any integer the
+//! parser may read them into (`VARCHAR(10)`, `INT[3]`); other numbers stay exact.
+//!
+//! Comments stay in the key, but the text of one only when it holds a `+`: sqlparser 0.63 reads
+//! `/*+ … */` and `--+ …` as optimizer hints into the tree, and reads no other comment's text. So
+//! statements that carry a tag per request (sqlcommenter's `/*traceparent='…'*/`, an ORM's
+//! caller) share a shape instead of each being parsed, analysed and cached on its own.
 //!
 //! The key alone does not make two statements' analyses equal: a literal could end up in the tree as
 //! something other than a value (`SELECT 1 AS 'alias'` makes the string an identifier), or the
@@ -68,6 +72,16 @@ pub(crate) fn of(tokens: &[TokenWithSpan], limit: usize) -> Option<Shape> {
                 Token::Whitespace(Whitespace::Space) => key.push(' '),
                 Token::Whitespace(Whitespace::Newline) => key.push('\n'),
                 Token::Whitespace(Whitespace::Tab) => key.push('\t'),
+                Token::Whitespace(Whitespace::SingleLineComment { comment, prefix })
+                    if !may_be_hint(comment) =>
+                {
+                    frame(&mut key, 'c', prefix);
+                }
+                Token::Whitespace(Whitespace::MultiLineComment(comment))
+                    if !may_be_hint(comment) =>
+                {
+                    key.push('C');
+                }
                 // Debug output escapes every control character, so it never holds a NUL: the NUL
                 // ends the token unambiguously.
                 other => {
@@ -80,6 +94,12 @@ pub(crate) fn of(tokens: &[TokenWithSpan], limit: usize) -> Option<Shape> {
         }
     }
     Some(Shape { key, literals })
+}
+
+/// True for a comment whose text the parser may read as an optimizer hint (it reads those of the
+/// form `[A-Za-z0-9]*+…`; any `+` is enough here).
+fn may_be_hint(comment: &str) -> bool {
+    comment.contains('+')
 }
 
 /// Writes `tag`, the length of `text`, `:` and `text`: self-delimiting whatever `text` holds.
@@ -192,6 +212,12 @@ mod tests {
             ("SELECT $q$a$q$", "SELECT $q$b$q$"),
             ("SELECT N'a', X'1F', B'01'", "SELECT N'b', X'2E', B'10'"),
             ("SELECT 1.5", "SELECT 22.05"),
+            // Comments that cannot be hints: only their place counts.
+            ("SELECT 1 -- a\n", "SELECT 1 -- b\n"),
+            (
+                "SELECT * FROM t WHERE id = 1 /*traceparent='00-4bf9-00f0-01'*/",
+                "SELECT * FROM t WHERE id = 7 /*traceparent='00-a3ce-5e1b-01'*/",
+            ),
         ];
         for (a, b) in same {
             assert_eq!(key(a), key(b), "{a} / {b}");
@@ -213,7 +239,15 @@ mod tests {
             ("SELECT * FROM \"users\"", "SELECT * FROM users"),
             ("SELECT 1 /* ; DROP TABLE x */", "SELECT 1"),
             ("SELECT /*+ SeqScan(t) */ 1", "SELECT /*+ IndexScan(t) */ 1"),
-            ("SELECT 1 -- a\n", "SELECT 1 -- b\n"),
+            ("SELECT 1 /* a */", "SELECT 1 -- a\n"),
+            ("SELECT 1 -- a\n", "SELECT 1 # a\n"),
+            ("SELECT 1 /* a */", "SELECT 1 /* a */ /* a */"),
+            ("SELECT /*+ a */ 1", "SELECT /* a */ 1"),
+            ("SELECT --+ SeqScan(t)\n 1", "SELECT --+ IndexScan(t)\n 1"),
+            (
+                "SELECT /* a */ 1 ; DROP TABLE t",
+                "SELECT /* a ; DROP TABLE t */ 1",
+            ),
             ("SELECT 1", "SELECT  1"),
             ("SELECT 1.", "SELECT 1.5"),
             ("SELECT 1e5", "SELECT 1e6"),
