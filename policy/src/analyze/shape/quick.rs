@@ -5,8 +5,9 @@
 //! tenth of an enforcing sidecar's CPU doing it. [`key`] builds the same key without it, for texts
 //! made only of tokens whose reading cannot be in doubt: ASCII words, `"quoted"` identifiers,
 //! integers of at most 18 digits and `d.d` decimals, `'strings'` without a backslash,
-//! `( ) , ; . ::`, the operators `= < > <= >= <> != + - * /` standing alone, spaces, tabs and
-//! newlines. At anything else it gives up and the caller tokenizes.
+//! `( ) , ; . ::`, the operators `= < > <= >= <> != + - * /` standing alone, spaces, tabs,
+//! newlines, and `--` and `/* */` comments without a `+` (which could make them optimizer hints)
+//! or a nested `/*`. At anything else it gives up and the caller tokenizes.
 //!
 //! It decides nothing of its own: a key it returns is, byte for byte, the key [`of`](super::of)
 //! builds from the parser's tokens (property tests hold the two together, and debug builds check
@@ -93,6 +94,30 @@ pub(crate) fn key(sql: &str, limit: usize) -> Option<String> {
                     frame(&mut key, ':', inner);
                 }
                 end + 1
+            }
+            // Comments whose text the key erases (see `of`); one that may be a hint, or holds
+            // another comment's start (they nest), is left to the tokenizer.
+            b'-' if bytes.get(at + 1) == Some(&b'-') => {
+                let end = run(bytes, at, |b| !matches!(b, b'\n' | b'\r'));
+                if bytes[at..end].contains(&b'+') {
+                    return None;
+                }
+                frame(&mut key, 'c', "--");
+                end
+            }
+            b'/' if bytes.get(at + 1) == Some(&b'*') => {
+                // Read as the tokenizer reads it: `/*` opens, `*/` closes, each two bytes taken
+                // at once, so `/* a /*/` never closes.
+                let mut end = at + 2;
+                loop {
+                    match (*bytes.get(end)?, bytes.get(end + 1)) {
+                        (b'/', Some(b'*')) | (b'+', _) => return None,
+                        (b'*', Some(b'/')) => break,
+                        _ => end += 1,
+                    }
+                }
+                key.push('C');
+                end + 2
             }
             b'(' => operator(&mut key, "LParen", at + 1),
             b')' => operator(&mut key, "RParen", at + 1),
@@ -210,6 +235,8 @@ mod tests {
             "SELECT u.id, u.\"Email\" FROM public.users u WHERE u.name <> 'it''s' AND u.age >= 21.5",
             "SELECT count(*) FROM t WHERE created_at > '2026-01-01'::date\n\tORDER BY 1 DESC",
             "select * from \"we\"\"ird\" where a != 1 or b <= 2 or c < 3 or d > 4",
+            "SELECT * FROM users WHERE id = 1 /*route='%2Fusers',traceparent='00-4bf9-00f0-01'*/",
+            "-- nightly job\nSELECT 1 --\n/**/ /* a * b / c */",
             // Edges of the subset.
             "",
             "SELECT t.* FROM t",
@@ -240,8 +267,13 @@ mod tests {
             "SELECT U&'a'",
             "SELECT b\"x\"",
             "SELECT 'a\\'",
-            "SELECT 1 -- c",
-            "SELECT /* c */ 1",
+            "SELECT 1 --+ c",
+            "SELECT /*+ SeqScan(t) */ 1",
+            "SELECT /* a /* nested */ b */ 1",
+            "SELECT /* a /*/ 1",
+            "SELECT /* unterminated",
+            "SELECT 1+/* c */2",
+            "SELECT 1 */",
             "SELECT 1e5",
             "SELECT 1.",
             "SELECT .5",
@@ -305,7 +337,8 @@ mod tests {
             "q", "r", "_", "t1", "$", "$1", "0", "1", "42", "9.5", ".", "..", "'", "''", "'a'",
             "\"", "\"\"", "\"q\"", "\\", "(", ")", ",", ";", ":", "::", "=", "<", ">", "!", "-",
             "+", "*", "/", "%", "&", "|", "~", "@", "#", "^", "?", "`", "[", "]", "é", "L", "0x",
-            "e5",
+            "e5", "--", "/*", "*/", "/* c */", "-- c\n", "/*+ h */", "--+ h\n", "/**/", "/*/",
+            "**/",
         ])
     }
 
@@ -314,7 +347,7 @@ mod tests {
         prop::sample::select(vec![
             " ", "\n", "\t", "SELECT", "a", "E", "b", "x", "_", "t1", "0", "42", "9.5", ".", "'a'",
             "''", "\"q\"", "\"\"", "(", ")", ",", ";", "::", "=", "<", ">", "!=", "-", "+", "*",
-            "/",
+            "/", "/* c */", "/* ' */", "-- c\n", "--\n", "/**/",
         ])
     }
 
