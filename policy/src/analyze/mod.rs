@@ -90,6 +90,8 @@ pub use names::{ColumnRef, FunctionRef, TableRef};
 pub use operation::{CopyDirection, ObjectKind, Operation};
 pub use statement::{Explain, StatementAnalysis};
 
+use std::ops::ControlFlow;
+
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::TokenWithSpan;
@@ -358,16 +360,25 @@ pub(crate) fn parse_as_analysed(
     )
 }
 
-/// A `COPY ... FROM STDIN`: sqlparser may have taken the text behind it as its data (whether it
-/// did cannot be told from the statement: data without a tab or newline is dropped).
+/// A `COPY ... FROM STDIN`, also inside another statement (`EXPLAIN COPY ...`, `PREPARE p AS
+/// COPY ...`): sqlparser may have taken the text behind it as its data (whether it did cannot be
+/// told from the statement: data without a tab or newline is dropped). Such data would hold the
+/// text of comments, which a shape does not, so it must never reach an analysis.
 fn copies_inline_data(statement: &sqlparser::ast::Statement) -> bool {
-    matches!(
-        statement,
-        sqlparser::ast::Statement::Copy {
-            target: sqlparser::ast::CopyTarget::Stdin,
-            ..
+    sqlparser::ast::visit_statements(statement, |s| {
+        if matches!(
+            s,
+            sqlparser::ast::Statement::Copy {
+                target: sqlparser::ast::CopyTarget::Stdin,
+                ..
+            }
+        ) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
         }
-    )
+    })
+    .is_break()
 }
 
 /// The fallback when the whole string does not parse: statement by statement

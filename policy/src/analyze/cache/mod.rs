@@ -1,8 +1,8 @@
 //! A bounded, sharded cache of analyses, keyed by statement text and by statement shape.
 //!
 //! A lookup tries the exact text first (one hash, one short lock, an `Arc` clone). On a miss the
-//! text is looked up by its [shape](super::shape): the tokens with literal values erased, so
-//! `... WHERE aid = 1` and `... WHERE aid = 2` share an entry. The shape key of a plain statement
+//! text is looked up by its [shape](super::shape): the tokens with literal values (and the text
+//! of comments) erased, so `... WHERE aid = 1` and `... WHERE aid = 2` share an entry. The shape key of a plain statement
 //! is read straight from its bytes ([`quick_key`](super::shape::quick_key)); any other statement
 //! is tokenized once, with the parser's own tokenizer, for it. On a second miss the statement is analysed from those tokens and kept under its text, and
 //! under its shape when the analysis provably holds for every text of the shape

@@ -203,6 +203,20 @@ fn texts_differing_in_more_than_literal_values_never_share() {
             "SELECT /*+ SeqScan(t) */ * FROM t",
             "SELECT /*+ IndexScan(t) */ * FROM t",
         ),
+        (
+            "SELECT --+ SeqScan(t)\n * FROM t",
+            "SELECT --+ IndexScan(t)\n * FROM t",
+        ),
+        // sqlparser reads what follows a COPY ... FROM STDIN, comments too, as its data, also
+        // behind EXPLAIN or PREPARE: such strings are analysed statement by statement, unshared.
+        (
+            "EXPLAIN COPY t FROM STDIN;/*a*/\n",
+            "EXPLAIN COPY t FROM STDIN;/*b*/\n",
+        ),
+        (
+            "PREPARE p AS COPY t FROM STDIN;-- a\n",
+            "PREPARE p AS COPY t FROM STDIN;-- b\n",
+        ),
         ("SELECT * FROM users", "SELECT * FROM \"Users\""),
         ("SELECT * FROM users", "SELECT * FROM \"users\""),
         (

@@ -237,6 +237,7 @@ mod tests {
             "select * from \"we\"\"ird\" where a != 1 or b <= 2 or c < 3 or d > 4",
             "SELECT * FROM users WHERE id = 1 /*route='%2Fusers',traceparent='00-4bf9-00f0-01'*/",
             "-- nightly job\nSELECT 1 --\n/**/ /* a * b / c */",
+            "SELECT 1 /* é */ -- ü\n-- at the end",
             // Edges of the subset.
             "",
             "SELECT t.* FROM t",
@@ -271,6 +272,10 @@ mod tests {
             "SELECT /*+ SeqScan(t) */ 1",
             "SELECT /* a /* nested */ b */ 1",
             "SELECT /* a /*/ 1",
+            "SELECT 1 /* a+b */",
+            "SELECT 1 -- a+b",
+            "SELECT 1 -- c\r\n",
+            "SELECT 1 /* a */*/",
             "SELECT /* unterminated",
             "SELECT 1+/* c */2",
             "SELECT 1 */",
