@@ -50,9 +50,10 @@ demo: deps tools
 bench: deps
 	$(CARGO) bench -p dbwarden-sidecar --bench pgbench
 
-## fuzz: the protocol decoder under cargo-fuzz (needs a nightly toolchain and cargo-fuzz)
+## fuzz: the protocol decoder and the quick shape key under cargo-fuzz, FUZZ_SECONDS each (needs nightly and cargo-fuzz)
 fuzz:
 	cd sidecar/fuzz && cargo +nightly fuzz run decode -- -max_total_time=$${FUZZ_SECONDS:-60}
+	cd sidecar/fuzz && cargo +nightly fuzz run shape -- -dict=shape.dict -max_total_time=$${FUZZ_SECONDS:-60}
 
 clean-tools:
 	rm -rf .tools

@@ -78,6 +78,7 @@ mod classify;
 mod collect;
 mod fingerprint;
 pub mod functions;
+pub mod fuzz;
 mod lex;
 mod names;
 mod operation;
