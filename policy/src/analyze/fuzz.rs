@@ -1,5 +1,5 @@
 //! Entry points for the fuzz targets (`sidecar/fuzz`): checks a fuzzer can run on arbitrary text
-//! that report a broken invariant instead of panicking.
+//! that report a broken invariant instead of panicking. Not a stable API.
 
 use super::{lex, shape};
 

@@ -3,7 +3,8 @@
 //! [`analyze`] parses a client string (one or several statements, as the simple-query protocol
 //! allows) with sqlparser's PostgreSQL dialect and returns one [`StatementAnalysis`] per statement.
 //! Anything that cannot be parsed is [`AnalyzeError::Unparseable`]: the caller fails closed.
-//! [`AnalysisCache`] memoises results per statement text, and per shape (literal values erased).
+//! [`AnalysisCache`] memoises results per statement text, and per shape (literal values and the
+//! text of comments that cannot be optimizer hints erased).
 //!
 //! # Operation labels
 //!
@@ -78,6 +79,7 @@ mod classify;
 mod collect;
 mod fingerprint;
 pub mod functions;
+#[doc(hidden)]
 pub mod fuzz;
 mod lex;
 mod names;

@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod codec;
 pub mod frontend;
+#[doc(hidden)]
 pub mod fuzz;
 pub mod startup;
 

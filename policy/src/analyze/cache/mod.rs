@@ -1,10 +1,12 @@
 //! A bounded, sharded cache of analyses, keyed by statement text and by statement shape.
 //!
 //! A lookup tries the exact text first (one hash, one short lock, an `Arc` clone). On a miss the
-//! text is looked up by its [shape](super::shape): the tokens with literal values (and the text
-//! of comments) erased, so `... WHERE aid = 1` and `... WHERE aid = 2` share an entry. The shape key of a plain statement
-//! is read straight from its bytes ([`quick_key`](super::shape::quick_key)); any other statement
-//! is tokenized once, with the parser's own tokenizer, for it. On a second miss the statement is analysed from those tokens and kept under its text, and
+//! text is looked up by its [shape](super::shape): the tokens with literal values, and the text of
+//! comments that cannot be optimizer hints, erased, so `... WHERE aid = 1` and `... WHERE aid = 2`
+//! share an entry. The shape key of a plain statement is read straight from its bytes
+//! ([`quick_key`](super::shape::quick_key)). On a miss there (or for any other statement) the text
+//! is tokenized once, with the parser's own tokenizer, and looked up by the shape of those tokens.
+//! On a second miss the statement is analysed from them and kept under its text, and
 //! under its shape when the analysis provably holds for every text of the shape
 //! ([`literal_independent`](super::shape::literal_independent)); otherwise (a literal that became a
 //! name, `EXPLAIN` options with values, strings that only parse statement by statement) it is kept
@@ -49,6 +51,9 @@ pub struct AnalysisCache {
     config: AnalyzeConfig,
     hits: AtomicU64,
     misses: AtomicU64,
+    /// Hits found by the quick shape key, for the tests to see it used.
+    #[cfg(test)]
+    quick_hits: AtomicU64,
 }
 
 impl std::fmt::Debug for AnalysisCache {
@@ -79,6 +84,8 @@ impl AnalysisCache {
             config,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            #[cfg(test)]
+            quick_hits: AtomicU64::new(0),
         }
     }
 
@@ -108,11 +115,14 @@ impl AnalysisCache {
             && let Some(hit) = self.shard(key).shapes.get(key)
         {
             self.hits.fetch_add(1, Ordering::Relaxed);
+            #[cfg(test)]
+            self.quick_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(hit);
         }
         let tokens = lex::tokenize(sql)?;
         let shape = shape::of(&tokens, self.max_entry_bytes);
-        // Keys hold no literal values, so they may be shown.
+        // Debug builds only: on a mismatch either key may hold text the other side took for a
+        // literal.
         debug_assert!(
             quick.is_none() || quick.as_ref() == shape.as_ref().map(|shape| &shape.key),
             "quick shape key {quick:?} is not the parser's {:?}",

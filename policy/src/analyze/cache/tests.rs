@@ -144,6 +144,23 @@ fn literal_variants_share_an_entry_and_equal_a_fresh_analysis() {
 }
 
 #[test]
+fn plain_literal_variants_are_found_without_the_tokenizer() {
+    let cache = AnalysisCache::new(64);
+    let first = cache
+        .analyze("SELECT abalance FROM pgbench_accounts WHERE aid = 1 /* a */")
+        .unwrap();
+    for aid in 2..10 {
+        let sql = format!("SELECT abalance FROM pgbench_accounts WHERE aid = {aid} /* {aid} */");
+        assert!(Arc::ptr_eq(&first, &cache.analyze(&sql).unwrap()), "{sql}");
+    }
+    assert_eq!(cache.quick_hits.load(Ordering::Relaxed), 8);
+    // Outside the quick path (a parameter), the shape is still found, through the tokenizer.
+    let param = cache.analyze("SELECT 1, $1").unwrap();
+    assert!(Arc::ptr_eq(&param, &cache.analyze("SELECT 2, $1").unwrap()));
+    assert_eq!(cache.quick_hits.load(Ordering::Relaxed), 8);
+}
+
+#[test]
 fn statements_whose_literals_matter_are_not_shared() {
     // Each pair has one shape, but a literal is more than a value in it: never shared, and the
     // second text gets its own analysis.

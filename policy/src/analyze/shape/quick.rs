@@ -10,8 +10,8 @@
 //! or a nested `/*`. At anything else it gives up and the caller tokenizes.
 //!
 //! It decides nothing of its own: a key it returns is, byte for byte, the key [`of`](super::of)
-//! builds from the parser's tokens (property tests hold the two together, and debug builds check
-//! it whenever the quick key misses the cache). So it cannot make two statements share an
+//! builds from the parser's tokens (property tests and the `shape` fuzz target in `sidecar/fuzz`
+//! hold the two together, and debug builds check it whenever the quick key misses the cache). So it cannot make two statements share an
 //! analysis that the parser's tokens would keep apart, the rule the module above is built on.
 
 use super::{MAX_ERASED_DIGITS, frame};
@@ -119,19 +119,19 @@ pub(crate) fn key(sql: &str, limit: usize) -> Option<String> {
                 key.push('C');
                 end + 2
             }
-            b'(' => operator(&mut key, "LParen", at + 1),
-            b')' => operator(&mut key, "RParen", at + 1),
-            b',' => operator(&mut key, "Comma", at + 1),
-            b';' => operator(&mut key, "SemiColon", at + 1),
+            b'(' => kept(&mut key, "LParen", at + 1),
+            b')' => kept(&mut key, "RParen", at + 1),
+            b',' => kept(&mut key, "Comma", at + 1),
+            b';' => kept(&mut key, "SemiColon", at + 1),
             // A period before a digit starts a number; before `_` the tokenizer looks back at the
             // token before it. Only the plain cases are taken.
             b'.' if bytes
                 .get(at + 1)
                 .is_some_and(|&next| next.is_ascii_alphabetic() || matches!(next, b'"' | b'*')) =>
             {
-                operator(&mut key, "Period", at + 1)
+                kept(&mut key, "Period", at + 1)
             }
-            b':' if bytes.get(at + 1) == Some(&b':') => operator(&mut key, "DoubleColon", at + 2),
+            b':' if bytes.get(at + 1) == Some(&b':') => kept(&mut key, "DoubleColon", at + 2),
             _ if is_operator_char(byte) => {
                 // The whole run of operator characters must be one of the plain operators: the
                 // tokenizer glues runs into longer operators and comments (`=-`, `<@`, `--`, `/*`).
@@ -149,7 +149,7 @@ pub(crate) fn key(sql: &str, limit: usize) -> Option<String> {
                     b"/" => "Div",
                     _ => return None,
                 };
-                operator(&mut key, name, end)
+                kept(&mut key, name, end)
             }
             _ => return None,
         };
@@ -161,7 +161,7 @@ pub(crate) fn key(sql: &str, limit: usize) -> Option<String> {
 }
 
 /// Writes a token `of` keeps by its `Debug` form, and returns where the text goes on.
-fn operator(key: &mut String, debug: &str, end: usize) -> usize {
+fn kept(key: &mut String, debug: &str, end: usize) -> usize {
     key.push('o');
     key.push_str(debug);
     key.push('\0');
@@ -306,6 +306,7 @@ mod tests {
     fn long_keys_are_refused_as_of_refuses_them() {
         let sql = "SELECT a_rather_long_column_name FROM t";
         assert_eq!(key(sql, 16), None);
+        assert!(of(&tokenize(sql).unwrap(), 16).is_none());
         assert_eq!(key(sql, 1024), slow(sql));
         assert_eq!(key("a", 3), None);
         assert_eq!(key("a", 4).as_deref(), Some("w1:a"));
