@@ -11,8 +11,9 @@
 //!
 //! It decides nothing of its own: a key it returns is, byte for byte, the key [`of`](super::of)
 //! builds from the parser's tokens (property tests and the `shape` fuzz target in `sidecar/fuzz`
-//! hold the two together, and debug builds check it whenever the quick key misses the cache). So it cannot make two statements share an
-//! analysis that the parser's tokens would keep apart, the rule the module above is built on.
+//! hold the two together, and debug builds check it whenever the quick key misses the cache).
+//! So it cannot make two statements share an analysis that the parser's tokens would keep apart,
+//! the rule the module above is built on.
 
 use super::{MAX_ERASED_DIGITS, frame};
 
