@@ -166,14 +166,21 @@ fn full_spool_closed_refuses_until_there_is_room() {
     let (spool, _) =
         Spool::open(cfg(dir.path(), 8192, FailurePolicy::Closed), stats.clone()).unwrap();
     let mut accepted = Vec::new();
+    assert!(spool.check_room(8192).is_ok());
     let refused = loop {
         let l = chain.prepare(common::statement(0)).unwrap();
+        // The room check the recorder makes before stamping agrees with the append.
+        let room = spool.check_room(l.line.len() as u64 + 1);
         match spool.append(&[&l.line]) {
             Ok(()) => {
+                assert!(room.is_ok());
                 chain.commit(&l);
                 accepted.push(l.line);
             }
-            Err(e) => break e,
+            Err(e) => {
+                assert!(matches!(room, Err(SpoolError::Full { max: 8192, .. })));
+                break e;
+            }
         }
     };
     assert!(matches!(refused, SpoolError::Full { max: 8192, .. }));
@@ -186,6 +193,7 @@ fn full_spool_closed_refuses_until_there_is_room() {
     let b = spool.read_batch(5, 1 << 20).unwrap().unwrap();
     spool.ack(b.end).unwrap();
     let l = chain.prepare(common::statement(0)).unwrap();
+    assert!(spool.check_room(l.line.len() as u64 + 1).is_ok());
     spool.append(&[&l.line]).unwrap();
     accepted.push(l.line);
     let first: Vec<Vec<u8>> = b.records().map(<[u8]>::to_vec).collect();

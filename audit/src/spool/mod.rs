@@ -16,6 +16,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::mem;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -66,6 +67,9 @@ pub(crate) struct Inner {
 pub struct Spool {
     cfg: SpoolConfig,
     pub(crate) inner: Mutex<Inner>,
+    /// Undelivered bytes as of the last change, for [`Spool::check_room`] to read without
+    /// taking the lock (on the statement path, while the shipper may hold it).
+    undelivered: AtomicU64,
     pub(crate) stats: Arc<Stats>,
     _lock: File,
 }
@@ -174,6 +178,7 @@ impl Spool {
                 doomed: Vec::new(),
                 recent: Recent::default(),
             }),
+            undelivered: AtomicU64::new(0),
             stats,
             _lock: lock,
         };
@@ -208,19 +213,25 @@ impl Spool {
         bytes_from(&inner, inner.read) >= enough
     }
 
+    /// Publishes the sizes after a change: the gauges, and the undelivered bytes
+    /// [`Spool::check_room`] reads. Called under the lock after every append, acknowledgement
+    /// and drop.
     pub(crate) fn update_gauges(&self, inner: &Inner) {
         use std::sync::atomic::Ordering::Relaxed;
-        self.stats.spool_bytes.store(self.pending(inner), Relaxed);
+        let pending = self.pending(inner);
+        self.undelivered.store(pending, Relaxed);
+        self.stats.spool_bytes.store(pending, Relaxed);
         self.stats
             .spool_segments
             .store(inner.segments.len() as u64, Relaxed);
     }
 
-    /// `Ok` when `bytes` more would fit under the limit, else [`SpoolError::Full`].
+    /// `Ok` when `bytes` more would fit under the limit, else [`SpoolError::Full`]. Does not
+    /// wait for the lock, so the answer may be a moment old: [`Spool::append_lines`] checks
+    /// again under the lock, and under policy `closed` refuses what no longer fits.
     pub fn check_room(&self, bytes: u64) -> Result<(), SpoolError> {
-        let inner = self.lock();
-        let pending = self.pending(&inner);
-        match pending + bytes <= self.cfg.max_bytes {
+        let pending = self.undelivered.load(Ordering::Relaxed);
+        match pending.saturating_add(bytes) <= self.cfg.max_bytes {
             true => Ok(()),
             false => Err(SpoolError::Full {
                 pending,

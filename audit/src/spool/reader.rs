@@ -77,11 +77,12 @@ impl Spool {
                 // What this process appended lately is still in memory: no read-back.
                 if let Some(t) = inner.recent.take(inner.read, max_records, max_bytes.max(1)) {
                     inner.read = t.end;
+                    drop(inner);
                     return Ok(Some(Batch {
-                        lines: t.lines,
                         count: t.count,
                         more: t.end.offset < seg.len || !last,
                         end: t.end,
+                        lines: t.lines(),
                     }));
                 }
                 (inner.read, seg.len, inner.read >= inner.appended_from, last)

@@ -37,12 +37,31 @@ impl Chunk {
     }
 }
 
-/// What [`Recent::take`] found: whole lines from the read cursor on.
+/// What [`Recent::take`] found: whole lines from the read cursor on, as slices of the appends
+/// that hold them (taking copies nothing; [`Taken::lines`] joins them).
 #[derive(Debug)]
 pub(crate) struct Taken {
-    pub(crate) lines: Bytes,
+    parts: Vec<Bytes>,
+    bytes: usize,
     pub(crate) count: usize,
     pub(crate) end: Cursor,
+}
+
+impl Taken {
+    /// The lines as one buffer. Joining copies up to a batch, so the shipper calls this after
+    /// letting go of the spool's lock, which the sessions' appends wait for.
+    pub(crate) fn lines(mut self) -> Bytes {
+        if self.parts.len() == 1
+            && let Some(only) = self.parts.pop()
+        {
+            return only;
+        }
+        let mut joined = BytesMut::with_capacity(self.bytes);
+        for p in &self.parts {
+            joined.extend_from_slice(p);
+        }
+        joined.freeze()
+    }
 }
 
 /// Appends in spool order, contiguous within a segment.
@@ -130,17 +149,12 @@ impl Recent {
         if count == 0 {
             return None;
         }
-        let lines = match parts.len() {
-            1 => parts.pop()?,
-            _ => {
-                let mut joined = BytesMut::with_capacity(usize::try_from(bytes).ok()?);
-                for p in &parts {
-                    joined.extend_from_slice(p);
-                }
-                joined.freeze()
-            }
-        };
-        Some(Taken { lines, count, end })
+        Some(Taken {
+            parts,
+            bytes: usize::try_from(bytes).ok()?,
+            count,
+            end,
+        })
     }
 }
 
@@ -165,6 +179,24 @@ fn fitting(lines: &[u8], room: usize, left: u64, first: bool) -> (usize, usize) 
 mod tests {
     use super::*;
 
+    impl Taken {
+        fn clone_lines(&self) -> Bytes {
+            let Taken {
+                parts,
+                bytes,
+                count,
+                end,
+            } = self;
+            Taken {
+                parts: parts.clone(),
+                bytes: *bytes,
+                count: *count,
+                end: *end,
+            }
+            .lines()
+        }
+    }
+
     fn at(segment: u64, offset: u64) -> Cursor {
         Cursor { segment, offset }
     }
@@ -182,33 +214,42 @@ mod tests {
         let r = recent();
         let t = r.take(at(0, 0), 10, 1 << 20).unwrap();
         assert_eq!(
-            (&t.lines[..], t.count, t.end),
+            (&t.clone_lines()[..], t.count, t.end),
             (&b"a\nbb\nccc\n"[..], 3, at(0, 9))
         );
         let t = r.take(at(0, 0), 1, 1 << 20).unwrap();
-        assert_eq!((&t.lines[..], t.count, t.end), (&b"a\n"[..], 1, at(0, 2)));
+        assert_eq!(
+            (&t.clone_lines()[..], t.count, t.end),
+            (&b"a\n"[..], 1, at(0, 2))
+        );
         let t = r.take(at(0, 0), 10, 5).unwrap();
         assert_eq!(
-            (&t.lines[..], t.count, t.end),
+            (&t.clone_lines()[..], t.count, t.end),
             (&b"a\nbb\n"[..], 2, at(0, 5))
         );
         // No more than the byte limit, even within an append.
         let t = r.take(at(0, 0), 10, 4).unwrap();
-        assert_eq!((&t.lines[..], t.count, t.end), (&b"a\n"[..], 1, at(0, 2)));
+        assert_eq!(
+            (&t.clone_lines()[..], t.count, t.end),
+            (&b"a\n"[..], 1, at(0, 2))
+        );
         let t = r.take(at(0, 0), 10, 8).unwrap();
         assert_eq!(
-            (&t.lines[..], t.count, t.end),
+            (&t.clone_lines()[..], t.count, t.end),
             (&b"a\nbb\n"[..], 2, at(0, 5))
         );
         let t = r.take(at(1, 0), 10, 1 << 20).unwrap();
-        assert_eq!((&t.lines[..], t.end), (&b"d\n"[..], at(1, 2)));
+        assert_eq!((&t.clone_lines()[..], t.end), (&b"d\n"[..], at(1, 2)));
     }
 
     #[test]
     fn a_line_longer_than_the_byte_limit_goes_alone() {
         let r = recent();
         let t = r.take(at(0, 2), 10, 1).unwrap();
-        assert_eq!((&t.lines[..], t.count, t.end), (&b"bb\n"[..], 1, at(0, 5)));
+        assert_eq!(
+            (&t.clone_lines()[..], t.count, t.end),
+            (&b"bb\n"[..], 1, at(0, 5))
+        );
     }
 
     #[test]
@@ -223,9 +264,15 @@ mod tests {
         r.push(at(0, 0), line(b'a').repeat(2), 2);
         r.push(at(0, 1200), line(b'b').repeat(2), 2);
         let t = r.take(at(0, 0), 100, 2000).unwrap();
-        assert_eq!((t.lines.len(), t.count, t.end), (1800, 3, at(0, 1800)));
+        assert_eq!(
+            (t.clone_lines().len(), t.count, t.end),
+            (1800, 3, at(0, 1800))
+        );
         let t = r.take(t.end, 100, 2000).unwrap();
-        assert_eq!((t.lines.len(), t.count, t.end), (600, 1, at(0, 2400)));
+        assert_eq!(
+            (t.clone_lines().len(), t.count, t.end),
+            (600, 1, at(0, 2400))
+        );
     }
 
     #[test]
@@ -233,7 +280,7 @@ mod tests {
         let r = recent();
         let t = r.take(at(0, 2), 10, 1 << 20).unwrap();
         assert_eq!(
-            (&t.lines[..], t.count, t.end),
+            (&t.clone_lines()[..], t.count, t.end),
             (&b"bb\nccc\n"[..], 2, at(0, 9))
         );
     }
@@ -245,7 +292,7 @@ mod tests {
         // Bytes 2..5 were written but not kept.
         r.push(at(0, 5), b"ccc\n".to_vec(), 1);
         let t = r.take(at(0, 0), 10, 1 << 20).unwrap();
-        assert_eq!((&t.lines[..], t.end), (&b"a\n"[..], at(0, 2)));
+        assert_eq!((&t.clone_lines()[..], t.end), (&b"a\n"[..], at(0, 2)));
         assert!(r.take(at(0, 2), 10, 1 << 20).is_none());
         assert_eq!(r.take(at(0, 5), 10, 1 << 20).unwrap().count, 1);
     }
