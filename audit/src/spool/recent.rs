@@ -39,7 +39,7 @@ impl Chunk {
 
 /// What [`Recent::take`] found: whole lines from the read cursor on, as slices of the appends
 /// that hold them (taking copies nothing; [`Taken::lines`] joins them).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Taken {
     parts: Vec<Bytes>,
     bytes: usize,
@@ -179,24 +179,6 @@ fn fitting(lines: &[u8], room: usize, left: u64, first: bool) -> (usize, usize) 
 mod tests {
     use super::*;
 
-    impl Taken {
-        fn clone_lines(&self) -> Bytes {
-            let Taken {
-                parts,
-                bytes,
-                count,
-                end,
-            } = self;
-            Taken {
-                parts: parts.clone(),
-                bytes: *bytes,
-                count: *count,
-                end: *end,
-            }
-            .lines()
-        }
-    }
-
     fn at(segment: u64, offset: u64) -> Cursor {
         Cursor { segment, offset }
     }
@@ -214,32 +196,32 @@ mod tests {
         let r = recent();
         let t = r.take(at(0, 0), 10, 1 << 20).unwrap();
         assert_eq!(
-            (&t.clone_lines()[..], t.count, t.end),
+            (&t.clone().lines()[..], t.count, t.end),
             (&b"a\nbb\nccc\n"[..], 3, at(0, 9))
         );
         let t = r.take(at(0, 0), 1, 1 << 20).unwrap();
         assert_eq!(
-            (&t.clone_lines()[..], t.count, t.end),
+            (&t.clone().lines()[..], t.count, t.end),
             (&b"a\n"[..], 1, at(0, 2))
         );
         let t = r.take(at(0, 0), 10, 5).unwrap();
         assert_eq!(
-            (&t.clone_lines()[..], t.count, t.end),
+            (&t.clone().lines()[..], t.count, t.end),
             (&b"a\nbb\n"[..], 2, at(0, 5))
         );
         // No more than the byte limit, even within an append.
         let t = r.take(at(0, 0), 10, 4).unwrap();
         assert_eq!(
-            (&t.clone_lines()[..], t.count, t.end),
+            (&t.clone().lines()[..], t.count, t.end),
             (&b"a\n"[..], 1, at(0, 2))
         );
         let t = r.take(at(0, 0), 10, 8).unwrap();
         assert_eq!(
-            (&t.clone_lines()[..], t.count, t.end),
+            (&t.clone().lines()[..], t.count, t.end),
             (&b"a\nbb\n"[..], 2, at(0, 5))
         );
         let t = r.take(at(1, 0), 10, 1 << 20).unwrap();
-        assert_eq!((&t.clone_lines()[..], t.end), (&b"d\n"[..], at(1, 2)));
+        assert_eq!((&t.clone().lines()[..], t.end), (&b"d\n"[..], at(1, 2)));
     }
 
     #[test]
@@ -247,7 +229,7 @@ mod tests {
         let r = recent();
         let t = r.take(at(0, 2), 10, 1).unwrap();
         assert_eq!(
-            (&t.clone_lines()[..], t.count, t.end),
+            (&t.clone().lines()[..], t.count, t.end),
             (&b"bb\n"[..], 1, at(0, 5))
         );
     }
@@ -265,12 +247,12 @@ mod tests {
         r.push(at(0, 1200), line(b'b').repeat(2), 2);
         let t = r.take(at(0, 0), 100, 2000).unwrap();
         assert_eq!(
-            (t.clone_lines().len(), t.count, t.end),
+            (t.clone().lines().len(), t.count, t.end),
             (1800, 3, at(0, 1800))
         );
         let t = r.take(t.end, 100, 2000).unwrap();
         assert_eq!(
-            (t.clone_lines().len(), t.count, t.end),
+            (t.clone().lines().len(), t.count, t.end),
             (600, 1, at(0, 2400))
         );
     }
@@ -280,7 +262,7 @@ mod tests {
         let r = recent();
         let t = r.take(at(0, 2), 10, 1 << 20).unwrap();
         assert_eq!(
-            (&t.clone_lines()[..], t.count, t.end),
+            (&t.clone().lines()[..], t.count, t.end),
             (&b"bb\nccc\n"[..], 2, at(0, 9))
         );
     }
@@ -292,7 +274,7 @@ mod tests {
         // Bytes 2..5 were written but not kept.
         r.push(at(0, 5), b"ccc\n".to_vec(), 1);
         let t = r.take(at(0, 0), 10, 1 << 20).unwrap();
-        assert_eq!((&t.clone_lines()[..], t.end), (&b"a\n"[..], at(0, 2)));
+        assert_eq!((&t.clone().lines()[..], t.end), (&b"a\n"[..], at(0, 2)));
         assert!(r.take(at(0, 2), 10, 1 << 20).is_none());
         assert_eq!(r.take(at(0, 5), 10, 1 << 20).unwrap().count, 1);
     }
