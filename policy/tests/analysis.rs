@@ -263,3 +263,24 @@ fn normalized_text_never_carries_passwords() {
     let error = analyze("CREATE USER bob PASSWORD 'hunter2' 'x'").unwrap_err();
     assert!(!error.to_string().contains("hunter2"), "{error}");
 }
+
+#[test]
+fn table_names_list_every_table_and_object_once_sorted() {
+    let sql = "WITH gone AS (DELETE FROM audit.old RETURNING *) \
+               INSERT INTO b.t SELECT * FROM a.u JOIN b.t USING (id), gone";
+    let insert = one(sql);
+    assert_eq!(insert.table_names(), ["a.u", "audit.old", "b.t"]);
+    // Asked again: the same names, kept.
+    assert!(std::ptr::eq(insert.table_names(), insert.table_names()));
+    // A clone works out its own; equality does not look at whether they were.
+    let copy = insert.clone();
+    assert_eq!(copy.table_names(), insert.table_names());
+    assert_eq!(one(sql), insert);
+    let index = one("CREATE INDEX ix ON s.t (a)");
+    assert!(
+        index.table_names().contains(&"s.t".to_owned()),
+        "{:?}",
+        index.table_names()
+    );
+    assert!(one("SELECT 1").table_names().is_empty());
+}

@@ -1,6 +1,8 @@
 //! The analysis of one statement, assembled from its shape and from the walk over its tree.
 
 use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::OnceLock;
 
 use sqlparser::ast::Statement;
 
@@ -57,9 +59,54 @@ pub struct StatementAnalysis {
     pub prepared_name: Option<Box<str>>,
     /// Literal-free fingerprint and normalised text.
     pub fingerprint: Fingerprint,
+    /// [`Self::table_names`], once asked for.
+    table_names: NamesMemo,
+}
+
+/// The names [`StatementAnalysis::table_names`] computed. A clone starts empty (it may be
+/// changed, and computes its own) and equality ignores it: it only repeats the analysis.
+#[derive(Default)]
+struct NamesMemo(OnceLock<Box<[String]>>);
+
+impl Clone for NamesMemo {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for NamesMemo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for NamesMemo {}
+
+impl fmt::Debug for NamesMemo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NamesMemo")
+    }
 }
 
 impl StatementAnalysis {
+    /// Every table and other object the statement names (`tables_read`, `tables_written` and
+    /// `objects`), as audit events list them: sorted, without duplicates. Worked out on the
+    /// first call and kept, so an analysis the cache shares between statements does it once.
+    pub fn table_names(&self) -> &[String] {
+        self.table_names.0.get_or_init(|| {
+            let mut names: Vec<String> = self
+                .tables_read
+                .iter()
+                .chain(&self.tables_written)
+                .chain(&self.objects)
+                .map(ToString::to_string)
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            names.into_boxed_slice()
+        })
+    }
+
     /// Recomputes [`is_write`](Self::is_write) trusting the functions `read_only` accepts (a policy's
     /// own list of read-only user functions).
     pub fn is_write_with(&self, read_only: impl Fn(&FunctionRef) -> bool) -> bool {
@@ -97,6 +144,7 @@ impl StatementAnalysis {
             prepared: None,
             prepared_name: None,
             fingerprint,
+            table_names: NamesMemo::default(),
         }
     }
 }
@@ -246,5 +294,6 @@ fn analyze_plain(statement: &Statement) -> StatementAnalysis {
         prepared: None,
         prepared_name: None,
         fingerprint: Fingerprint::of_statement(statement),
+        table_names: NamesMemo::default(),
     }
 }

@@ -10,7 +10,7 @@ use dbwarden_audit::{
 };
 use dbwarden_policy::analyze::{Analysis, StatementAnalysis};
 
-use super::statement::{StatementTrail, tables};
+use super::statement::StatementTrail;
 use super::{SidecarAudit, refusal_message};
 use crate::hook::{Completion, EndedBy, Identity, RunEnd};
 use crate::metrics::Metrics;
@@ -309,12 +309,8 @@ impl Conn {
             proxy_us: Some(proxy_us),
             session_us: None,
         };
-        let tables: Vec<Vec<String>> = decided
-            .iter()
-            .map(|d| d.statement.map(tables).unwrap_or_default())
-            .collect();
         let text = self.audit.text;
-        let drafts = decided.iter().zip(&tables).map(|(d, tables)| {
+        let drafts = decided.iter().map(|d| {
             let (statement, fingerprint) = match (d.statement, sql) {
                 (Some(s), Some(sql)) => (
                     match text {
@@ -337,7 +333,7 @@ impl Conn {
                     statement,
                     fingerprint,
                     operation: Some(d.operation),
-                    tables,
+                    tables: d.statement.map_or(&[], StatementAnalysis::table_names),
                     decision: Some(d.outcome.decision),
                     rule: d.outcome.rule.as_deref(),
                     durations: Some(&durations),

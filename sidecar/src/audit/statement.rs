@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dbwarden_audit::Decision;
+use dbwarden_policy::Decision as PolicyDecision;
 use dbwarden_policy::decide::Observed;
-use dbwarden_policy::{Decision as PolicyDecision, analyze::StatementAnalysis};
 
 /// The audit's view of one statement's decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,20 +161,6 @@ impl StatementTrail {
         self.outcomes = vec![Some(outcome)];
         self.refused = Some(0);
     }
-}
-
-/// The tables a statement touches, as events name them (schema-qualified when written so).
-pub(super) fn tables(statement: &StatementAnalysis) -> Vec<String> {
-    let mut names: Vec<String> = statement
-        .tables_read
-        .iter()
-        .chain(&statement.tables_written)
-        .chain(&statement.objects)
-        .map(ToString::to_string)
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    names
 }
 
 #[cfg(test)]
