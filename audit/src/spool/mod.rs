@@ -256,9 +256,21 @@ impl Spool {
     /// The spool keeps `buf` in memory for the shipper until it is delivered (or pushed out by
     /// newer appends), so the shipper need not read it back from the file.
     pub fn append_lines(&self, buf: Vec<u8>, records: u64) -> Result<(), SpoolError> {
-        let size = buf.len() as u64;
         let mut inner = self.lock();
-        let pending = self.pending(&inner);
+        let result = self.append_locked(&mut inner, buf, records);
+        // Also after a failure: a drop or rotation before it may have changed the sizes.
+        self.update_gauges(&inner);
+        result
+    }
+
+    fn append_locked(
+        &self,
+        inner: &mut Inner,
+        buf: Vec<u8>,
+        records: u64,
+    ) -> Result<(), SpoolError> {
+        let size = buf.len() as u64;
+        let pending = self.pending(inner);
         if pending + size > self.cfg.max_bytes {
             match self.cfg.failure_policy {
                 FailurePolicy::Closed => {
@@ -267,7 +279,7 @@ impl Spool {
                         max: self.cfg.max_bytes,
                     });
                 }
-                FailurePolicy::Open => self.drop_oldest(&mut inner, size),
+                FailurePolicy::Open => self.drop_oldest(inner, size),
             }
         }
         // Also when there is no open segment: the last rotation (or a cut) failed.
@@ -276,7 +288,7 @@ impl Spool {
             (Some(last), Some(_)) => last.len > 0 && last.len + size > self.cfg.segment_bytes,
         };
         if rotate {
-            self.rotate(&mut inner)?;
+            self.rotate(inner)?;
         }
         let Inner {
             segments, active, ..
@@ -315,7 +327,6 @@ impl Spool {
             inner.dirty_since = Some(Instant::now());
         }
         inner.recent.push(at, buf, records);
-        self.update_gauges(&inner);
         Ok(())
     }
 

@@ -39,7 +39,8 @@ impl Chunk {
 
 /// What [`Recent::take`] found: whole lines from the read cursor on, as slices of the appends
 /// that hold them (taking copies nothing; [`Taken::lines`] joins them).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
+#[cfg_attr(test, derive(Clone))]
 pub(crate) struct Taken {
     parts: Vec<Bytes>,
     bytes: usize,

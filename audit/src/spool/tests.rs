@@ -114,3 +114,25 @@ fn a_dropped_segment_is_not_left_for_the_interval_fsync() {
     let left = unsynced(&spool);
     assert_eq!(left.first(), Some(&oldest), "{left:?}");
 }
+
+#[test]
+fn sizes_are_published_after_a_drop_whose_append_then_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool(dir.path(), FailurePolicy::Open);
+    let record = [b'x'; 300];
+    // Full: nine segments of three records.
+    for _ in 0..27 {
+        spool.append(&[&record]).unwrap();
+    }
+    // The next append drops the oldest segment, then needs a new one, whose file is in the way.
+    fs::write(files::segment_path(dir.path(), 9), b"").unwrap();
+    assert!(matches!(
+        spool.append(&[&record]),
+        Err(SpoolError::Io { op: "creating", .. })
+    ));
+    let inner = spool.lock();
+    assert_eq!(inner.segments.front().map(|s| s.id), Some(1));
+    let pending = spool.pending(&inner);
+    assert_eq!(spool.undelivered.load(Ordering::Relaxed), pending);
+    assert_eq!(spool.stats.snapshot().spool_bytes, pending);
+}
