@@ -16,6 +16,7 @@
 //!    rows counted against [`CompiledPolicy::max_rows`].
 
 pub mod analyze;
+mod carried;
 pub mod compile;
 pub mod decide;
 pub mod identity;

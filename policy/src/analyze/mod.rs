@@ -99,6 +99,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::TokenWithSpan;
 
+use crate::carried::Carried;
 use crate::mask::MaskedUseMemo;
 
 /// Limits applied to every analysed string.
@@ -176,7 +177,7 @@ pub struct Analysis {
     /// Answers of the masked-column check per compiled policy, kept only on analyses the
     /// [`AnalysisCache`] shares between texts (it vouches they share the answer); ignored by
     /// equality, emptied by cloning.
-    pub(crate) masked_use: MaskedUseMemo,
+    pub(crate) masked_use: Carried<MaskedUseMemo>,
 }
 
 impl Analysis {
@@ -262,7 +263,7 @@ fn analyze_tokens(
                     .iter()
                     .map(statement::analyze_statement)
                     .collect(),
-                masked_use: MaskedUseMemo::default(),
+                masked_use: Carried::default(),
             };
             let shared = shape.is_some_and(|shape| shape::literal_independent(&statements, shape));
             Ok((analysis, shared))
@@ -399,6 +400,6 @@ fn analyze_segments(tokens: Vec<TokenWithSpan>, config: &AnalyzeConfig) -> Optio
         .collect();
     Some(Analysis {
         statements,
-        masked_use: MaskedUseMemo::default(),
+        masked_use: Carried::default(),
     })
 }

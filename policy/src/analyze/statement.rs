@@ -1,7 +1,6 @@
 //! The analysis of one statement, assembled from its shape and from the walk over its tree.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::sync::OnceLock;
 
 use sqlparser::ast::Statement;
@@ -12,6 +11,7 @@ use super::fingerprint::Fingerprint;
 use super::functions;
 use super::names::{ColumnRef, FunctionRef, TableRef};
 use super::operation::{ObjectKind, Operation};
+use crate::carried::Carried;
 
 /// Set when the statement was wrapped in `EXPLAIN`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,32 +60,7 @@ pub struct StatementAnalysis {
     /// Literal-free fingerprint and normalised text.
     pub fingerprint: Fingerprint,
     /// [`Self::table_names`], once asked for.
-    table_names: NamesMemo,
-}
-
-/// The names [`StatementAnalysis::table_names`] computed. A clone starts empty (it may be
-/// changed, and computes its own) and equality ignores it: it only repeats the analysis.
-#[derive(Default)]
-struct NamesMemo(OnceLock<Box<[String]>>);
-
-impl Clone for NamesMemo {
-    fn clone(&self) -> Self {
-        Self::default()
-    }
-}
-
-impl PartialEq for NamesMemo {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for NamesMemo {}
-
-impl fmt::Debug for NamesMemo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("NamesMemo")
-    }
+    table_names: Carried<OnceLock<Box<[String]>>>,
 }
 
 impl StatementAnalysis {
@@ -93,7 +68,7 @@ impl StatementAnalysis {
     /// `objects`), as audit events list them: sorted, without duplicates. Worked out on the
     /// first call and kept, so an analysis the cache shares between statements does it once.
     pub fn table_names(&self) -> &[String] {
-        self.table_names.0.get_or_init(|| {
+        self.table_names.get_or_init(|| {
             let mut names: Vec<String> = self
                 .tables_read
                 .iter()
@@ -144,7 +119,7 @@ impl StatementAnalysis {
             prepared: None,
             prepared_name: None,
             fingerprint,
-            table_names: NamesMemo::default(),
+            table_names: Carried::default(),
         }
     }
 }
@@ -294,6 +269,6 @@ fn analyze_plain(statement: &Statement) -> StatementAnalysis {
         prepared: None,
         prepared_name: None,
         fingerprint: Fingerprint::of_statement(statement),
-        table_names: NamesMemo::default(),
+        table_names: Carried::default(),
     }
 }

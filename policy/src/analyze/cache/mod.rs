@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::{Analysis, AnalyzeConfig, AnalyzeError, analyze_lexed, analyze_with, check_size};
 use super::{lex, shape};
+use crate::carried::Carried;
 use crate::mask::MaskedUseMemo;
 use clock::ClockMap;
 
@@ -137,7 +138,7 @@ impl AnalysisCache {
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let (mut analysis, shared) = analyze_lexed(sql, tokens, &self.config, shape.as_ref())?;
-        analysis.masked_use = MaskedUseMemo::enabled();
+        analysis.masked_use = Carried(MaskedUseMemo::enabled());
         let analysis = Arc::new(analysis);
         self.shard(sql)
             .texts

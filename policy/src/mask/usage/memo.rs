@@ -17,8 +17,8 @@ pub(crate) type Outcome = Result<(), (usize, MaskedColumnUse)>;
 const SLOTS: usize = 4;
 
 /// Answers per [`CompiledPolicy::id`](crate::compile::CompiledPolicy), at most [`SLOTS`] (the
-/// oldest goes first). Disabled unless the cache enabled it; a clone starts disabled and empty and
-/// equality ignores it, since it is a cache, not part of the analysis.
+/// oldest goes first). Disabled unless the cache enabled it. Kept in a
+/// [`Carried`](crate::carried::Carried): a clone starts disabled and empty, and equality ignores it.
 #[derive(Default)]
 pub(crate) struct MaskedUseMemo {
     slots: Option<Mutex<Vec<(u64, Outcome)>>>,
@@ -59,27 +59,6 @@ impl MaskedUseMemo {
     }
 }
 
-impl Clone for MaskedUseMemo {
-    fn clone(&self) -> Self {
-        // A clone may be changed (`statements` is public): it must not inherit answers.
-        Self::default()
-    }
-}
-
-impl PartialEq for MaskedUseMemo {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for MaskedUseMemo {}
-
-impl std::fmt::Debug for MaskedUseMemo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MaskedUseMemo")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +75,5 @@ mod tests {
         let off = MaskedUseMemo::default();
         off.put(1, Ok(()));
         assert_eq!(off.get(1), None);
-        assert_eq!(memo.clone().get(6), None, "a clone forgets");
     }
 }
