@@ -16,7 +16,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::mem;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -217,7 +218,6 @@ impl Spool {
     /// [`Spool::check_room`] reads. Called under the lock after every append, acknowledgement
     /// and drop.
     pub(crate) fn update_gauges(&self, inner: &Inner) {
-        use std::sync::atomic::Ordering::Relaxed;
         let pending = self.pending(inner);
         self.undelivered.store(pending, Relaxed);
         self.stats.spool_bytes.store(pending, Relaxed);
@@ -230,7 +230,7 @@ impl Spool {
     /// wait for the lock, so the answer may be a moment old: [`Spool::append_lines`] checks
     /// again under the lock, and under policy `closed` refuses what no longer fits.
     pub fn check_room(&self, bytes: u64) -> Result<(), SpoolError> {
-        let pending = self.undelivered.load(Ordering::Relaxed);
+        let pending = self.undelivered.load(Relaxed);
         match pending.saturating_add(bytes) <= self.cfg.max_bytes {
             true => Ok(()),
             false => Err(SpoolError::Full {

@@ -133,6 +133,6 @@ fn sizes_are_published_after_a_drop_whose_append_then_failed() {
     let inner = spool.lock();
     assert_eq!(inner.segments.front().map(|s| s.id), Some(1));
     let pending = spool.pending(&inner);
-    assert_eq!(spool.undelivered.load(Ordering::Relaxed), pending);
+    assert_eq!(spool.undelivered.load(Relaxed), pending);
     assert_eq!(spool.stats.snapshot().spool_bytes, pending);
 }
