@@ -190,10 +190,18 @@ async fn examples_apply_read_back_equal_and_print_columns() -> TestResult {
         );
     }
 
-    // kubectl explain shows the doc comments.
-    let explain = cp
-        .kubectl_ok(&ADMIN, &["explain", "dap.spec.guardrails.unparseable"])
-        .await?;
+    // kubectl explain shows the doc comments. The API server publishes a new CRD's OpenAPI
+    // a moment after the CRD is Established (seconds on a busy machine).
+    let args = ["explain", "dap.spec.guardrails.unparseable"];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let explain = loop {
+        let out = cp.kubectl(&ADMIN, &args).await?;
+        let unpublished = out.stderr.contains("couldn't find resource");
+        if !unpublished || tokio::time::Instant::now() > deadline {
+            break out.ok(format!("kubectl {}", args.join(" ")))?;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
     assert!(
         explain.contains("What happens to a statement the sidecar cannot parse."),
         "{explain}"

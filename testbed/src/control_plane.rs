@@ -333,8 +333,12 @@ impl ControlPlane {
         stdin: Option<&str>,
     ) -> Result<CommandOutput> {
         let mut command = tokio::process::Command::new(&self.kubectl);
+        // kubectl caches discovery under HOME by server address; a control plane of an earlier
+        // test on the same port must not answer for this one.
+        let cache = self.dir.path().join("kube-cache");
         command
             .arg(format!("--kubeconfig={}", self.kubeconfig(user).display()))
+            .arg(format!("--cache-dir={}", cache.display()))
             .args(args);
         process::run(command, stdin).await
     }
