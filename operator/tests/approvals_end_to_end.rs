@@ -193,7 +193,7 @@ async fn held_statements_run_after_approval_and_fail_on_denial_or_expiry() {
     let world = World::start(
         "    - {name: drops, when: {operations: [drop]}, approvers: {groups: [dba]}, mode: hold, holdTimeout: 60s}
     - {name: truncates, when: {operations: [truncate]}, approvers: {users: [alice]}, mode: hold, holdTimeout: 60s}
-    - {name: alters, when: {operations: [alter]}, approvers: {groups: [dba]}, mode: hold, holdTimeout: 5s, ttl: 6s}",
+    - {name: alters, when: {operations: [alter]}, approvers: {groups: [dba]}, mode: hold, holdTimeout: 8s, ttl: 12s}",
     )
     .await;
     let _sidecar = world.sidecar().await;
@@ -259,9 +259,10 @@ async fn held_statements_run_after_approval_and_fail_on_denial_or_expiry() {
     let message = refusal(result);
     assert!(message.contains("denied by alice"), "{message}");
 
-    // 3. Nobody decides: the hold timeout (5 s) fails the statement and the request stays
-    // pending; a retry waits on that request (up to 5 s more), and its expiry (6 s after it was
-    // filed) reaches the client. The table is untouched.
+    // 3. Nobody decides: the hold timeout (8 s) fails the statement and the request stays
+    // pending; a retry waits on that request (up to 8 s more), and its expiry (12 s after it was
+    // filed) reaches the client. The retry must start before the expiry: 4 s of margin for a
+    // busy machine. The table is untouched.
     let alter = "ALTER TABLE public.orders ADD COLUMN note text";
     let message = refusal(app.execute(alter, &[]).await);
     assert!(message.contains("hold timeout"), "{message}");

@@ -61,22 +61,34 @@ async fn certificate_is_renewed_before_it_lapses_and_stays_trusted() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    // The API server trusts both the old and the new CA while replicas switch over.
+    // The API server trusts both the old and the new CA while replicas switch over. The
+    // operator updates the webhook configurations after the Secret, so give it a moment.
     let template = r#"go-template={{ (index .webhooks 0).clientConfig.caBundle | base64decode }}"#;
-    let pem = cp
-        .kubectl_ok(
-            &ADMIN,
-            &[
-                "get",
-                "validatingwebhookconfiguration",
-                "dbwarden-validator",
-                "-o",
-                template,
-            ],
-        )
-        .await
-        .unwrap();
-    assert_eq!(pem.matches("BEGIN CERTIFICATE").count(), 2, "{pem}");
+    let start = Instant::now();
+    loop {
+        let pem = cp
+            .kubectl_ok(
+                &ADMIN,
+                &[
+                    "get",
+                    "validatingwebhookconfiguration",
+                    "dbwarden-validator",
+                    "-o",
+                    template,
+                ],
+            )
+            .await
+            .unwrap();
+        let count = pem.matches("BEGIN CERTIFICATE").count();
+        if count == 2 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the caBundle holds {count} certificates, not 2: {pem}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // After the switch the validating webhook (failure policy Fail) still answers: a policy
     // goes through it.

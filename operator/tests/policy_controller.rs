@@ -61,6 +61,33 @@ async fn start() -> (ControlPlane, tokio::sync::oneshot::Sender<()>) {
     (cp, stop)
 }
 
+/// Waits until `kubectl get events` about policy `orders` shows what `done` looks for: an
+/// Event is published after the status it goes with, so poll for up to 10 s.
+async fn events_until(cp: &ControlPlane, done: impl Fn(&str) -> bool) {
+    let mut events = String::new();
+    for _ in 0..50 {
+        events = cp
+            .kubectl_ok(
+                &ADMIN,
+                &[
+                    "get",
+                    "events",
+                    "-n",
+                    "payments",
+                    "--field-selector",
+                    "involvedObject.name=orders",
+                ],
+            )
+            .await
+            .unwrap();
+        if done(&events) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the events never showed what was expected: {events}");
+}
+
 /// Polls the policy until `done` holds, for at most 30 s.
 async fn wait_for(
     cp: &ControlPlane,
@@ -132,21 +159,7 @@ async fn valid_policy_becomes_ready_and_counts_its_pods() {
         table.lines().nth(1).is_some_and(|row| row.contains("True")),
         "{table}"
     );
-    let events = cp
-        .kubectl_ok(
-            &ADMIN,
-            &[
-                "get",
-                "events",
-                "-n",
-                "payments",
-                "--field-selector",
-                "involvedObject.name=orders",
-            ],
-        )
-        .await
-        .unwrap();
-    assert!(events.contains("Valid"), "{events}");
+    events_until(&cp, |events| events.contains("Valid")).await;
 }
 
 #[tokio::test]
@@ -167,24 +180,10 @@ async fn invalid_policy_is_not_ready_and_says_why() {
         message.contains(r#"spec.rules[0].tables[0]: "public..orders" is not a table pattern: it has an empty part"#),
         "{message}"
     );
-    let events = cp
-        .kubectl_ok(
-            &ADMIN,
-            &[
-                "get",
-                "events",
-                "-n",
-                "payments",
-                "--field-selector",
-                "involvedObject.name=orders",
-            ],
-        )
-        .await
-        .unwrap();
-    assert!(
-        events.contains("Warning") && events.contains("Invalid"),
-        "{events}"
-    );
+    events_until(&cp, |events| {
+        events.contains("Warning") && events.contains("Invalid")
+    })
+    .await;
 
     // Fixing the policy makes it Ready, for the new generation.
     cp.apply(&ADMIN, &POLICY.replace("TABLES", "public.orders"))

@@ -266,26 +266,35 @@ pub async fn deploy(story: &Story) -> anyhow::Result<Pod> {
         ],
     )
     .await?;
-    let can_i = cp
-        .kubectl(
-            &ADMIN,
-            &[
-                "auth",
-                "can-i",
-                "watch",
-                "databaseaccesspolicies.dbwarden.io",
-                "-n",
-                NAMESPACE,
-                &format!("--as=system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"),
-            ],
-        )
-        .await?;
-    ensure!(
-        can_i.stdout.trim() == "yes",
-        "the sidecar's ServiceAccount cannot watch policies: {} {}",
-        can_i.stdout,
-        can_i.stderr
-    );
+    // The API server's authorizer learns of a new binding from its informer: give it a moment.
+    let service_account = format!("--as=system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}");
+    let begun = std::time::Instant::now();
+    loop {
+        let can_i = cp
+            .kubectl(
+                &ADMIN,
+                &[
+                    "auth",
+                    "can-i",
+                    "watch",
+                    "databaseaccesspolicies.dbwarden.io",
+                    "-n",
+                    NAMESPACE,
+                    &service_account,
+                ],
+            )
+            .await?;
+        if can_i.stdout.trim() == "yes" {
+            break;
+        }
+        ensure!(
+            begun.elapsed() < std::time::Duration::from_secs(10),
+            "the sidecar's ServiceAccount cannot watch policies: {} {}",
+            can_i.stdout,
+            can_i.stderr
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     Ok(pod)
 }
 
