@@ -27,18 +27,22 @@ async fn a_steady_stream_goes_in_lingered_batches() {
     // millisecond, so a shipper that sent whatever it found after each answer would send
     // hundreds of batches.
     let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let begun = std::time::Instant::now();
     for i in 0..5000u64 {
         if i % 5 == 0 {
             tick.tick().await;
         }
         auditor.record(common::statement(i)).unwrap();
     }
+    // A busy machine stretches the second: allow a batch per linger of the time it took.
+    let streamed = begun.elapsed();
+    let lingers = u64::try_from(streamed.as_millis() / 200).unwrap_or(u64::MAX);
     assert!(auditor.flush(Duration::from_secs(10)).await);
     let snap = auditor.snapshot();
     assert_eq!(snap.shipped, 5000, "{snap:?}");
     assert!(
-        snap.batches_ok <= 12,
-        "1 s of events at a 200 ms linger took {} batches",
+        snap.batches_ok <= lingers * 3 / 2 + 5,
+        "{streamed:?} of events at a 200 ms linger took {} batches",
         snap.batches_ok
     );
     auditor.shutdown(Duration::from_secs(1)).await;

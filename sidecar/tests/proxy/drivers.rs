@@ -263,7 +263,14 @@ async fn cancel_reaches_the_right_backend() -> TestResult {
     let bystander = p.connect().await?;
     let token = client.cancel_token();
     let sleeper = tokio::spawn(async move { client.query_one("SELECT pg_sleep(30)", &[]).await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Cancel once the database runs it: a cancel before that finds nothing to cancel.
+    let begun = std::time::Instant::now();
+    let running = "SELECT count(*) FROM pg_stat_activity \
+                   WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'";
+    while bystander.query_one(running, &[]).await?.get::<_, i64>(0) == 0 {
+        assert!(begun.elapsed() < Duration::from_secs(10), "never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     token.cancel_query(NoTls).await?;
     let err = tokio::time::timeout(Duration::from_secs(5), sleeper)
         .await??

@@ -35,10 +35,17 @@ async fn graceful_shutdown_lets_statements_finish_and_health_reports_draining() 
     let busy = p.connect().await?;
     let idle = p.connect().await?;
     let running = tokio::spawn(async move {
-        busy.query_one("SELECT pg_sleep(1.5)::text, 'done'", &[])
+        busy.query_one("SELECT pg_sleep(2)::text, 'done'", &[])
             .await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Shut down once the statement runs in the database (the idle session is idle again after).
+    let begun = Instant::now();
+    let in_flight = "SELECT count(*) FROM pg_stat_activity \
+                     WHERE query LIKE 'SELECT pg_sleep(2)%' AND state = 'active'";
+    while idle.query_one(in_flight, &[]).await?.get::<_, i64>(0) == 0 {
+        assert!(begun.elapsed() < Duration::from_secs(10), "never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let started = Instant::now();
     let shutdown = tokio::spawn(handle.shutdown());
     tokio::time::sleep(Duration::from_millis(300)).await;
