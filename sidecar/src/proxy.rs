@@ -24,7 +24,7 @@ use crate::hook::{AllowAll, HookFactory, SessionInfo};
 use crate::metrics::{ConnectionOutcome, Metrics};
 use crate::net::Stream;
 use crate::protocol::backend::{self, CONNECTION_FAILURE, Severity};
-use crate::session::cancel::CancelRegistry;
+use crate::session::cancel::{CancelRegistry, CancelTarget};
 use crate::session::{Relay, SessionEnd};
 
 /// Why the sidecar could not start.
@@ -327,11 +327,12 @@ async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, shared: 
             tracing::info!(listener = %ctx.name, %peer, error = %e, kind = e.label(), "startup failed")
         }
         Ok(Ok(Handshake::Cancel(key))) => match shared.registry.lookup(key) {
-            Some((target, upstream_key)) => {
+            Some(CancelTarget::Upstream(target, upstream_key)) => {
                 if let Err(e) = target.cancel(upstream_key).await {
                     tracing::warn!(listener = %ctx.name, error = %e, "passing a cancel request on failed");
                 }
             }
+            Some(CancelTarget::Held) => {}
             None => {
                 tracing::info!(listener = %ctx.name, %peer, "cancel request with an unknown key")
             }

@@ -1,9 +1,11 @@
 //! The cancel registry: the keys the sidecar hands to clients, mapped to the upstream keys.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 
 use crate::backend::UpstreamTarget;
 use crate::protocol::startup::CancelRequest;
@@ -19,8 +21,55 @@ struct Entry {
     secret: u32,
     upstream: CancelRequest,
     target: Arc<UpstreamTarget>,
-    /// Wakes the session's held statement, if any (it never reached the database).
-    held: Arc<Notify>,
+    /// The session's held statement, if any (it never reached the database).
+    held: Arc<HeldCancel>,
+}
+
+/// How a CancelRequest reaches a statement the session holds for a decision. A cancel that
+/// takes a held statement is not passed on to the database: the database is not running it,
+/// and would otherwise cancel whatever the client sends next.
+#[derive(Debug, Default)]
+pub struct HeldCancel {
+    notify: Notify,
+    /// True while a statement is held. A cancel and the end of the hold both take it, so
+    /// exactly one of them decides the statement's fate.
+    holding: AtomicBool,
+}
+
+impl HeldCancel {
+    /// A future that completes when a cancel takes the held statement; enable it before
+    /// [`Self::hold`], as a cancel only wakes futures that are waiting.
+    pub fn notified(&self) -> Notified<'_> {
+        self.notify.notified()
+    }
+
+    /// A statement is held from now on.
+    pub fn hold(&self) {
+        self.holding.store(true, Ordering::Release);
+    }
+
+    /// The hold ends; false when a cancel took the statement first (it must not run).
+    pub fn release(&self) -> bool {
+        self.holding.swap(false, Ordering::AcqRel)
+    }
+
+    /// A cancel request: true when it took a held statement.
+    fn cancel(&self) -> bool {
+        let took = self.holding.swap(false, Ordering::AcqRel);
+        if took {
+            self.notify.notify_waiters();
+        }
+        took
+    }
+}
+
+/// Where a client's cancel request goes.
+#[derive(Debug)]
+pub enum CancelTarget {
+    /// It refused the session's held statement, and goes no further.
+    Held,
+    /// To the database, with the session's upstream key.
+    Upstream(Arc<UpstreamTarget>, CancelRequest),
 }
 
 /// A registered session; removes itself from the registry on drop.
@@ -29,8 +78,8 @@ pub struct Registration {
     registry: Arc<CancelRegistry>,
     /// The key handed to the client in BackendKeyData.
     pub key: CancelRequest,
-    /// Notified when a CancelRequest with this key arrives.
-    pub cancelled: Arc<Notify>,
+    /// How a CancelRequest with this key reaches a held statement.
+    pub cancelled: Arc<HeldCancel>,
 }
 
 impl Drop for Registration {
@@ -64,7 +113,7 @@ impl CancelRegistry {
             pid = pid.wrapping_add(random_u32() | 1);
         }
         let secret = random_u32();
-        let cancelled = Arc::new(Notify::new());
+        let cancelled = Arc::new(HeldCancel::default());
         map.insert(
             pid,
             Entry {
@@ -81,16 +130,18 @@ impl CancelRegistry {
         }
     }
 
-    /// Finds the upstream for a client's cancel request and wakes the session's held statement,
-    /// if any; `None` unless pid and secret match.
-    pub fn lookup(&self, key: CancelRequest) -> Option<(Arc<UpstreamTarget>, CancelRequest)> {
+    /// Where a client's cancel request goes: the session's held statement, if any, else its
+    /// upstream; `None` unless pid and secret match.
+    pub fn lookup(&self, key: CancelRequest) -> Option<CancelTarget> {
         let map = self.lock();
         let entry = map.get(&key.pid)?;
         if entry.secret != key.secret {
             return None;
         }
-        entry.held.notify_waiters();
-        Some((entry.target.clone(), entry.upstream))
+        if entry.held.cancel() {
+            return Some(CancelTarget::Held);
+        }
+        Some(CancelTarget::Upstream(entry.target.clone(), entry.upstream))
     }
 
     /// Number of live sessions.
@@ -101,5 +152,35 @@ impl CancelRegistry {
     /// True when no session is registered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HeldCancel;
+
+    #[tokio::test]
+    async fn a_cancel_takes_a_held_statement_once_and_nothing_else() {
+        let held = HeldCancel::default();
+        // Nothing held: the cancel goes on to the database.
+        assert!(!held.cancel());
+
+        // Held: the cancel takes it and wakes the waiting session; the hold's end then knows.
+        let cancelled = held.notified();
+        tokio::pin!(cancelled);
+        cancelled.as_mut().enable();
+        held.hold();
+        assert!(held.cancel());
+        tokio::time::timeout(std::time::Duration::from_secs(5), cancelled)
+            .await
+            .expect("the session was not woken");
+        assert!(!held.release());
+        // A second cancel, after the hold, goes to the database again.
+        assert!(!held.cancel());
+
+        // A hold the verdict ended first: the cancel that follows goes to the database.
+        held.hold();
+        assert!(held.release());
+        assert!(!held.cancel());
     }
 }

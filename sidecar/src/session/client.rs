@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::futures::Notified;
+use tokio::sync::{mpsc, watch};
 
+use super::cancel::HeldCancel;
 use super::copy::CopyTracking;
 use super::describe::{Executed, Note, describe_before};
 use super::out::Output;
@@ -63,8 +65,8 @@ client never started this COPY";
 
 pub(super) struct Pump {
     pub buf: BytesMut,
-    /// Notified when the client sends a CancelRequest for this session.
-    pub cancel: Arc<Notify>,
+    /// How the client's CancelRequest reaches a statement this session holds.
+    pub cancel: Arc<HeldCancel>,
     pub copy: CopyTracking,
     /// What [`Pump::deny`] sends in place of a denied message (built at the first denial).
     pub stand_in: BytesMut,
@@ -324,13 +326,42 @@ impl Pump {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let mut wait = hold.0;
         tracing::info!("statement held for a decision");
         // One registration for the whole hold, so a cancel between two reads is not missed.
-        let notify = Arc::clone(&self.cancel);
-        let cancelled = notify.notified();
+        let cancel = Arc::clone(&self.cancel);
+        let cancelled = cancel.notified();
         tokio::pin!(cancelled);
         cancelled.as_mut().enable();
+        cancel.hold();
+        let held = self
+            .wait_held(client, upstream, hold, after, cancelled)
+            .await;
+        // A cancel that came as the verdict did took the statement first: it must not run.
+        match held {
+            Ok(Held::Verdict(Verdict::Allow)) if !cancel.release() => {
+                tracing::info!("held statement cancelled by the client as it was allowed");
+                Ok(Held::Verdict(Verdict::Deny(cancelled_denial())))
+            }
+            held => {
+                cancel.release();
+                held
+            }
+        }
+    }
+
+    async fn wait_held<R, W>(
+        &mut self,
+        client: &mut R,
+        upstream: &mut W,
+        hold: Hold,
+        after: usize,
+        mut cancelled: std::pin::Pin<&mut Notified<'_>>,
+    ) -> Result<Held, SessionError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let mut wait = hold.0;
         loop {
             // A Terminate sent behind the held statement is a goodbye like a closed socket.
             if self.terminated_after(after) {
@@ -342,10 +373,7 @@ impl Pump {
                 verdict = &mut wait => return Ok(Held::Verdict(verdict)),
                 () = &mut cancelled => {
                     tracing::info!("held statement cancelled by the client");
-                    return Ok(Held::Verdict(Verdict::Deny(Denial::new(
-                        "canceling statement due to user request; it will not run (an approval \
-                         request already filed stays for the approvers to see)",
-                    ))));
+                    return Ok(Held::Verdict(Verdict::Deny(cancelled_denial())));
                 }
                 read = fill(client, &mut self.buf), if can_read => match read {
                     Ok(true) => {}
@@ -589,4 +617,12 @@ fn note_refused<T>(max: usize) -> impl FnOnce(mpsc::error::TrySendError<T>) -> S
             SessionError::UpstreamIo(std::io::ErrorKind::BrokenPipe.into())
         }
     }
+}
+
+/// The refusal of a held statement the client cancelled.
+fn cancelled_denial() -> Denial {
+    Denial::new(
+        "canceling statement due to user request; it will not run (an approval request already \
+         filed stays for the approvers to see)",
+    )
 }

@@ -258,7 +258,7 @@ pub struct Relay {
     /// Flips to true at graceful shutdown.
     pub shutdown: watch::Receiver<bool>,
     /// Notified when the client cancels (see [`cancel::CancelRegistry`]); ends a held statement.
-    pub cancel: Arc<tokio::sync::Notify>,
+    pub cancel: Arc<cancel::HeldCancel>,
     /// Where the database's round-trip times go (`dbwarden_upstream_duration_seconds`).
     pub metrics: Option<Arc<Metrics>>,
 }

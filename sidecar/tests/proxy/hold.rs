@@ -18,17 +18,18 @@ use postgres_protocol::message::frontend as fe;
 use crate::common::{Proxy, Raw, Setup, TestResult, error_codes, proxy, start_pg, tags};
 use crate::extended::bind;
 
-/// Holds every statement containing `/* hold */` until the test sends a verdict; with `true`,
-/// also refuses every result with a column named `refused`.
+/// Holds every statement containing `/* hold */` until the test sends a verdict, counting the
+/// holds the sidecar has begun waiting on; with `true`, also refuses every result with a
+/// column named `refused`.
 #[derive(Debug)]
-struct Gate(watch::Receiver<Option<bool>>, bool);
+struct Gate(watch::Receiver<Option<bool>>, bool, Arc<watch::Sender<u32>>);
 
-struct GateSession(watch::Receiver<Option<bool>>);
+struct GateSession(watch::Receiver<Option<bool>>, Arc<watch::Sender<u32>>);
 
 impl HookFactory for Gate {
     fn open(&self, _session: &SessionInfo) -> SessionHooks {
         SessionHooks {
-            statements: Some(Box::new(GateSession(self.0.clone()))),
+            statements: Some(Box::new(GateSession(self.0.clone(), self.2.clone()))),
             rows: self.1.then(|| Box::new(RefuseNamed) as Box<dyn RowHook>),
         }
     }
@@ -59,8 +60,10 @@ impl StatementHook for GateSession {
         if !sql.contains("/* hold */") {
             return Verdict::Allow;
         }
-        let mut gate = self.0.clone();
+        let (mut gate, begun) = (self.0.clone(), self.1.clone());
         Verdict::Hold(Hold(Box::pin(async move {
+            // First polled once the sidecar waits on it (and a cancel would reach it).
+            begun.send_modify(|n| *n += 1);
             match gate.wait_for(Option::is_some).await.map(|v| *v) {
                 Ok(Some(true)) => Verdict::Allow,
                 _ => Verdict::Deny(Denial::new("approver bob denied it")),
@@ -69,17 +72,22 @@ impl StatementHook for GateSession {
     }
 }
 
-/// The sidecar behind a [`Gate`] (`refusing`: it also refuses results), and the gate's verdict.
+/// The sidecar behind a [`Gate`] (`refusing`: it also refuses results), the gate's verdict and
+/// the count of holds begun.
 async fn gated(
     pg: &Postgres,
     refusing: bool,
-) -> Result<(Proxy, watch::Sender<Option<bool>>), Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<
+    (Proxy, watch::Sender<Option<bool>>, watch::Receiver<u32>),
+    Box<dyn std::error::Error + Send + Sync>,
+> {
     let (tx, rx) = watch::channel(None);
+    let (begun, holds) = watch::channel(0);
     let setup = Setup {
-        hooks: Some(Arc::new(Gate(rx, refusing)) as Arc<dyn HookFactory>),
+        hooks: Some(Arc::new(Gate(rx, refusing, Arc::new(begun))) as Arc<dyn HookFactory>),
         ..Setup::default()
     };
-    Ok((proxy(pg, setup).await?, tx))
+    Ok((proxy(pg, setup).await?, tx, holds))
 }
 
 async fn rows(pg: &Postgres, table: &str) -> Result<i64, Box<dyn std::error::Error + Send + Sync>> {
@@ -101,7 +109,7 @@ async fn table(pg: &Postgres, name: &str) -> TestResult {
 async fn a_held_statement_runs_only_after_the_verdict_and_the_session_goes_on() -> TestResult {
     let pg = start_pg().await?;
     table(&pg, "held_allow").await?;
-    let (p, gate) = gated(&pg, false).await?;
+    let (p, gate, _) = gated(&pg, false).await?;
     let client = Arc::new(p.connect().await?);
     let held = tokio::spawn({
         let client = client.clone();
@@ -126,7 +134,7 @@ async fn a_held_statement_runs_only_after_the_verdict_and_the_session_goes_on() 
 async fn a_refused_hold_reaches_the_client_as_an_error() -> TestResult {
     let pg = start_pg().await?;
     table(&pg, "held_deny").await?;
-    let (p, gate) = gated(&pg, false).await?;
+    let (p, gate, _) = gated(&pg, false).await?;
     let client = p.connect().await?;
     let (result, ()) = tokio::join!(
         client.execute("/* hold */ INSERT INTO held_deny VALUES (1)", &[]),
@@ -148,31 +156,38 @@ async fn a_refused_hold_reaches_the_client_as_an_error() -> TestResult {
 async fn a_cancel_or_a_disconnect_while_held_means_it_never_runs() -> TestResult {
     let pg = start_pg().await?;
     table(&pg, "held_gone").await?;
-    let (p, gate) = gated(&pg, false).await?;
+    let (p, gate, mut holds) = gated(&pg, false).await?;
 
-    // Cancel: the client's CancelRequest ends the wait with an error; the session goes on.
+    // Cancel: the client's CancelRequest ends the wait with an error; the session goes on. The
+    // cancel goes no further: the database was not running the held statement, and would
+    // cancel the next one instead, here a sleep pipelined behind it, which runs as soon as the
+    // held statement is refused. The cancel is sent once the sidecar holds the statement;
+    // all bounded, so a lost cancel fails the test instead of hanging it.
     let client = p.connect().await?;
     let cancel = client.cancel_token();
-    let query = client.simple_query("/* hold */ INSERT INTO held_gone VALUES (1)");
-    tokio::pin!(query);
-    // A cancel that comes before the statement is held has nothing to cancel (the database
-    // is idle), so cancel again until the statement ends; bounded, so a lost cancel fails the
-    // test instead of hanging it. One cancel at a time, each handled before the next check.
-    let result = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            tokio::select! {
-                result = &mut query => break result,
-                () = tokio::time::sleep(Duration::from_millis(300)) => {
-                    cancel.cancel_query(tokio_postgres::NoTls).await?;
-                }
+    let (held, next, cancelled) = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::join!(
+            client.simple_query("/* hold */ INSERT INTO held_gone VALUES (1)"),
+            client.simple_query("SELECT pg_sleep(1)"),
+            async {
+                holds.wait_for(|n| *n >= 1).await?;
+                cancel.cancel_query(tokio_postgres::NoTls).await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
             }
-        }
+        )
     })
-    .await?;
-    let error = result.err().ok_or("not cancelled")?;
+    .await
+    .map_err(|_| "the held statement was not cancelled within 30 s")?;
+    cancelled?;
+    let error = held.err().ok_or("the held statement was not cancelled")?;
     let message = error.as_db_error().ok_or("not a server error")?.message();
     assert!(message.contains("canceling statement"), "{message}");
-    client.simple_query("SELECT 1").await?;
+    next.map_err(|e| {
+        let why = e.as_db_error().map_or(e.to_string(), |db| {
+            format!("{} {}", db.code().code(), db.message())
+        });
+        format!("the statement after the cancelled one failed: {why}")
+    })?;
 
     // Disconnect, and Terminate: the client goes away while held; a later approval finds
     // nobody to run for.
@@ -182,7 +197,10 @@ async fn a_cancel_or_a_disconnect_while_held_means_it_never_runs() -> TestResult
     leaver.send(&query).await?;
     let mut goodbye = Raw::session(p.addr).await?;
     goodbye.send(&query).await?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both held (the cancelled one was the first).
+    tokio::time::timeout(Duration::from_secs(30), holds.wait_for(|n| *n >= 3))
+        .await
+        .map_err(|_| "the two statements were not held within 30 s")??;
     drop(leaver);
     let mut terminate = BytesMut::new();
     fe::terminate(&mut terminate);
@@ -207,7 +225,7 @@ async fn a_copy_withheld_behind_a_refused_result_is_failed_while_a_statement_is_
 {
     let pg = start_pg().await?;
     table(&pg, "held_copy").await?;
-    let (p, gate) = gated(&pg, true).await?;
+    let (p, gate, _) = gated(&pg, true).await?;
     let mut raw = Raw::session(p.addr).await?;
     let mut out = BytesMut::new();
     for sql in [
