@@ -266,7 +266,7 @@ async fn cancel_reaches_the_right_backend() -> TestResult {
     // Cancel once the database runs it: a cancel before that finds nothing to cancel.
     let begun = std::time::Instant::now();
     let running = "SELECT count(*) FROM pg_stat_activity \
-                   WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'";
+                   WHERE query = 'SELECT pg_sleep(30)' AND wait_event = 'PgSleep'";
     while bystander.query_one(running, &[]).await?.get::<_, i64>(0) == 0 {
         assert!(begun.elapsed() < Duration::from_secs(10), "never ran");
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -41,7 +41,7 @@ async fn graceful_shutdown_lets_statements_finish_and_health_reports_draining() 
     // Shut down once the statement runs in the database (the idle session is idle again after).
     let begun = Instant::now();
     let in_flight = "SELECT count(*) FROM pg_stat_activity \
-                     WHERE query LIKE 'SELECT pg_sleep(2)%' AND state = 'active'";
+                     WHERE query LIKE 'SELECT pg_sleep(2)%' AND wait_event = 'PgSleep'";
     while idle.query_one(in_flight, &[]).await?.get::<_, i64>(0) == 0 {
         assert!(begun.elapsed() < Duration::from_secs(10), "never ran");
         tokio::time::sleep(Duration::from_millis(50)).await;
