@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
 };
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -255,10 +255,11 @@ pub struct Bundles {
 }
 
 /// Keeps the served certificate current until `shutdown`: at once and then every `every`,
-/// renews the Secret's certificate when it is due (the replica that wins the write also
-/// publishes the new CA, bundled with the old one so replicas still serving the old certificate
-/// stay trusted), and serves whatever the Secret holds if it differs from what is served
-/// (renewed by another replica, or by cert-manager).
+/// renews the Secret's certificate when it is due (a compare-and-swap among replicas), makes
+/// sure the webhook configurations trust the CA of the Secret's certificate (bundled with the
+/// CA served until then, so replicas still serving the old certificate stay trusted), and only
+/// then serves whatever the Secret holds if it differs from what is served (renewed by another
+/// replica, or by cert-manager).
 #[allow(clippy::too_many_arguments)]
 pub async fn keep_fresh(
     client: kube::Client,
@@ -332,11 +333,6 @@ async fn refresh(
                 {
                     Ok(_) => {
                         tracing::info!(secret = %id, not_after = ?fresh.not_after, "renewed the webhook certificate");
-                        if let Some(bundles) = bundles {
-                            let both = format!("{}{}", fresh.ca_pem, stored.ca_pem);
-                            patch_ca_bundles(client, &bundles.mutating, &bundles.validating, &both)
-                                .await?;
-                        }
                         fresh
                     }
                     Err(kube::Error::Api(status)) if status.code == 409 => {
@@ -349,7 +345,40 @@ async fn refresh(
             }
         }
     };
+    // Before it is served, the API server must trust its CA (beside the one served until
+    // now, for replicas still switching over). Checked every time, so an update that failed
+    // (here or on the replica that renewed) is made again.
+    if let Some(bundles) = bundles {
+        trust_ca(client, bundles, &current.ca_pem, &served.ca_pem).await?;
+    }
     Ok((current.cert_pem != served.cert_pem).then_some(current))
+}
+
+/// Makes every webhook of `bundles` trust `ca_pem`: where its `caBundle` lacks it, the bundle
+/// becomes `ca_pem` followed by `also` (unless that is the same CA). Webhooks that trust it
+/// already are left as they are.
+async fn trust_ca(
+    client: &kube::Client,
+    bundles: &Bundles,
+    ca_pem: &str,
+    also: &str,
+) -> Result<(), CertError> {
+    let bundle = if also.is_empty() || also == ca_pem {
+        ca_pem.to_owned()
+    } else {
+        format!("{ca_pem}{also}")
+    };
+    let lacks = |current: &Option<ByteString>| {
+        !current.as_ref().is_some_and(|b| {
+            b.0.windows(ca_pem.len())
+                .any(|window| window == ca_pem.as_bytes())
+        })
+    };
+    let (mutating, validating) = (&bundles.mutating, &bundles.validating);
+    if set_ca_bundles(client, mutating, validating, &bundle, lacks).await? {
+        tracing::info!("webhook caBundle updated to trust the serving certificate's CA");
+    }
+    Ok(())
 }
 
 /// Sets `caBundle` on every webhook of the named configurations (missing ones are skipped with
@@ -361,45 +390,92 @@ pub async fn patch_ca_bundles(
     ca_pem: &str,
 ) -> Result<(), CertError> {
     let bundle = ByteString(ca_pem.as_bytes().to_vec());
-    set_bundles(
-        Api::<MutatingWebhookConfiguration>::all(client.clone()),
-        mutating,
-        |config| {
-            for webhook in config.webhooks.iter_mut().flatten() {
-                webhook.client_config.ca_bundle = Some(bundle.clone());
-            }
-        },
-    )
-    .await?;
-    set_bundles(
-        Api::<ValidatingWebhookConfiguration>::all(client.clone()),
-        validating,
-        |config| {
-            for webhook in config.webhooks.iter_mut().flatten() {
-                webhook.client_config.ca_bundle = Some(bundle.clone());
-            }
-        },
-    )
-    .await
+    let differs = |current: &Option<ByteString>| current.as_ref() != Some(&bundle);
+    set_ca_bundles(client, mutating, validating, ca_pem, differs).await?;
+    Ok(())
 }
 
-async fn set_bundles<K>(
-    api: Api<K>,
+/// Sets `bundle` as the `caBundle` of the webhooks of the named configurations where `replace`
+/// says so, writing back only the configurations it changed; true when one was written.
+async fn set_ca_bundles(
+    client: &kube::Client,
+    mutating: &[String],
+    validating: &[String],
+    bundle: &str,
+    replace: impl Fn(&Option<ByteString>) -> bool,
+) -> Result<bool, CertError> {
+    let bundle = ByteString(bundle.as_bytes().to_vec());
+    let set = |config: &mut dyn WebhookClients| {
+        let mut changed = false;
+        for client in config.clients() {
+            if replace(&client.ca_bundle) {
+                client.ca_bundle = Some(bundle.clone());
+                changed = true;
+            }
+        }
+        changed
+    };
+    let mutated = update_configs::<MutatingWebhookConfiguration>(client, mutating, &set).await?;
+    let validated =
+        update_configs::<ValidatingWebhookConfiguration>(client, validating, &set).await?;
+    Ok(mutated || validated)
+}
+
+/// The client configurations of a webhook configuration's webhooks.
+trait WebhookClients {
+    fn clients(&mut self) -> Box<dyn Iterator<Item = &mut WebhookClientConfig> + '_>;
+}
+
+impl WebhookClients for MutatingWebhookConfiguration {
+    fn clients(&mut self) -> Box<dyn Iterator<Item = &mut WebhookClientConfig> + '_> {
+        Box::new(
+            self.webhooks
+                .iter_mut()
+                .flatten()
+                .map(|w| &mut w.client_config),
+        )
+    }
+}
+
+impl WebhookClients for ValidatingWebhookConfiguration {
+    fn clients(&mut self) -> Box<dyn Iterator<Item = &mut WebhookClientConfig> + '_> {
+        Box::new(
+            self.webhooks
+                .iter_mut()
+                .flatten()
+                .map(|w| &mut w.client_config),
+        )
+    }
+}
+
+/// Applies `change` to each named configuration and writes back those it changed (it says so);
+/// true when one was written.
+async fn update_configs<K>(
+    client: &kube::Client,
     names: &[String],
-    set: impl Fn(&mut K),
-) -> Result<(), CertError>
+    change: &dyn Fn(&mut dyn WebhookClients) -> bool,
+) -> Result<bool, CertError>
 where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope, DynamicType = ()>
+        + WebhookClients
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
 {
+    let api = Api::<K>::all(client.clone());
+    let mut written = false;
     for name in names {
         let Some(mut config) = api.get_opt(name).await? else {
             tracing::warn!(%name, kind = std::any::type_name::<K>(), "webhook configuration not found; caBundle not set");
             continue;
         };
-        set(&mut config);
-        api.replace(name, &PostParams::default(), &config).await?;
+        if change(&mut config) {
+            api.replace(name, &PostParams::default(), &config).await?;
+            written = true;
+        }
     }
-    Ok(())
+    Ok(written)
 }
 
 /// Serves whichever certificate was last set, so a rotated one takes effect without a restart.

@@ -21,8 +21,8 @@ spec:
   rules: [{name: api, subjects: {serviceAccounts: [orders-api]}, operations: [read], tables: ["public.*"]}]
 "#;
 
-async fn serving_cert(cp: &ControlPlane) -> String {
-    let path = r"jsonpath={.data.tls\.crt}";
+/// The serving certificate's Secret, shown with `output` (`-o`).
+async fn webhook_secret(cp: &ControlPlane, output: &str) -> String {
     cp.kubectl_ok(
         &ADMIN,
         &[
@@ -32,11 +32,16 @@ async fn serving_cert(cp: &ControlPlane) -> String {
             "-n",
             "dbwarden-system",
             "-o",
-            path,
+            output,
         ],
     )
     .await
     .unwrap()
+}
+
+/// The serving certificate, base64.
+async fn serving_cert(cp: &ControlPlane) -> String {
+    webhook_secret(cp, r"jsonpath={.data.tls\.crt}").await
 }
 
 #[tokio::test]
@@ -63,22 +68,9 @@ async fn certificate_is_renewed_before_it_lapses_and_stays_trusted() {
     }
     // The API server trusts both the old and the new CA while replicas switch over. The
     // operator updates the webhook configurations after the Secret, so give it a moment.
-    let template = r#"go-template={{ (index .webhooks 0).clientConfig.caBundle | base64decode }}"#;
     let start = Instant::now();
     loop {
-        let pem = cp
-            .kubectl_ok(
-                &ADMIN,
-                &[
-                    "get",
-                    "validatingwebhookconfiguration",
-                    "dbwarden-validator",
-                    "-o",
-                    template,
-                ],
-            )
-            .await
-            .unwrap();
+        let pem = validator_bundle(&cp).await;
         let count = pem.matches("BEGIN CERTIFICATE").count();
         if count == 2 {
             break;
@@ -89,10 +81,60 @@ async fn certificate_is_renewed_before_it_lapses_and_stays_trusted() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-
     // After the switch the validating webhook (failure policy Fail) still answers: a policy
     // goes through it.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    validator_answers(&cp).await;
+}
+
+/// A caBundle that lost the serving certificate's CA (an edit, or an update that failed) is
+/// made whole at the next check, with no renewal due.
+#[tokio::test]
+async fn a_ca_bundle_that_lost_the_ca_is_repaired() {
+    let flags = ["--webhook-cert-check-interval", "1s"];
+    let (cp, _operator) = installed(&["payments"], &flags).await;
+    // Here the caBundle is replaced by the serving certificate itself, which is no CA.
+    let leaf = serving_cert(&cp).await;
+    let patch = format!(
+        r#"[{{"op":"replace","path":"/webhooks/0/clientConfig/caBundle","value":"{leaf}"}}]"#
+    );
+    cp.kubectl_ok(
+        &ADMIN,
+        &[
+            "patch",
+            "validatingwebhookconfiguration",
+            "dbwarden-validator",
+            "--type=json",
+            "-p",
+            &patch,
+        ],
+    )
+    .await
+    .unwrap();
+    let ca = webhook_secret(
+        &cp,
+        r#"go-template={{index .data "ca.crt" | base64decode}}"#,
+    )
+    .await;
+    assert!(ca.contains("BEGIN CERTIFICATE"), "{ca}");
+    let start = Instant::now();
+    loop {
+        let pem = validator_bundle(&cp).await;
+        if pem.contains(ca.trim()) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the caBundle was not repaired: {pem}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    validator_answers(&cp).await;
+}
+
+/// A policy goes through the validating webhook (failure policy Fail), so the API server
+/// trusts the certificate it serves.
+async fn validator_answers(cp: &ControlPlane) {
     let applied = cp
         .kubectl_with_input(
             &ADMIN,
@@ -102,4 +144,21 @@ async fn certificate_is_renewed_before_it_lapses_and_stays_trusted() {
         .await
         .unwrap();
     assert!(applied.status.success(), "{}", applied.stderr);
+}
+
+/// The PEM certificates the validating webhook's `caBundle` holds.
+async fn validator_bundle(cp: &ControlPlane) -> String {
+    let template = r#"go-template={{ (index .webhooks 0).clientConfig.caBundle | base64decode }}"#;
+    cp.kubectl_ok(
+        &ADMIN,
+        &[
+            "get",
+            "validatingwebhookconfiguration",
+            "dbwarden-validator",
+            "-o",
+            template,
+        ],
+    )
+    .await
+    .unwrap()
 }
