@@ -332,7 +332,9 @@ async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, shared: 
                     tracing::warn!(listener = %ctx.name, error = %e, "passing a cancel request on failed");
                 }
             }
-            Some(CancelTarget::Held) => {}
+            Some(CancelTarget::Held) => {
+                tracing::info!(listener = %ctx.name, "cancel request refused a held statement")
+            }
             None => {
                 tracing::info!(listener = %ctx.name, %peer, "cancel request with an unknown key")
             }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
@@ -26,14 +26,16 @@ struct Entry {
 }
 
 /// How a CancelRequest reaches a statement the session holds for a decision. A cancel that
-/// takes a held statement is not passed on to the database: the database is not running it,
-/// and would otherwise cancel whatever the client sends next.
+/// takes a held statement is passed on to the database only while statements sent before it
+/// still run there: otherwise the database would cancel whatever the client sends next.
 #[derive(Debug, Default)]
 pub struct HeldCancel {
     notify: Notify,
     /// True while a statement is held. A cancel and the end of the hold both take it, so
     /// exactly one of them decides the statement's fate.
     holding: AtomicBool,
+    /// The session's counters, once it relays: whether the database still owes answers.
+    progress: OnceLock<Arc<super::Progress>>,
 }
 
 impl HeldCancel {
@@ -53,13 +55,20 @@ impl HeldCancel {
         self.holding.swap(false, Ordering::AcqRel)
     }
 
-    /// A cancel request: true when it took a held statement.
+    /// Lets a cancel see whether the database still runs something of this session.
+    pub(super) fn attach(&self, progress: Arc<super::Progress>) {
+        let _ = self.progress.set(progress);
+    }
+
+    /// A cancel request: true when it took a held statement and nothing else of the session
+    /// runs in the database (then it goes no further).
     fn cancel(&self) -> bool {
         let took = self.holding.swap(false, Ordering::AcqRel);
         if took {
             self.notify.notify_waiters();
         }
-        took
+        // Nothing behind a held statement is sent while it is held: what runs came before it.
+        took && self.progress.get().is_none_or(|p| p.idle())
     }
 }
 

@@ -283,6 +283,7 @@ impl Relay {
             upstream: metrics.map(clock::UpstreamClock::new),
             ..Progress::default()
         });
+        self.cancel.attach(progress.clone());
         let (denied_tx, denied_rx) = mpsc::unbounded_channel();
         // Only sessions with a row hook describe portals; the others pay nothing.
         let (expect_tx, expect_rx) = if hooks.rows.is_some() {

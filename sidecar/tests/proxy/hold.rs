@@ -90,6 +90,18 @@ async fn gated(
     Ok((proxy(pg, setup).await?, tx, holds))
 }
 
+/// Cancels once the sidecar has begun `held` holds in all: a cancel sent before the statement
+/// is held finds nothing to take.
+async fn cancel_once_held(
+    holds: &mut watch::Receiver<u32>,
+    held: u32,
+    cancel: &tokio_postgres::CancelToken,
+) -> TestResult {
+    holds.wait_for(|n| *n >= held).await?;
+    cancel.cancel_query(tokio_postgres::NoTls).await?;
+    Ok(())
+}
+
 async fn rows(pg: &Postgres, table: &str) -> Result<i64, Box<dyn std::error::Error + Send + Sync>> {
     let out = pg
         .psql(&APP, &format!("SELECT count(*) FROM {table}"))
@@ -169,11 +181,7 @@ async fn a_cancel_or_a_disconnect_while_held_means_it_never_runs() -> TestResult
         tokio::join!(
             client.simple_query("/* hold */ INSERT INTO held_gone VALUES (1)"),
             client.simple_query("SELECT pg_sleep(1)"),
-            async {
-                holds.wait_for(|n| *n >= 1).await?;
-                cancel.cancel_query(tokio_postgres::NoTls).await?;
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-            }
+            cancel_once_held(&mut holds, 1, &cancel)
         )
     })
     .await
@@ -189,6 +197,24 @@ async fn a_cancel_or_a_disconnect_while_held_means_it_never_runs() -> TestResult
         format!("the statement after the cancelled one failed: {why}")
     })?;
 
+    // A cancel while a statement sent before the held one still runs in the database reaches
+    // that statement too, as it would without the sidecar; the held one never runs.
+    let (ahead, held, cancelled) = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::join!(
+            client.simple_query("SELECT pg_sleep(5)"),
+            client.simple_query("/* hold */ INSERT INTO held_gone VALUES (3)"),
+            cancel_once_held(&mut holds, 2, &cancel)
+        )
+    })
+    .await
+    .map_err(|_| "the statements were not cancelled within 30 s")?;
+    cancelled?;
+    let ahead = ahead.err().ok_or("the statement ahead was not cancelled")?;
+    assert_eq!(ahead.code().map(|c| c.code()), Some("57014"), "{ahead}");
+    let error = held.err().ok_or("the held statement was not cancelled")?;
+    let message = error.as_db_error().ok_or("not a server error")?.message();
+    assert!(message.contains("canceling statement"), "{message}");
+
     // Disconnect, and Terminate: the client goes away while held; a later approval finds
     // nobody to run for.
     let mut query = BytesMut::new();
@@ -197,8 +223,8 @@ async fn a_cancel_or_a_disconnect_while_held_means_it_never_runs() -> TestResult
     leaver.send(&query).await?;
     let mut goodbye = Raw::session(p.addr).await?;
     goodbye.send(&query).await?;
-    // Both held (the cancelled one was the first).
-    tokio::time::timeout(Duration::from_secs(30), holds.wait_for(|n| *n >= 3))
+    // Both held (after the two cancelled ones).
+    tokio::time::timeout(Duration::from_secs(30), holds.wait_for(|n| *n >= 4))
         .await
         .map_err(|_| "the two statements were not held within 30 s")??;
     drop(leaver);
