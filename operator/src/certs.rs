@@ -211,6 +211,7 @@ impl ServingCert {
                 .as_ref()
                 .and_then(|d| d.get(key))
                 .and_then(|b| String::from_utf8(b.0.clone()).ok())
+                .filter(|pem| !pem.trim().is_empty())
                 .ok_or_else(|| CertError::Incomplete {
                     secret: id.into(),
                     key,
@@ -347,69 +348,97 @@ async fn refresh(
     };
     // Before it is served, the API server must trust its CA (beside the one served until
     // now, for replicas still switching over). Checked every time, so an update that failed
-    // (here or on the replica that renewed) is made again.
-    if let Some(bundles) = bundles {
-        trust_ca(client, bundles, &current.ca_pem, &served.ca_pem).await?;
+    // (here or on the replica that renewed) is made again. The API server learns of an
+    // updated configuration through a watch, so a certificate whose CA was only just added
+    // is served from the next check on (the one served now stays valid long after).
+    let changed = current.cert_pem != served.cert_pem;
+    if let Some(bundles) = bundles
+        && trust_ca(client, bundles, &current.ca_pem, &served.ca_pem).await?
+        && changed
+    {
+        tracing::info!("serving the renewed webhook certificate from the next check on");
+        return Ok(None);
     }
-    Ok((current.cert_pem != served.cert_pem).then_some(current))
+    Ok(changed.then_some(current))
 }
 
-/// Makes every webhook of `bundles` trust `ca_pem`: where its `caBundle` lacks it, the bundle
-/// becomes `ca_pem` followed by `also` (unless that is the same CA). Webhooks that trust it
-/// already are left as they are.
-async fn trust_ca(
+/// Most CA certificates a webhook's `caBundle` keeps: the newest first, so a few renewals
+/// back are still trusted while replicas switch over and older ones drop out.
+const BUNDLE_CAS: usize = 3;
+
+/// Makes every webhook of `bundles` trust `ca_pem`. Where a `caBundle` lacks it, it goes in
+/// first, followed by `also` (the CA served until now) and the certificates the bundle held
+/// (up to [`BUNDLE_CAS`] in all): nothing another replica may still be serving is dropped.
+/// Webhooks that trust it already are left as they are. True when a configuration was written.
+pub async fn trust_ca(
     client: &kube::Client,
     bundles: &Bundles,
     ca_pem: &str,
     also: &str,
-) -> Result<(), CertError> {
-    let bundle = if also.is_empty() || also == ca_pem {
-        ca_pem.to_owned()
-    } else {
-        format!("{ca_pem}{also}")
-    };
-    let lacks = |current: &Option<ByteString>| {
-        !current.as_ref().is_some_and(|b| {
-            b.0.windows(ca_pem.len())
-                .any(|window| window == ca_pem.as_bytes())
-        })
-    };
+) -> Result<bool, CertError> {
     let (mutating, validating) = (&bundles.mutating, &bundles.validating);
-    if set_ca_bundles(client, mutating, validating, &bundle, lacks).await? {
+    let written = set_ca_bundles(client, mutating, validating, |current| {
+        let held = current
+            .as_ref()
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+            .unwrap_or_default();
+        trusting(&held, ca_pem, also).map(|bundle| ByteString(bundle.into_bytes()))
+    })
+    .await?;
+    if written {
         tracing::info!("webhook caBundle updated to trust the serving certificate's CA");
     }
-    Ok(())
+    Ok(written)
 }
 
-/// Sets `caBundle` on every webhook of the named configurations (missing ones are skipped with
-/// a log line: the chart may install only some).
-pub async fn patch_ca_bundles(
-    client: &kube::Client,
-    mutating: &[String],
-    validating: &[String],
-    ca_pem: &str,
-) -> Result<(), CertError> {
-    let bundle = ByteString(ca_pem.as_bytes().to_vec());
-    let differs = |current: &Option<ByteString>| current.as_ref() != Some(&bundle);
-    set_ca_bundles(client, mutating, validating, ca_pem, differs).await?;
-    Ok(())
+/// `held` with `ca_pem` first, then `also`, then the certificates it had (up to [`BUNDLE_CAS`]);
+/// `None` when it trusts `ca_pem` already.
+fn trusting(held: &str, ca_pem: &str, also: &str) -> Option<String> {
+    let held = pem_certificates(held);
+    if held.contains(&ca_pem.trim()) {
+        return None;
+    }
+    let mut keep: Vec<&str> = Vec::with_capacity(BUNDLE_CAS);
+    for cert in [ca_pem.trim(), also.trim()].into_iter().chain(held) {
+        if !cert.is_empty() && !keep.contains(&cert) && keep.len() < BUNDLE_CAS {
+            keep.push(cert);
+        }
+    }
+    Some(keep.iter().map(|cert| format!("{cert}\n")).collect())
 }
 
-/// Sets `bundle` as the `caBundle` of the webhooks of the named configurations where `replace`
-/// says so, writing back only the configurations it changed; true when one was written.
+/// The PEM certificate blocks in `bundle`, without the text around them (a placeholder, or a
+/// damaged bundle, is not kept).
+fn pem_certificates(bundle: &str) -> Vec<&str> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut certs = Vec::new();
+    let mut rest = bundle;
+    while let Some(start) = rest.find(BEGIN) {
+        let Some(len) = rest[start..].find(END) else {
+            break;
+        };
+        let end = start + len + END.len();
+        certs.push(&rest[start..end]);
+        rest = &rest[end..];
+    }
+    certs
+}
+
+/// Sets the `caBundle` that `bundle` makes of each webhook's current one (`None`: leave it) on
+/// the named configurations (missing ones are skipped with a log line: the chart may install
+/// only some), writing back only those it changed; true when one was written.
 async fn set_ca_bundles(
     client: &kube::Client,
     mutating: &[String],
     validating: &[String],
-    bundle: &str,
-    replace: impl Fn(&Option<ByteString>) -> bool,
+    bundle: impl Fn(&Option<ByteString>) -> Option<ByteString>,
 ) -> Result<bool, CertError> {
-    let bundle = ByteString(bundle.as_bytes().to_vec());
     let set = |config: &mut dyn WebhookClients| {
         let mut changed = false;
         for client in config.clients() {
-            if replace(&client.ca_bundle) {
-                client.ca_bundle = Some(bundle.clone());
+            if let Some(new) = bundle(&client.ca_bundle) {
+                client.ca_bundle = Some(new);
                 changed = true;
             }
         }
@@ -466,13 +495,23 @@ where
     let api = Api::<K>::all(client.clone());
     let mut written = false;
     for name in names {
-        let Some(mut config) = api.get_opt(name).await? else {
-            tracing::warn!(%name, kind = std::any::type_name::<K>(), "webhook configuration not found; caBundle not set");
-            continue;
-        };
-        if change(&mut config) {
-            api.replace(name, &PostParams::default(), &config).await?;
-            written = true;
+        // A conflict (another replica, or an apply, wrote in between) reads it again.
+        for attempt in 1..=3 {
+            let Some(mut config) = api.get_opt(name).await? else {
+                tracing::warn!(%name, kind = std::any::type_name::<K>(), "webhook configuration not found; caBundle not set");
+                break;
+            };
+            if !change(&mut config) {
+                break;
+            }
+            match api.replace(name, &PostParams::default(), &config).await {
+                Ok(_) => {
+                    written = true;
+                    break;
+                }
+                Err(kube::Error::Api(status)) if status.code == 409 && attempt < 3 => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     Ok(written)
@@ -515,6 +554,39 @@ mod tests {
             validity: Duration::from_secs(validity_secs),
             renew_before: Duration::from_secs(30 * 86400),
         }
+    }
+
+    #[test]
+    fn bundles_keep_only_whole_certificates() {
+        let a = "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----";
+        let b = "-----BEGIN CERTIFICATE-----\nBBB\n-----END CERTIFICATE-----";
+        assert_eq!(pem_certificates(&format!("{a}\n{b}\n")), [a, b]);
+        assert_eq!(pem_certificates(&format!("junk {a} junk")), [a]);
+        assert!(pem_certificates("Cg==").is_empty());
+        // A block cut short is not a certificate.
+        assert!(pem_certificates("-----BEGIN CERTIFICATE-----\nAAA").is_empty());
+    }
+
+    #[test]
+    fn a_new_ca_goes_first_and_nothing_still_served_is_dropped() {
+        let pem = |x: &str| format!("-----BEGIN CERTIFICATE-----\n{x}\n-----END CERTIFICATE-----");
+        let (a, b, c, d) = (pem("A"), pem("B"), pem("C"), pem("D"));
+        // Trusted already: left alone.
+        assert_eq!(
+            trusting(&format!("{b}\n{a}\n"), &format!("{a}\n"), ""),
+            None
+        );
+        // A placeholder gives way; the served CA follows the new one.
+        assert_eq!(trusting("Cg==", &a, &b), Some(format!("{a}\n{b}\n")));
+        // What the bundle held stays behind them, once, up to three in all.
+        assert_eq!(
+            trusting(&format!("{b}\n{c}\n{d}\n"), &a, &b),
+            Some(format!("{a}\n{b}\n{c}\n"))
+        );
+        assert_eq!(
+            trusting(&format!("{c}\n"), &a, ""),
+            Some(format!("{a}\n{c}\n"))
+        );
     }
 
     #[test]

@@ -188,14 +188,10 @@ async fn main() -> anyhow::Result<()> {
         validating: args.validating_webhooks.clone(),
     });
     if let Some(bundles) = &bundles {
-        certs::patch_ca_bundles(
-            &client,
-            &bundles.mutating,
-            &bundles.validating,
-            &serving.ca_pem,
-        )
-        .await
-        .context("setting caBundle on the webhook configurations")?;
+        // Added to what the bundles hold: other replicas may still serve an older certificate.
+        certs::trust_ca(&client, bundles, &serving.ca_pem, "")
+            .await
+            .context("setting caBundle on the webhook configurations")?;
     }
     let cert = Arc::new(ReloadableCert::new(serving.certified_key()?));
     let renewals = certs::keep_fresh(

@@ -84,7 +84,7 @@ async fn certificate_is_renewed_before_it_lapses_and_stays_trusted() {
     // After the switch the validating webhook (failure policy Fail) still answers: a policy
     // goes through it.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    validator_answers(&cp).await;
+    validator_answers(&cp, Duration::ZERO).await;
 }
 
 /// A caBundle that lost the serving certificate's CA (an edit, or an update that failed) is
@@ -129,21 +129,29 @@ async fn a_ca_bundle_that_lost_the_ca_is_repaired() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    validator_answers(&cp).await;
+    validator_answers(&cp, Duration::from_secs(15)).await;
 }
 
 /// A policy goes through the validating webhook (failure policy Fail), so the API server
-/// trusts the certificate it serves.
-async fn validator_answers(cp: &ControlPlane) {
-    let applied = cp
-        .kubectl_with_input(
-            &ADMIN,
-            &["apply", "--dry-run=server", "-f", "-"],
-            Some(POLICY),
-        )
-        .await
-        .unwrap();
-    assert!(applied.status.success(), "{}", applied.stderr);
+/// trusts the certificate it serves; retried for up to `within` (the API server learns of a
+/// changed webhook configuration through a watch).
+async fn validator_answers(cp: &ControlPlane, within: Duration) {
+    let start = Instant::now();
+    loop {
+        let applied = cp
+            .kubectl_with_input(
+                &ADMIN,
+                &["apply", "--dry-run=server", "-f", "-"],
+                Some(POLICY),
+            )
+            .await
+            .unwrap();
+        if applied.status.success() {
+            return;
+        }
+        assert!(start.elapsed() < within, "{}", applied.stderr);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// The PEM certificates the validating webhook's `caBundle` holds.
