@@ -39,8 +39,8 @@ pub struct HeldCancel {
 }
 
 impl HeldCancel {
-    /// A future that completes when a cancel takes the held statement; enable it before
-    /// [`Self::hold`], as a cancel only wakes futures that are waiting.
+    /// A future that completes when a cancel takes the held statement; a cancel only wakes
+    /// futures that are waiting, so enable it, then see whether [`Self::taken`] already.
     pub fn notified(&self) -> Notified<'_> {
         self.notify.notified()
     }
@@ -48,6 +48,11 @@ impl HeldCancel {
     /// A statement is held from now on.
     pub fn hold(&self) {
         self.holding.store(true, Ordering::Release);
+    }
+
+    /// True when a cancel took the held statement (or none is held).
+    pub fn taken(&self) -> bool {
+        !self.holding.load(Ordering::Acquire)
     }
 
     /// The hold ends; false when a cancel took the statement first (it must not run).
@@ -77,7 +82,8 @@ impl HeldCancel {
 pub enum CancelTarget {
     /// It refused the session's held statement, and goes no further.
     Held,
-    /// To the database, with the session's upstream key.
+    /// To the database, with the session's upstream key (having also refused a held
+    /// statement, if statements sent before it still run).
     Upstream(Arc<UpstreamTarget>, CancelRequest),
 }
 

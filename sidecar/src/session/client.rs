@@ -215,7 +215,9 @@ impl Pump {
             };
             let action = match self.checker.decide(message)? {
                 Action::Hold { hold, ready } => {
-                    // Everything before the held statement goes now; it waits alone.
+                    // Everything before the held statement goes now; it waits alone. A cancel
+                    // takes it from here on, also while that goes out.
+                    self.cancel.hold();
                     self.settle_audit().await?;
                     self.out
                         .finish(upstream, &self.buf[run_start..pos])
@@ -332,10 +334,14 @@ impl Pump {
         let cancelled = cancel.notified();
         tokio::pin!(cancelled);
         cancelled.as_mut().enable();
-        cancel.hold();
-        let held = self
-            .wait_held(client, upstream, hold, after, cancelled)
-            .await;
+        let held = if cancel.taken() {
+            // A cancel came while what was before the statement went out.
+            tracing::info!("held statement cancelled by the client");
+            Ok(Held::Verdict(Verdict::Deny(cancelled_denial())))
+        } else {
+            self.wait_held(client, upstream, hold, after, cancelled)
+                .await
+        };
         // A cancel that came as the verdict did took the statement first: it must not run.
         match held {
             Ok(Held::Verdict(Verdict::Allow)) if !cancel.release() => {
