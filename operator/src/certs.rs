@@ -391,16 +391,19 @@ pub async fn trust_ca(
     Ok(written)
 }
 
-/// `held` with `ca_pem` first, then `also`, then the certificates it had (up to [`BUNDLE_CAS`]);
-/// `None` when it trusts `ca_pem` already.
+/// `held` with the certificates of `ca_pem` first, then those of `also`, then the ones it had
+/// (up to [`BUNDLE_CAS`], or all of `ca_pem`'s if more); `None` when it holds every
+/// certificate of `ca_pem` already (or `ca_pem` has none).
 fn trusting(held: &str, ca_pem: &str, also: &str) -> Option<String> {
     let held = pem_certificates(held);
-    if held.contains(&ca_pem.trim()) {
+    let wanted = pem_certificates(ca_pem);
+    if wanted.iter().all(|cert| held.contains(cert)) {
         return None;
     }
-    let mut keep: Vec<&str> = Vec::with_capacity(BUNDLE_CAS);
-    for cert in [ca_pem.trim(), also.trim()].into_iter().chain(held) {
-        if !cert.is_empty() && !keep.contains(&cert) && keep.len() < BUNDLE_CAS {
+    let most = BUNDLE_CAS.max(wanted.len());
+    let mut keep: Vec<&str> = Vec::with_capacity(most);
+    for cert in wanted.iter().chain(&pem_certificates(also)).chain(&held) {
+        if !keep.contains(cert) && keep.len() < most {
             keep.push(cert);
         }
     }
@@ -587,6 +590,12 @@ mod tests {
             trusting(&format!("{c}\n"), &a, ""),
             Some(format!("{a}\n{c}\n"))
         );
+        // A CA file of two certificates, with text around them, is trusted once both are in.
+        let two = format!("Bag Attributes\n{a}\nmore\n{b}\n");
+        assert_eq!(trusting(&c, &two, ""), Some(format!("{a}\n{b}\n{c}\n")));
+        assert_eq!(trusting(&format!("{b}\n{a}\n"), &two, ""), None);
+        // Nothing to trust in a CA file without a certificate: left alone.
+        assert_eq!(trusting(&c, "garbage", ""), None);
     }
 
     #[test]
