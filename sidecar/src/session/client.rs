@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::futures::Notified;
 use tokio::sync::{mpsc, watch};
 
 use super::cancel::HeldCancel;
@@ -19,6 +18,10 @@ use crate::net::{fill, reclaim};
 use crate::protocol::backend::{self, INSUFFICIENT_PRIVILEGE, Severity};
 use crate::protocol::codec::{peek_header, put_cstr, put_message};
 use crate::protocol::frontend::{FrontendMessage, Target};
+
+mod hold;
+
+use hold::Held;
 
 /// A Sync message: it ends the stand-in sent upstream in place of a denied message.
 const SYNC: &[u8] = b"S\0\0\0\x04";
@@ -46,18 +49,6 @@ enum Action {
     /// Wait for the hook's later verdict, then forward or deny.
     Hold { hold: Hold, ready: bool },
 }
-
-/// How a hold ended.
-enum Held {
-    /// The hook decided (or the client cancelled: a refusal).
-    Verdict(Verdict),
-    /// The session ends without the statement.
-    End(SessionEnd),
-}
-
-/// While a statement is held, the client's further input is read (to notice a disconnect) up
-/// to this many buffered bytes; beyond, reading pauses until the verdict.
-const HOLD_READ_LIMIT: usize = 1024 * 1024;
 
 /// What the database is told, in a CopyFail, about a COPY whose CopyInResponse was withheld.
 const WITHHELD_COPY: &[u8] = b"dbwarden withheld an earlier result of this exchange, so the \
@@ -314,108 +305,6 @@ impl Pump {
             })
     }
 
-    /// Waits for a held statement's verdict while watching the client: a disconnect or a
-    /// graceful shutdown ends the session (the statement never runs), a CancelRequest refuses
-    /// the statement. Pipelined input that arrives meanwhile is kept for after the verdict.
-    async fn hold<R, W>(
-        &mut self,
-        client: &mut R,
-        upstream: &mut W,
-        hold: Hold,
-        after: usize,
-    ) -> Result<Held, SessionError>
-    where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
-    {
-        tracing::info!("statement held for a decision");
-        // One registration for the whole hold, so a cancel between two reads is not missed.
-        let cancel = Arc::clone(&self.cancel);
-        let cancelled = cancel.notified();
-        tokio::pin!(cancelled);
-        cancelled.as_mut().enable();
-        let held = if cancel.taken() {
-            // A cancel came while what was before the statement went out.
-            tracing::info!("held statement cancelled by the client");
-            Ok(Held::Verdict(Verdict::Deny(cancelled_denial())))
-        } else {
-            self.wait_held(client, upstream, hold, after, cancelled)
-                .await
-        };
-        // A cancel that came as the verdict did took the statement first: it must not run.
-        match held {
-            Ok(Held::Verdict(Verdict::Allow)) if !cancel.release() => {
-                tracing::info!("held statement cancelled by the client as it was allowed");
-                Ok(Held::Verdict(Verdict::Deny(cancelled_denial())))
-            }
-            held => {
-                cancel.release();
-                held
-            }
-        }
-    }
-
-    async fn wait_held<R, W>(
-        &mut self,
-        client: &mut R,
-        upstream: &mut W,
-        hold: Hold,
-        after: usize,
-        mut cancelled: std::pin::Pin<&mut Notified<'_>>,
-    ) -> Result<Held, SessionError>
-    where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
-    {
-        let mut wait = hold.0;
-        loop {
-            // A Terminate sent behind the held statement is a goodbye like a closed socket.
-            if self.terminated_after(after) {
-                tracing::info!("client said goodbye while its statement was held; it will not run");
-                return Ok(Held::End(SessionEnd::Terminated));
-            }
-            let can_read = self.buf.len() < HOLD_READ_LIMIT;
-            tokio::select! {
-                verdict = &mut wait => return Ok(Held::Verdict(verdict)),
-                () = &mut cancelled => {
-                    tracing::info!("held statement cancelled by the client");
-                    return Ok(Held::Verdict(Verdict::Deny(cancelled_denial())));
-                }
-                read = fill(client, &mut self.buf), if can_read => match read {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::info!("client left while its statement was held; it will not run");
-                        return Ok(Held::End(SessionEnd::ClientClosed));
-                    }
-                    Err(e) => return Err(SessionError::ClientIo(e)),
-                },
-                changed = self.shutdown.changed() => {
-                    if changed.is_err() || *self.shutdown.borrow() {
-                        return Ok(Held::End(SessionEnd::Shutdown));
-                    }
-                }
-                // A COPY sent before the held statement must not wait for the verdict.
-                () = self.progress.copies_to_fail(self.copy.withheld_failed) => {
-                    self.fail_withheld_copies(upstream).await?;
-                }
-            }
-        }
-    }
-
-    /// True when the complete frames buffered from `from` on include a Terminate.
-    fn terminated_after(&self, mut from: usize) -> bool {
-        while let Ok(Some((tag, len))) = peek_header(&self.buf[from..], self.max_message) {
-            if self.buf.len() - from < len {
-                return false;
-            }
-            if tag == b'X' {
-                return true;
-            }
-            from += len;
-        }
-        false
-    }
-
     /// Counts the ReadyForQuery messages a forwarded message will produce (see
     /// [`CopyTracking::forwarded`]).
     fn account(&mut self, tag: u8) {
@@ -623,12 +512,4 @@ fn note_refused<T>(max: usize) -> impl FnOnce(mpsc::error::TrySendError<T>) -> S
             SessionError::UpstreamIo(std::io::ErrorKind::BrokenPipe.into())
         }
     }
-}
-
-/// The refusal of a held statement the client cancelled.
-fn cancelled_denial() -> Denial {
-    Denial::new(
-        "canceling statement due to user request; it will not run (an approval request already \
-         filed stays for the approvers to see)",
-    )
 }
