@@ -90,6 +90,16 @@ async fn gated(
     Ok((proxy(pg, setup).await?, tx, holds))
 }
 
+/// A held statement's result, which its cancel refused.
+fn refused_as_cancelled(
+    result: Result<Vec<tokio_postgres::SimpleQueryMessage>, tokio_postgres::Error>,
+) -> TestResult {
+    let error = result.err().ok_or("the held statement was not cancelled")?;
+    let message = error.as_db_error().ok_or("not a server error")?.message();
+    assert!(message.contains("canceling statement"), "{message}");
+    Ok(())
+}
+
 /// Cancels once the sidecar has begun `held` holds in all: a cancel sent before the statement
 /// is held finds nothing to take.
 async fn cancel_once_held(
@@ -187,9 +197,7 @@ async fn a_cancel_or_a_disconnect_while_held_means_it_never_runs() -> TestResult
     .await
     .map_err(|_| "the held statement was not cancelled within 30 s")?;
     cancelled?;
-    let error = held.err().ok_or("the held statement was not cancelled")?;
-    let message = error.as_db_error().ok_or("not a server error")?.message();
-    assert!(message.contains("canceling statement"), "{message}");
+    refused_as_cancelled(held)?;
     next.map_err(|e| {
         let why = e.as_db_error().map_or(e.to_string(), |db| {
             format!("{} {}", db.code().code(), db.message())
@@ -211,9 +219,7 @@ async fn a_cancel_or_a_disconnect_while_held_means_it_never_runs() -> TestResult
     cancelled?;
     let ahead = ahead.err().ok_or("the statement ahead was not cancelled")?;
     assert_eq!(ahead.code().map(|c| c.code()), Some("57014"), "{ahead}");
-    let error = held.err().ok_or("the held statement was not cancelled")?;
-    let message = error.as_db_error().ok_or("not a server error")?.message();
-    assert!(message.contains("canceling statement"), "{message}");
+    refused_as_cancelled(held)?;
 
     // Disconnect, and Terminate: the client goes away while held; a later approval finds
     // nobody to run for.
